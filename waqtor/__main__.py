@@ -1,0 +1,5 @@
+import sys
+
+from waqtor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): the seed's routes and response shapes."""

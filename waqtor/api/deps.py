@@ -1,0 +1,18 @@
+"""Request-scoped access to the process's services."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from waqtor.sender import Sender
+from waqtor.services import Services
+
+
+def services(request: Request) -> Services:
+    s: Services = request.app.state.services
+    return s
+
+
+def sender(request: Request) -> Sender:
+    snd: Sender = request.app.state.sender
+    return snd

@@ -1,0 +1,81 @@
+"""Every error leaves as ``{"success": false, "error": ...}``; none leaves as a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from waqtor.api.limits import BodyTooLarge
+from waqtor.config import redis_label
+
+log = logging.getLogger("waqtor.api")
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.extra = extra
+
+
+def error_body(error: str, **extra: Any) -> dict[str, Any]:
+    return {"success": False, "error": error, **extra}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.error, **exc.extra), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "Not found"
+        return JSONResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            field = _field(loc)
+            kind = str(err.get("type", ""))
+            msg = str(err.get("msg", "invalid"))
+            if kind == "json_invalid":
+                msg = "body is not valid JSON"
+                field = "body"
+            details.append({"field": field, "message": msg})
+        first = details[0] if details else {"field": "body", "message": "invalid request"}
+        text = f"{first['field']}: {first['message']}"
+        return JSONResponse(error_body(text, details=details), status_code=400)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(error_body(str(exc)), status_code=413)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, REDIS_DOWN):
+            url = getattr(request.app.state, "redis_url", "")
+            return JSONResponse(
+                error_body(f"Redis unavailable at {redis_label(url)}: {exc}"), status_code=503
+            )
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal error; see the server log"), status_code=500)

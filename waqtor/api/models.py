@@ -1,0 +1,54 @@
+"""Request and response models: the seed's shapes, kept exactly, plus documented additions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SendBulkRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    recipients: list[Any] = Field(
+        ...,
+        description=(
+            'Phone strings, or objects {"phone", "message"?, ...variables}. Invalid ones are '
+            "reported by index; the rest are sent."
+        ),
+    )
+    message: str | None = Field(
+        default=None, description="Template for recipients without their own message."
+    )
+    account: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Sender account."
+    )
+
+
+class CleanRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    grace: int | None = Field(default=None, ge=0, description="Age in ms; default 24 h.")
+
+
+class FaultsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transient: float = Field(default=0.0, ge=0, le=1)
+    rate_limited: float = Field(default=0.0, ge=0, le=1)
+    permanent: float = Field(default=0.0, ge=0, le=1)
+    ambiguous: float = Field(default=0.0, ge=0, le=1)
+    unavailable: float = Field(default=0.0, ge=0, le=1)
+    latencyMs: int | None = Field(default=None, ge=0, le=60_000)
+    phones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Outcome forced per E.164 phone: transient, rate_limited, permanent, ...",
+    )
+
+
+def ok(data: Any = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"success": True}
+    if data is not None:
+        body["data"] = data
+    body.update(extra)
+    return body

@@ -1,0 +1,132 @@
+"""``/api/queue/*``: the seed's queue management routes."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query
+
+from waqtor import campaigns
+from waqtor.api.deps import services
+from waqtor.api.errors import REDIS_DOWN, ApiError
+from waqtor.api.models import CleanRequest, ok
+from waqtor.config import redis_label
+from waqtor.services import Services
+
+router = APIRouter(prefix="/api/queue", tags=["queue"])
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@router.get("/stats")
+async def stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    counts = await s.engine.counts()
+    counts["total"] = sum(counts.values())
+    messages = await s.ledger.global_counts()
+    return ok({**counts, "messages": messages})
+
+
+@router.get("/jobs")
+async def jobs(
+    s: Annotated[Services, Depends(services)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    views = await s.engine.recent(limit)
+    rows = [
+        {
+            "id": v.id,
+            "status": v.state,
+            "progress": v.progress,
+            "data": v.data,
+            "processedOn": v.processed_on,
+            "finishedOn": v.finished_on,
+            "failedReason": v.failed_reason,
+            "timestamp": v.timestamp,
+        }
+        for v in views
+    ]
+    return ok({"jobs": rows, "count": len(rows)})
+
+
+@router.get("/jobs/{job_id}")
+async def job(job_id: str, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    view = await s.engine.get(job_id)
+    if view is None:
+        raise ApiError(404, "Job not found")
+    return ok(await campaigns.job_detail(s, view))
+
+
+@router.post("/pause")
+async def pause(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    await s.engine.pause()
+    return ok(message="Queue paused: running campaigns stop before their next message")
+
+
+@router.post("/resume")
+async def resume(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    await s.engine.resume()
+    return ok(message="Queue resumed")
+
+
+@router.post("/clean")
+async def clean(
+    s: Annotated[Services, Depends(services)],
+    body: Annotated[CleanRequest | None, Body()] = None,
+    grace: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    chosen = (
+        grace if grace is not None else (body.grace if body and body.grace is not None else None)
+    )
+    grace_ms = DAY_MS if chosen is None else chosen
+    removed = await campaigns.clean(s, grace_ms)
+    return ok(
+        {"removed": len(removed), "jobs": removed, "grace": grace_ms},
+        message=f"Removed {len(removed)} finished job(s) older than {grace_ms} ms",
+    )
+
+
+@router.get("/health")
+async def health(s: Annotated[Services, Depends(services)]) -> Any:
+    from fastapi.responses import JSONResponse
+
+    data: dict[str, Any] = {}
+    healthy = True
+    started = time.perf_counter()
+    try:
+        await s.redis.ping()
+        info = await s.redis.config_get("maxmemory-policy")
+        policy = info.get("maxmemory-policy", "unknown")
+        data["redis"] = {
+            "ok": True,
+            "at": redis_label(s.redis_url),
+            "latencyMs": round((time.perf_counter() - started) * 1000, 2),
+            "maxmemoryPolicy": policy,
+        }
+        if policy != "noeviction":
+            data["redis"]["warning"] = (
+                "maxmemory-policy is not noeviction: queued jobs can be evicted"
+            )
+        beats = await s.redis.hgetall(s.keys.workers)
+        now = s.clock.now_ms()
+        stale_after = 3 * s.settings.heartbeat_ms
+        workers = []
+        for raw in beats.values():
+            beat = json.loads(raw)
+            beat["alive"] = now - int(beat.get("ts", 0)) <= stale_after
+            workers.append(beat)
+        alive = sum(1 for w in workers if w["alive"])
+        data["workers"] = {"alive": alive, "list": workers}
+        if alive == 0:
+            healthy = False
+        data["queue"] = {"paused": await s.engine.is_paused()}
+    except REDIS_DOWN as exc:
+        healthy = False
+        data["redis"] = {"ok": False, "at": redis_label(s.redis_url), "error": str(exc)}
+    provider = await s.provider.health() if "redis" in data and data["redis"]["ok"] else None
+    if provider is not None:
+        data["provider"] = {"name": s.provider.name, "ok": provider.ok, "detail": provider.detail}
+        healthy = healthy and provider.ok
+    body = {"success": healthy, "healthy": healthy, "data": data}
+    return JSONResponse(body, status_code=200 if healthy else 503)

@@ -1,0 +1,51 @@
+"""``/api/simulator/*``: the simulated outbox and its fault switches (simulator only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from waqtor.api.deps import services
+from waqtor.api.errors import ApiError
+from waqtor.api.models import FaultsRequest, ok
+from waqtor.providers.simulator import FAULT_CLASSES, SimulatorProvider
+from waqtor.services import Services
+
+router = APIRouter(prefix="/api/simulator", tags=["simulator"])
+
+
+def _simulator(s: Services) -> SimulatorProvider:
+    if s.simulator is None:
+        raise ApiError(404, "The simulator provider is not active")
+    return s.simulator
+
+
+@router.get("/messages")
+async def messages(
+    s: Annotated[Services, Depends(services)],
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    rows, total = await _simulator(s).outbox(offset, limit)
+    return ok({"messages": rows, "total": total, "offset": offset})
+
+
+@router.get("/faults")
+async def get_faults(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    faults = await _simulator(s).faults()
+    return ok(faults.to_dict())
+
+
+@router.put("/faults")
+async def set_faults(
+    body: FaultsRequest, s: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    sim = _simulator(s)
+    for phone, fault in body.phones.items():
+        if fault not in FAULT_CLASSES:
+            raise ApiError(400, f"phones.{phone}: unknown fault {fault!r}")
+    rates = {name: getattr(body, name) for name in FAULT_CLASSES if getattr(body, name)}
+    await sim.set_faults(rates, body.latencyMs, body.phones)
+    sim_faults = await sim.faults()
+    return ok(sim_faults.to_dict())

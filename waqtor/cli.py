@@ -1,0 +1,219 @@
+"""``waqtor serve`` (API + worker, and its own Redis if none is configured) and
+``waqtor worker`` (extra worker processes, on any machine that reaches the same Redis)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from waqtor.config import ConfigError, Settings, load_or_create_key, redis_label
+from waqtor.redis_server import BundledRedis, RedisServerError
+from waqtor.store.connection import connect
+
+log = logging.getLogger("waqtor")
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.api_keys()
+    except (ConfigError, ValueError) as exc:
+        sys.exit(f"waqtor: configuration error: {exc}")
+    return settings
+
+
+async def check_redis(url: str) -> str | None:
+    """None if Redis answers; otherwise a one-line reason. Warns on a dangerous eviction policy."""
+    client = connect(url)
+    try:
+        await client.ping()
+        policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy", "")
+        if policy and policy != "noeviction":
+            log.warning(
+                "!!! Redis at %s has maxmemory-policy=%s. Under memory pressure Redis will "
+                "silently DELETE queued jobs and ledgers. Set maxmemory-policy noeviction. !!!",
+                redis_label(url),
+                policy,
+            )
+        return None
+    except (aioredis.RedisError, OSError) as exc:
+        return f"Redis unavailable at {redis_label(url)}: {exc}"
+    finally:
+        await client.aclose()
+
+
+async def _check(settings: Settings, url: str) -> int:
+    reason = await check_redis(url)
+    if reason:
+        print(f"unhealthy: {reason}")
+        return 1
+    from waqtor.services import build
+
+    services = build(settings, url)
+    try:
+        health = await services.provider.health()
+    finally:
+        await services.close()
+    if not health.ok:
+        print(f"unhealthy: provider {services.provider.name}: {health.detail}")
+        return 1
+    print(f"ok: Redis at {redis_label(url)}, provider {services.provider.name}")
+    return 0
+
+
+def _worker_url(settings: Settings) -> str:
+    url = settings.external_redis_url()
+    if url:
+        return url
+    if settings.bundled_socket.exists():
+        return f"unix://{settings.bundled_socket}"
+    sys.exit(
+        "waqtor: no REDIS_URL set and no bundled Redis at "
+        f"{settings.bundled_socket}: start `waqtor serve` first or set REDIS_URL"
+    )
+
+
+# ---------------- serve ----------------
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from waqtor import logs
+    from waqtor.api.app import create_app
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logs.setup(settings.log_level, settings.data_dir / "logs")
+    bundled: BundledRedis | None = None
+    url = settings.external_redis_url()
+    if url is None:
+        bundled = BundledRedis(settings)
+        if args.check and not bundled.socket.exists():
+            print(f"unhealthy: bundled Redis is not running ({bundled.socket})")
+            return 1
+        if not args.check:
+            try:
+                bundled.start()
+            except RedisServerError as exc:
+                print(f"waqtor: {exc}", file=sys.stderr)
+                return 1
+        url = bundled.url
+    if args.check:
+        return asyncio.run(_check(settings, url))
+    keys, generated = load_or_create_key(settings)
+    if generated:
+        print(
+            "\n  A new API key was generated and stored in "
+            f"{settings.key_file}:\n\n    {keys[0]}\n\n"
+            "  Send it as the X-API-Key header. It is shown only this once.\n",
+            flush=True,
+        )
+    reason = asyncio.run(check_redis(url))
+    if reason:
+        log.warning("%s (the API will answer 503 until it is reachable)", reason)
+    app = create_app(settings, url, keys, run_worker=not args.no_worker)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        supervisor = asyncio.ensure_future(bundled.supervise()) if bundled else None
+        try:
+            await server.serve()
+        finally:
+            if supervisor:
+                supervisor.cancel()
+
+    log.info(
+        "waqtor listening on http://%s:%d (Redis at %s)", args.host, args.port, redis_label(url)
+    )
+    try:
+        asyncio.run(main())
+    finally:
+        if bundled is not None:
+            bundled.stop()
+    return 0
+
+
+# ---------------- worker ----------------
+async def _run_worker(settings: Settings, url: str, burst: bool) -> int:
+    from waqtor.services import build
+    from waqtor.worker import CampaignWorker
+
+    reason = await check_redis(url)
+    if reason:
+        log.warning("%s; retrying until it answers", reason)
+    worker = CampaignWorker(build(settings, url, patient=True))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await worker.start()
+    try:
+        if burst:
+            await _until_drained(worker, stop)
+        else:
+            await stop.wait()
+    finally:
+        await worker.stop()
+        await worker.s.close()
+    return 0
+
+
+async def _until_drained(worker: Any, stop: asyncio.Event) -> None:
+    """--burst: exit once no job is waiting, active or delayed."""
+    quiet = 0
+    while not stop.is_set():
+        counts = await worker.s.engine.counts()
+        busy = counts["waiting"] + counts["active"] + counts["delayed"]
+        quiet = quiet + 1 if busy == 0 else 0
+        if quiet >= 3:
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except TimeoutError:
+            pass
+
+
+def worker(args: argparse.Namespace) -> int:
+    from waqtor import logs
+
+    settings = _settings()
+    if args.concurrency:
+        settings.worker_concurrency = args.concurrency
+    logs.setup(
+        settings.log_level, settings.data_dir / "logs" if settings.data_dir.exists() else None
+    )
+    url = _worker_url(settings)
+    if args.check:
+        return asyncio.run(_check(settings, url))
+    return asyncio.run(_run_worker(settings, url, args.burst))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="waqtor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the API, a worker and (without REDIS_URL) Redis")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8080)
+    p_serve.add_argument("--no-worker", action="store_true", help="API only")
+    p_serve.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 with a reason")
+    p_serve.set_defaults(func=serve)
+    p_worker = sub.add_parser("worker", help="run a worker process against the same Redis")
+    p_worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
+    p_worker.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 with a reason")
+    p_worker.add_argument("--concurrency", type=int, default=0, help="campaigns at once")
+    p_worker.set_defaults(func=worker)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

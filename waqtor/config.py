@@ -1,0 +1,149 @@
+"""All settings, read once from the environment (and ``.env``).
+
+The seed's names are kept: ``REDIS_HOST``, ``REDIS_PORT``, ``MESSAGE_DELAY`` (ms),
+``MAX_RETRIES``, ``INSTANT_THRESHOLD``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_KEY_CHARS = 16
+
+
+class ConfigError(Exception):
+    """A setting that makes the service unsafe or unable to start."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- Redis ---
+    redis_url: str | None = None
+    """redis://host:port/db or unix:///path. Unset (with REDIS_HOST unset too): ``serve`` starts
+    its own redis-server in the data directory."""
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_appendfsync: Literal["everysec", "always"] = "everysec"
+    """For the redis-server that ``serve`` starts: ``always`` closes the 1 s loss window."""
+    redis_server_bin: str = "redis-server"
+
+    data_dir: Path = Field(
+        default=Path("data"), validation_alias=AliasChoices("WAQTOR_DATA_DIR", "DATA_DIR")
+    )
+    """Holds the generated API key, the AOF of the bundled Redis and the log file."""
+
+    # --- API ---
+    api_key: str | None = None
+    """One key, or several separated by commas; each at least 16 characters."""
+    max_recipients: int = Field(default=100_000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    cors_origins: str = ""
+    """Comma-separated origins; CORS stays off unless set."""
+
+    # --- sending ---
+    message_delay: int = Field(default=2000, ge=0)
+    """Minimum gap in ms between two messages of one sender account (0 disables)."""
+    message_jitter: float = Field(default=0.5, ge=0.0, le=5.0)
+    """Random extra gap, up to this fraction of MESSAGE_DELAY (0 disables)."""
+    max_retries: int = Field(default=3, ge=0, le=50)
+    """Retries after the first attempt, for one recipient and for a whole job."""
+    retry_backoff_ms: int = Field(default=2000, ge=0)
+    """Base of the exponential backoff: 2 s, 4 s, 8 s, ..."""
+    instant_threshold: int = Field(default=10, ge=0)
+    default_region: str | None = None
+    """Region (e.g. SA) for numbers written without a country code; unset: all numbers must
+    carry one (966..., +966..., 00966...)."""
+    signature: str = ""
+    """Value of ``{signature}`` in templates."""
+    timezone: str = "UTC"
+    """Zone of ``{date}`` and ``{time}``."""
+    provider: Literal["simulator"] = "simulator"
+    provider_timeout_ms: int = Field(default=15_000, ge=1)
+    send_lease_ms: int = Field(default=60_000, ge=1)
+    """How long an in-flight send may take before a crashed worker's recipient is settled as
+    not sent (after the provider confirms it has no record of it)."""
+
+    # --- simulator (development) ---
+    sim_latency_ms: int = Field(default=0, ge=0)
+
+    # --- workers ---
+    queue_name: str = "waqtor"
+    key_prefix: str = "wq"
+    worker_concurrency: int = Field(default=20, ge=1)
+    """Campaigns one worker process runs at once (they share each account's pacing)."""
+    lock_duration_ms: int = Field(default=30_000, ge=500)
+    stalled_interval_ms: int = Field(default=15_000, ge=200)
+    heartbeat_ms: int = Field(default=5_000, ge=100)
+
+    # --- logs ---
+    log_level: str = "INFO"
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else None
+
+    # ----- derived -----
+    def api_keys(self) -> list[str]:
+        if not self.api_key:
+            return []
+        keys = [k.strip() for k in self.api_key.split(",") if k.strip()]
+        for key in keys:
+            if len(key) < MIN_KEY_CHARS:
+                raise ConfigError(f"API_KEY: every key must be at least {MIN_KEY_CHARS} characters")
+        return keys
+
+    def cors_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def external_redis_url(self) -> str | None:
+        """The Redis to use, or None when ``serve`` should start its own."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            return f"redis://{self.redis_host}:{self.redis_port}/0"
+        return None
+
+    @property
+    def bundled_socket(self) -> Path:
+        return self.data_dir.resolve() / "redis.sock"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "api_key"
+
+
+def redis_label(url: str) -> str:
+    """``HOST:PORT`` (or the socket path) for messages; never the password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def load_or_create_key(settings: Settings) -> tuple[list[str], bool]:
+    """The configured keys, or the one stored in the data directory (made on first use).
+
+    Returns the keys and whether a new key was generated just now (to print it once).
+    """
+    keys = settings.api_keys()
+    if keys:
+        return keys, False
+    path = settings.key_file
+    if path.exists():
+        stored = path.read_text().strip()
+        if len(stored) >= MIN_KEY_CHARS:
+            return [stored], False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(key + "\n")
+    return [key], True

@@ -1,0 +1,1 @@
+"""The domain core: recipients, statuses, templates, phone numbers, ETA. No Redis, no HTTP."""

@@ -1,0 +1,62 @@
+"""Message templates: ``Hello {name}!`` rendered per recipient.
+
+Only ``{identifier}`` placeholders are substituted, by plain lookup in a dict: never
+``str.format``, so ``{__class__}``, ``{0}`` or ``{a.b}`` cannot reach Python objects. A
+placeholder a recipient lacks, with no default, is an error for that recipient; it is never
+sent as the literal ``{foo}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_MESSAGE_CHARS = 4096  # WhatsApp's limit for a text body
+DEFAULT_NAME = "Valued Customer"
+
+
+@dataclass(frozen=True)
+class TemplateError(Exception):
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def placeholders(template: str) -> set[str]:
+    return set(PLACEHOLDER.findall(template))
+
+
+def builtin_values(phone: str, signature: str, now: datetime) -> dict[str, str]:
+    """Variables every recipient has unless it gives its own."""
+    return {
+        "name": DEFAULT_NAME,
+        "phone": phone,
+        "signature": signature,
+        "date": now.strftime("%Y-%m-%d"),
+        "time": now.strftime("%H:%M"),
+    }
+
+
+def missing(template: str, variables: Mapping[str, object]) -> list[str]:
+    """Placeholders in ``template`` that neither ``variables`` nor the built-ins provide."""
+    builtins = {"name", "phone", "signature", "date", "time"}
+    return sorted(p for p in placeholders(template) if p not in variables and p not in builtins)
+
+
+def render(template: str, variables: Mapping[str, object], builtins: Mapping[str, str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key in variables and variables[key] is not None and variables[key] != "":
+            return str(variables[key])
+        if key in builtins:
+            return builtins[key]
+        raise TemplateError(f"missing variable {{{key}}}")
+
+    text = PLACEHOLDER.sub(sub, template)
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise TemplateError(f"rendered message is {len(text)} characters; the limit is 4096")
+    return text

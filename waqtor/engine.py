@@ -1,0 +1,184 @@
+"""The job engine: a thin layer over bullmq, so nothing else imports it.
+
+One bullmq job per bulk request; the job id is the campaign id. bullmq gives the job states,
+progress, whole-job retries with exponential backoff, stalled-job recovery, pause and clean;
+the ledger (``store.ledger``) keeps what happens to each recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import bullmq
+from bullmq import DelayedError
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from waqtor.domain.status import JobState
+
+JOB_NAME = "campaign"
+LIST_STATES = ("active", "waiting", "delayed", "paused", "completed", "failed", "prioritized")
+COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
+
+__all__ = ["DelayedError", "Engine", "JobView"]
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: str
+    state: str
+    progress: Any
+    data: dict[str, Any]
+    processed_on: int | None
+    finished_on: int | None
+    failed_reason: str | None
+    returnvalue: Any
+    timestamp: int
+    attempts_made: int
+    stacktrace: list[str]
+
+
+def _view(job: Any, state: str) -> JobView:
+    return JobView(
+        id=str(job.id),
+        state=state,
+        progress=job.progress,
+        data=job.data if isinstance(job.data, dict) else {},
+        processed_on=job.processedOn or None,
+        finished_on=job.finishedOn or None,
+        failed_reason=job.failedReason,
+        returnvalue=job.returnvalue,
+        timestamp=int(job.timestamp or 0),
+        attempts_made=int(job.attemptsMade or 0),
+        stacktrace=list(job.stacktrace or []),
+    )
+
+
+class Engine:
+    def __init__(self, client: Redis, queue_name: str, *, attempts: int, backoff_ms: int) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self.queue = bullmq.Queue(queue_name, {"connection": client})
+        self.job_opts: dict[str, Any] = {
+            "attempts": attempts,
+            "backoff": {"type": "exponential", "delay": backoff_ms},
+            # Finished jobs stay readable until `clean` removes them with their ledgers.
+            "removeOnComplete": False,
+            "removeOnFail": False,
+        }
+
+    async def add_campaign(
+        self,
+        campaign_id: str,
+        data: dict[str, Any],
+        stage: Callable[[Pipeline], None],
+        delay_ms: int = 0,
+    ) -> None:
+        """Write the campaign (via ``stage``) and its job in one MULTI: both or neither."""
+        opts = {**self.job_opts, "jobId": campaign_id}
+        if delay_ms > 0:
+            opts["delay"] = delay_ms
+        job = bullmq.Job(self.queue, JOB_NAME, data, opts)
+        async with self.client.pipeline(transaction=True) as pipe:
+            stage(pipe)
+            await self.queue.scripts.addJob(job, pipe)
+            await pipe.execute()
+
+    async def counts(self) -> dict[str, int]:
+        raw = await self.queue.getJobCounts(*COUNT_STATES)
+        counts = {state: int(raw.get(state, 0) or 0) for state in COUNT_STATES}
+        counts["waiting"] += counts.pop("prioritized")
+        if await self.is_paused():
+            # BullMQ keeps a paused queue's jobs in its wait list; the seed counts them as paused.
+            counts["paused"] += counts["waiting"]
+            counts["waiting"] = 0
+        return counts
+
+    async def state(self, job_id: str) -> str:
+        state = str(await self.queue.getJobState(job_id))
+        if state in ("wait", "prioritized"):
+            state = JobState.WAITING.value
+        if state == JobState.WAITING.value and await self.is_paused():
+            state = JobState.PAUSED.value
+        return state
+
+    async def get(self, job_id: str) -> JobView | None:
+        job = await self.queue.getJob(job_id)
+        if job is None:
+            return None
+        return _view(job, await self.state(job_id))
+
+    async def recent(self, limit: int) -> list[JobView]:
+        """Newest first over every state; each state's range is read from its newest end."""
+        paused = await self.is_paused()
+        found: list[JobView] = []
+        for state in LIST_STATES:
+            jobs = await self.queue.getJobs([state], 0, limit - 1, False)
+            shown = state
+            if state == "prioritized":
+                shown = "waiting"
+            if shown == "waiting" and paused:
+                shown = "paused"
+            found.extend(_view(job, shown) for job in jobs if job is not None)
+        unique = list({v.id: v for v in reversed(found)}.values())
+        unique.sort(key=lambda v: v.timestamp, reverse=True)
+        return unique[:limit]
+
+    async def pause(self) -> None:
+        await self.queue.pause()
+
+    async def resume(self) -> None:
+        await self.queue.resume()
+
+    async def is_paused(self) -> bool:
+        return bool(await self.queue.isPaused())
+
+    async def clean(self, grace_ms: int, limit: int = 0) -> list[str]:
+        removed: list[str] = []
+        for state in ("completed", "failed"):
+            removed.extend(str(i) for i in await self.queue.clean(grace_ms, limit, state))
+        return removed
+
+    async def remove(self, job_id: str) -> None:
+        await self.queue.remove(job_id)
+
+    async def logs(self, job_id: str, limit: int = 100) -> list[str]:
+        result = await self.queue.getJobLogs(job_id, 0, limit - 1, True)
+        return list(result.get("logs", []))
+
+    async def workers(self) -> int:
+        return int(await self.queue.get_workers_count())
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    def worker(
+        self,
+        processor: Callable[[Any, str], Awaitable[Any]],
+        *,
+        connection: dict[str, Any],
+        concurrency: int,
+        lock_duration_ms: int,
+        stalled_interval_ms: int,
+        name: str,
+    ) -> Any:
+        opts = {
+            "connection": connection,
+            "concurrency": concurrency,
+            "lockDuration": lock_duration_ms,
+            "stalledInterval": stalled_interval_ms,
+            # The ledger makes a stalled job resume where it stopped, so stalling is never a
+            # reason to fail it.
+            "maxStalledCount": 1_000_000,
+            "drainDelay": 1,
+            "autorun": False,
+            "name": name,
+        }
+        return bullmq.Worker(self.queue_name, processor, opts)
+
+
+async def run_worker(worker: Any) -> asyncio.Task[Any]:
+    return asyncio.ensure_future(worker.run())

@@ -1,0 +1,1 @@
+"""WhatsApp providers: one protocol the worker knows, one implementation per API."""

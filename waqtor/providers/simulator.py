@@ -1,0 +1,159 @@
+"""A WhatsApp provider that sends nothing: it records every message in a Redis outbox.
+
+Shared by all processes, so tests and the chaos harness can count real deliveries across
+workers. Fault switches (also in Redis, so every process sees them) make it fail like a real
+provider: by class and rate, with latency, or by phone number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from waqtor.providers.base import (
+    AmbiguousError,
+    Health,
+    OutgoingMessage,
+    PermanentError,
+    RateLimitedError,
+    SendResult,
+    TransientError,
+    UnavailableError,
+)
+from waqtor.store.keys import Keys
+
+FAULT_CLASSES = ("transient", "rate_limited", "permanent", "ambiguous", "unavailable")
+_CACHE_S = 0.5
+
+
+@dataclass
+class Faults:
+    """Probabilities (0..1) per fault class, a latency, and outcomes forced per phone."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    latency_ms: int = 0
+    phones: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str], default_latency_ms: int) -> Faults:
+        faults = cls(latency_ms=default_latency_ms)
+        for name, value in raw.items():
+            if name in FAULT_CLASSES:
+                faults.rates[name] = float(value)
+            elif name == "latency_ms":
+                faults.latency_ms = int(value)
+            elif name.startswith("phone:"):
+                faults.phones[name[6:]] = value
+        return faults
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rates": {c: self.rates.get(c, 0.0) for c in FAULT_CLASSES},
+            "latencyMs": self.latency_ms,
+            "phones": self.phones,
+        }
+
+
+class SimulatorProvider:
+    name = "simulator"
+
+    def __init__(
+        self, redis: Redis, keys: Keys, *, latency_ms: int = 0, rng: random.Random | None = None
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.default_latency_ms = latency_ms
+        self._rng = rng or random.Random()
+        self._faults = Faults(latency_ms=latency_ms)
+        self._faults_at = 0.0
+
+    async def faults(self) -> Faults:
+        if time.monotonic() - self._faults_at > _CACHE_S:
+            raw: dict[str, str] = await self.redis.hgetall(self.keys.sim_faults)  # type: ignore[assignment]
+            self._faults = Faults.from_hash(raw, self.default_latency_ms)
+            self._faults_at = time.monotonic()
+        return self._faults
+
+    def _pick_fault(self, faults: Faults, phone: str) -> str | None:
+        if phone in faults.phones:
+            return faults.phones[phone]
+        for name in FAULT_CLASSES:
+            rate = faults.rates.get(name, 0.0)
+            if rate > 0 and self._rng.random() < rate:
+                return name
+        return None
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        faults = await self.faults()
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000.0)
+        fault = self._pick_fault(faults, message.phone)
+        if fault == "unavailable":
+            raise UnavailableError("sim_unavailable", "simulated provider unavailable")
+        if fault == "transient":
+            raise TransientError("sim_503", "simulated server error")
+        if fault == "rate_limited":
+            raise RateLimitedError("sim_429", "simulated rate limit", retry_after_s=1.0)
+        if fault == "permanent":
+            raise PermanentError("sim_invalid_recipient", "simulated: number not on WhatsApp")
+        message_id = "sim-" + uuid.uuid4().hex
+        entry = {
+            "ts": int(time.time() * 1000),
+            "account": message.account,
+            "phone": message.phone,
+            "text": message.text,
+            "jobId": message.campaign_id,
+            "attemptId": message.attempt_id,
+            "messageId": message_id,
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(self.keys.sim_outbox, json.dumps(entry, ensure_ascii=False))
+            pipe.hset(self.keys.sim_attempts, message.attempt_id, message_id)
+            await pipe.execute()
+        if fault == "ambiguous":
+            # Delivered, but the answer is "lost": exactly what a timeout after sending looks like.
+            raise AmbiguousError("sim_timeout", "simulated timeout after delivery")
+        return SendResult(message_id)
+
+    async def lookup(self, attempt_id: str) -> str | None:
+        found: str | None = await self.redis.hget(self.keys.sim_attempts, attempt_id)  # type: ignore[assignment]
+        return found
+
+    async def health(self) -> Health:
+        faults = await self.faults()
+        if faults.rates.get("unavailable", 0.0) >= 1.0:
+            return Health(False, "simulator switched to unavailable")
+        return Health(True, "simulator (no real WhatsApp messages are sent)")
+
+    async def close(self) -> None:
+        return None
+
+    # ---- outbox and switches, for the API and tests ----
+    async def outbox(self, start: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.keys.sim_outbox, start, start + limit - 1)
+            pipe.llen(self.keys.sim_outbox)
+            rows, total = await pipe.execute()
+        return [json.loads(r) for r in rows], int(total)
+
+    async def set_faults(
+        self, rates: dict[str, float], latency_ms: int | None, phones: dict[str, str]
+    ) -> None:
+        mapping: dict[Any, Any] = {name: str(rate) for name, rate in rates.items()}
+        if latency_ms is not None:
+            mapping["latency_ms"] = str(latency_ms)
+        for phone, fault in phones.items():
+            mapping["phone:" + phone] = fault
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.sim_faults)
+            if mapping:
+                pipe.hset(self.keys.sim_faults, mapping=mapping)
+            await pipe.execute()
+        self._faults_at = 0.0

@@ -1,0 +1,197 @@
+"""The send path for one recipient, shared by instant mode and the worker.
+
+pacing slot -> ledger claim (pending -> sending) -> provider.send -> ledger outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from waqtor.domain.phones import mask
+from waqtor.domain.status import RecipientStatus
+from waqtor.domain.templates import TemplateError, builtin_values, render
+from waqtor.providers.base import (
+    AmbiguousError,
+    OutgoingMessage,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+    UnavailableError,
+)
+from waqtor.services import Services
+
+log = logging.getLogger("waqtor.sender")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step did. ``kind`` is ``sent``, ``failed``, ``retry``, ``unknown``,
+    ``interrupted``, or a claim's reason for not sending (``done``, ``paused``, ``wait`` ...)."""
+
+    kind: str
+    index: int = -1
+    message_id: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    due_ms: int = 0
+    unavailable: bool = False
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    account: str
+    template: str
+
+
+class Sender:
+    def __init__(self, services: Services, worker_id: str) -> None:
+        self.s = services
+        self.worker_id = worker_id
+        self._rng = random.Random()
+        self._send_ms: dict[str, float] = {}
+        self._published: dict[str, float] = {}
+        try:
+            self._zone = ZoneInfo(services.settings.timezone)
+        except Exception:
+            self._zone = ZoneInfo("UTC")
+
+    def backoff_ms(self, attempt: int) -> int:
+        """Exponential backoff with jitter: base * 2^(attempt-1), times 0.5..1.5."""
+        base = self.s.settings.retry_backoff_ms * (2 ** max(0, attempt - 1))
+        return int(base * self._rng.uniform(0.5, 1.5))
+
+    async def step(self, campaign: Campaign, token: str, wake: asyncio.Event | None = None) -> Step:
+        s = self.s
+        clock = s.clock
+        slot = await s.pacer.reserve(campaign.account, clock.now_ms())
+        if not await clock.sleep_until(slot, wake):
+            return Step("interrupted")
+        attempt_id = uuid.uuid4().hex
+        claim = await s.ledger.claim_next(
+            campaign.id,
+            token=token,
+            attempt_id=attempt_id,
+            now_ms=clock.now_ms(),
+            worker_id=self.worker_id,
+            lease_ms=s.settings.send_lease_ms,
+        )
+        if claim.kind != "claimed" or claim.recipient is None:
+            return Step(claim.kind, due_ms=claim.due_ms)
+        recipient = claim.recipient
+        idx = claim.index
+
+        async def finish(status: RecipientStatus, **kw: object) -> None:
+            await s.ledger.finish(
+                campaign.id,
+                campaign.account,
+                idx,
+                attempt_id,
+                status,
+                now_ms=clock.now_ms(),
+                **kw,  # type: ignore[arg-type]
+            )
+
+        now = datetime.now(self._zone)
+        try:
+            text = render(
+                recipient.message or campaign.template,
+                recipient.variables,
+                builtin_values(recipient.phone, s.settings.signature, now),
+            )
+        except TemplateError as exc:
+            await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)
+            return Step("failed", idx, error=exc.reason, error_code="template")
+
+        message = OutgoingMessage(campaign.account, recipient.phone, text, campaign.id, attempt_id)
+        started = clock.now_ms()
+        timeout = s.settings.provider_timeout_ms / 1000.0
+        try:
+            result = await asyncio.wait_for(s.provider.send(message), timeout)
+        except PermanentError as exc:
+            await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
+            return Step("failed", idx, error=exc.reason, error_code=exc.code)
+        except TransientError as exc:
+            if isinstance(exc, RateLimitedError):
+                due = clock.now_ms() + int(exc.retry_after_s * 1000)
+            else:
+                due = clock.now_ms() + self.backoff_ms(claim.attempt)
+            unavailable = isinstance(exc, UnavailableError)
+            if claim.attempt > s.settings.max_retries and not unavailable:
+                await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
+                return Step("failed", idx, error=exc.reason, error_code=exc.code)
+            await finish(RecipientStatus.RETRY, error_code=exc.code, reason=exc.reason, due_ms=due)
+            return Step(
+                "retry", idx, error=exc.reason, error_code=exc.code, unavailable=unavailable
+            )
+        except (AmbiguousError, TimeoutError) as exc:
+            code = exc.code if isinstance(exc, AmbiguousError) else "provider_timeout"
+            reason = (
+                exc.reason
+                if isinstance(exc, AmbiguousError)
+                else "no answer from the provider in time; the message may have gone out"
+            )
+            lease_end = clock.now_ms() + s.settings.send_lease_ms
+            await finish(RecipientStatus.UNKNOWN, error_code=code, reason=reason, due_ms=lease_end)
+            log.warning("outcome unknown for %s: %s", mask(recipient.phone), reason)
+            return Step("unknown", idx, error=reason, error_code=code)
+        await finish(RecipientStatus.SENT, message_id=result.message_id)
+        await self._observe(campaign.account, clock.now_ms() - started)
+        return Step("sent", idx, message_id=result.message_id)
+
+    async def _observe(self, account: str, elapsed_ms: float) -> None:
+        """Track the provider's send time; share it every few seconds, not every message."""
+        old = self._send_ms.get(account)
+        value = elapsed_ms if old is None else 0.9 * old + 0.1 * elapsed_ms
+        self._send_ms[account] = value
+        now = self.s.clock.now_ms()
+        if now - self._published.get(account, 0) > 5000:
+            self._published[account] = now
+            await self.s.pacer.publish_send_time(account, value)
+
+    async def settle(self, campaign: Campaign) -> int | None:
+        """Ask the provider about unknown recipients. Returns when (ms) to ask again, or None.
+
+        Found by attempt id: sent. Not found once the send lease is over (no send of that
+        attempt can still be in flight): safe to send again, so back to retry.
+        """
+        s = self.s
+        pending_until: int | None = None
+        for index, attempt_id, lease_end in await s.ledger.unsettled(campaign.id):
+            try:
+                message_id = await s.provider.lookup(attempt_id)
+            except NotImplementedError:
+                await s.ledger.drop_unsettled(campaign.id, index)
+                continue
+            now = s.clock.now_ms()
+            if message_id:
+                await s.ledger.finish(
+                    campaign.id,
+                    campaign.account,
+                    index,
+                    attempt_id,
+                    RecipientStatus.SENT,
+                    now_ms=now,
+                    message_id=message_id,
+                )
+            elif now >= lease_end:
+                await s.ledger.finish(
+                    campaign.id,
+                    campaign.account,
+                    index,
+                    attempt_id,
+                    RecipientStatus.RETRY,
+                    now_ms=now,
+                    error_code="not_delivered",
+                    reason="provider has no record of the attempt; sending again",
+                    due_ms=now,
+                )
+            else:
+                pending_until = min(pending_until or lease_end, lease_end)
+        return pending_until

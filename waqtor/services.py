@@ -1,0 +1,71 @@
+"""The parts one process needs, built once from settings and shared by the API and workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from waqtor.clock import Clock, SystemClock
+from waqtor.config import Settings
+from waqtor.engine import Engine
+from waqtor.providers.base import Provider
+from waqtor.providers.simulator import SimulatorProvider
+from waqtor.store.connection import connect
+from waqtor.store.keys import Keys
+from waqtor.store.ledger import Ledger
+from waqtor.store.pacing import Pacer
+from waqtor.store.scripts import Scripts
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis_url: str
+    redis: Redis
+    keys: Keys
+    ledger: Ledger
+    pacer: Pacer
+    provider: Provider
+    engine: Engine
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def simulator(self) -> SimulatorProvider | None:
+        return self.provider if isinstance(self.provider, SimulatorProvider) else None
+
+    async def close(self) -> None:
+        await self.provider.close()
+        await self.engine.close()
+        await self.redis.aclose()
+
+
+def build(
+    settings: Settings, redis_url: str, *, patient: bool = False, clock: Clock | None = None
+) -> Services:
+    redis = connect(redis_url, patient=patient)
+    keys = Keys(prefix=settings.key_prefix, queue=settings.queue_name)
+    scripts = Scripts(redis)
+    provider = SimulatorProvider(redis, keys, latency_ms=settings.sim_latency_ms)
+    return Services(
+        settings=settings,
+        redis_url=redis_url,
+        redis=redis,
+        keys=keys,
+        ledger=Ledger(redis, keys, scripts),
+        pacer=Pacer(
+            redis,
+            keys,
+            scripts,
+            delay_ms=settings.message_delay,
+            jitter=settings.message_jitter,
+        ),
+        provider=provider,
+        engine=Engine(
+            connect(redis_url, patient=patient),
+            settings.queue_name,
+            attempts=settings.max_retries + 1,
+            backoff_ms=settings.retry_backoff_ms,
+        ),
+        clock=clock or SystemClock(),
+    )

@@ -1,0 +1,1 @@
+"""Everything that touches Redis: keys, scripts, connections, the ledger and pacing."""

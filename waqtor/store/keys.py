@@ -1,0 +1,109 @@
+"""Every Redis key waqtor writes, in one place.
+
+BullMQ's own keys (``bull:<queue>:*``) belong to BullMQ; the one we read (a job's lock) is built
+here too so its layout is written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "wq"
+    bull_prefix: str = "bull"
+    queue: str = "waqtor"
+
+    # --- campaign ledger ---
+    def meta(self, cid: str) -> str:
+        """Hash: account, template, total, cursor, paused, counts ``n:<code>``."""
+        return f"{self.prefix}:c:{cid}"
+
+    def recipients(self, cid: str) -> str:
+        """List: one JSON ``[phone, vars, own_template?]`` per recipient, in request order."""
+        return f"{self.prefix}:c:{cid}:r"
+
+    def status(self, cid: str) -> str:
+        """String: one status byte per recipient (``RecipientStatus.code``)."""
+        return f"{self.prefix}:c:{cid}:s"
+
+    def detail(self, cid: str) -> str:
+        """Hash: index -> JSON attempts, attempt id, message id, error, timestamps (ms)."""
+        return f"{self.prefix}:c:{cid}:d"
+
+    def inflight(self, cid: str) -> str:
+        """Hash: index -> attempt id of a send that has started and not been recorded."""
+        return f"{self.prefix}:c:{cid}:f"
+
+    def retry(self, cid: str) -> str:
+        """Sorted set: index scored by when it may be retried (ms)."""
+        return f"{self.prefix}:c:{cid}:q"
+
+    def unsettled(self, cid: str) -> str:
+        """Sorted set: unknown recipients scored by when their send lease ends (ms)."""
+        return f"{self.prefix}:c:{cid}:u"
+
+    def campaign_keys(self, cid: str) -> list[str]:
+        return [
+            self.meta(cid),
+            self.recipients(cid),
+            self.status(cid),
+            self.detail(cid),
+            self.inflight(cid),
+            self.retry(cid),
+            self.unsettled(cid),
+        ]
+
+    @property
+    def campaigns(self) -> str:
+        """Sorted set: campaign id scored by creation time (ms)."""
+        return f"{self.prefix}:campaigns"
+
+    @property
+    def message_counts(self) -> str:
+        """Hash: status code -> recipients in that status, over every stored campaign."""
+        return f"{self.prefix}:stats:msgs"
+
+    # --- accounts and pacing ---
+    def next_slot_ms(self, account: str) -> str:
+        """String: the earliest time (ms) the account's next send may start."""
+        return f"{self.prefix}:acct:{account}:next_ms"
+
+    def backlog(self, account: str) -> str:
+        """Integer: recipients still to send on the account, over all campaigns."""
+        return f"{self.prefix}:acct:{account}:backlog"
+
+    def send_ms(self, account: str) -> str:
+        """String: moving average of the provider's send time for the account (ms)."""
+        return f"{self.prefix}:acct:{account}:send_ms"
+
+    # --- workers ---
+    @property
+    def workers(self) -> str:
+        """Hash: worker id -> JSON heartbeat (host, pid, campaigns, last seen ms)."""
+        return f"{self.prefix}:workers"
+
+    # --- simulator ---
+    @property
+    def sim_outbox(self) -> str:
+        """List: one JSON entry per simulated send."""
+        return f"{self.prefix}:sim:outbox"
+
+    @property
+    def sim_attempts(self) -> str:
+        """Hash: attempt id -> simulated message id."""
+        return f"{self.prefix}:sim:attempts"
+
+    @property
+    def sim_faults(self) -> str:
+        """Hash: fault switches shared by every process."""
+        return f"{self.prefix}:sim:faults"
+
+    # --- BullMQ (read only) ---
+    def job_lock(self, job_id: str) -> str:
+        return f"{self.bull_prefix}:{self.queue}:{job_id}:lock"
+
+    @property
+    def queue_meta(self) -> str:
+        return f"{self.bull_prefix}:{self.queue}:meta"

@@ -1,0 +1,281 @@
+"""The per-recipient ledger: what the job engine can't know.
+
+Each transition is one Lua script, so a crash between two Redis calls can never leave a
+recipient half-moved. ``sending`` is written before the provider call and the outcome right
+after: a worker killed in between leaves an ``unknown`` recipient, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from waqtor.domain.recipients import Recipient
+from waqtor.domain.status import RecipientStatus
+from waqtor.store.keys import Keys
+from waqtor.store.scripts import Scripts
+
+_PUSH_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What ``claim_next`` answered: ``kind`` is ``claimed`` or why nothing was claimed."""
+
+    kind: str
+    index: int = -1
+    attempt: int = 0
+    recipient: Recipient | None = None
+    due_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LostSend:
+    index: int
+    attempt_id: str
+    lease_end_ms: int
+
+
+def pack(recipient: Recipient) -> str:
+    row: list[Any] = [recipient.phone, recipient.variables]
+    if recipient.message is not None:
+        row.append(recipient.message)
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+
+
+def unpack(raw: str) -> Recipient:
+    row = json.loads(raw)
+    return Recipient(row[0], row[1], row[2] if len(row) > 2 else None)
+
+
+def _counts_from_meta(meta: dict[str, str]) -> dict[str, int]:
+    out = {status.value: 0 for status in RecipientStatus}
+    for status in RecipientStatus:
+        out[status.value] = int(meta.get("n:" + status.code, 0) or 0)
+    return out
+
+
+class Ledger:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.scripts = scripts
+
+    # ---- writing a new campaign (inside the caller's MULTI) ----
+    def stage(
+        self,
+        pipe: Pipeline,
+        cid: str,
+        *,
+        account: str,
+        template: str,
+        recipients: Sequence[Recipient],
+        mode: str,
+        created_ms: int,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        k = self.keys
+        n = len(recipients)
+        fields: dict[Any, Any] = {
+            "id": cid,
+            "account": account,
+            "template": template,
+            "total": n,
+            "cursor": 0,
+            "mode": mode,
+            "created_ms": created_ms,
+            "n:P": n,
+        }
+        fields.update(extra or {})
+        pipe.hset(k.meta(cid), mapping=fields)
+        for start in range(0, n, _PUSH_BATCH):
+            batch = recipients[start : start + _PUSH_BATCH]
+            pipe.rpush(k.recipients(cid), *[pack(r) for r in batch])
+        pipe.set(k.status(cid), RecipientStatus.PENDING.code * n)
+        pipe.hincrby(k.message_counts, RecipientStatus.PENDING.code, n)
+        pipe.incrby(k.backlog(account), n)
+        pipe.zadd(k.campaigns, {cid: created_ms})
+
+    # ---- transitions ----
+    async def claim_next(
+        self,
+        cid: str,
+        *,
+        token: str,
+        attempt_id: str,
+        now_ms: int,
+        worker_id: str,
+        lease_ms: int,
+    ) -> Claim:
+        k = self.keys
+        res = await self.scripts["claim"](
+            keys=[
+                k.meta(cid),
+                k.recipients(cid),
+                k.status(cid),
+                k.detail(cid),
+                k.inflight(cid),
+                k.retry(cid),
+                k.message_counts,
+                k.job_lock(cid),
+                k.queue_meta,
+                k.unsettled(cid),
+            ],
+            args=[token, attempt_id, now_ms, worker_id, lease_ms],
+        )
+        kind = str(res[0])
+        if kind == "claimed":
+            return Claim(kind, int(res[1]), int(res[2]), unpack(str(res[3])))
+        if kind in ("wait", "settle"):
+            return Claim(kind, due_ms=int(float(res[1])))
+        return Claim(kind)
+
+    async def finish(
+        self,
+        cid: str,
+        account: str,
+        index: int,
+        attempt_id: str,
+        status: RecipientStatus,
+        *,
+        now_ms: int,
+        message_id: str = "",
+        error_code: str = "",
+        reason: str = "",
+        due_ms: int = 0,
+    ) -> bool:
+        k = self.keys
+        res = await self.scripts["finish"](
+            keys=[
+                k.meta(cid),
+                k.status(cid),
+                k.detail(cid),
+                k.inflight(cid),
+                k.retry(cid),
+                k.message_counts,
+                k.backlog(account),
+                k.unsettled(cid),
+            ],
+            args=[index, attempt_id, status.code, now_ms, message_id, error_code, reason, due_ms],
+        )
+        return bool(res)
+
+    async def recover(self, cid: str, account: str, token: str, now_ms: int) -> list[LostSend]:
+        """Mark sends a dead worker left in flight as unknown. Returns them for settling."""
+        k = self.keys
+        res = await self.scripts["recover"](
+            keys=[
+                k.meta(cid),
+                k.status(cid),
+                k.detail(cid),
+                k.inflight(cid),
+                k.message_counts,
+                k.backlog(account),
+                k.job_lock(cid),
+                k.unsettled(cid),
+            ],
+            args=[token, now_ms],
+        )
+        if res == -1:
+            return []
+        return [
+            LostSend(int(res[i]), str(res[i + 1]), int(float(res[i + 2])))
+            for i in range(0, len(res), 3)
+        ]
+
+    async def close_open(
+        self,
+        cid: str,
+        account: str,
+        status: RecipientStatus,
+        *,
+        now_ms: int,
+        error_code: str = "",
+        reason: str = "",
+    ) -> int:
+        k = self.keys
+        res = await self.scripts["close_open"](
+            keys=[
+                k.meta(cid),
+                k.status(cid),
+                k.detail(cid),
+                k.retry(cid),
+                k.message_counts,
+                k.backlog(account),
+            ],
+            args=[status.code, now_ms, error_code, reason],
+        )
+        return int(res)
+
+    async def delete(self, cid: str) -> bool:
+        k = self.keys
+        account = str(await self.redis.hget(k.meta(cid), "account") or "default")
+        res = await self.scripts["delete"](
+            keys=[
+                k.meta(cid),
+                k.message_counts,
+                k.campaigns,
+                k.backlog(account),
+                *k.campaign_keys(cid),
+            ],
+            args=[cid],
+        )
+        return bool(res)
+
+    # ---- reading ----
+    async def meta(self, cid: str) -> dict[str, str]:
+        result: dict[str, str] = await self.redis.hgetall(self.keys.meta(cid))  # type: ignore[assignment]
+        return result
+
+    async def counts(self, cid: str) -> dict[str, int]:
+        return _counts_from_meta(await self.meta(cid))
+
+    async def unsettled(self, cid: str) -> list[tuple[int, str, int]]:
+        """Unknown recipients awaiting a provider lookup: (index, attempt id, lease end ms)."""
+        k = self.keys
+        rows = await self.redis.zrange(k.unsettled(cid), 0, -1, withscores=True)
+        if not rows:
+            return []
+        raw = await self.redis.hmget(k.detail(cid), [r[0] for r in rows])
+        out: list[tuple[int, str, int]] = []
+        for row, detail in zip(rows, raw, strict=True):
+            attempt = json.loads(detail)["id"] if detail else ""
+            out.append((int(row[0]), str(attempt), int(row[1])))
+        return out
+
+    async def drop_unsettled(self, cid: str, index: int) -> None:
+        await self.redis.zrem(self.keys.unsettled(cid), index)
+
+    async def recipient_rows(self, cid: str, start: int, stop: int) -> list[dict[str, Any]]:
+        """Recipients ``start..stop`` (inclusive) with their status and detail, for reports."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(k.recipients(cid), start, stop)
+            pipe.getrange(k.status(cid), start, stop)
+            pipe.hmget(k.detail(cid), list(range(start, stop + 1)))
+            packed, codes, details = await pipe.execute()
+        rows: list[dict[str, Any]] = []
+        for offset, raw in enumerate(packed):
+            rec = unpack(raw)
+            detail = json.loads(details[offset]) if details[offset] else {}
+            rows.append(
+                {
+                    "index": start + offset,
+                    "phone": rec.phone,
+                    "status": RecipientStatus.from_code(codes[offset]).value,
+                    "attempts": detail.get("a", 0),
+                    "messageId": detail.get("m"),
+                    "errorCode": detail.get("e"),
+                    "error": detail.get("r"),
+                }
+            )
+        return rows
+
+    async def global_counts(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.keys.message_counts)
+        return {status.value: max(0, int(raw.get(status.code, 0))) for status in RecipientStatus}

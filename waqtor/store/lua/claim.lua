@@ -1,0 +1,62 @@
+-- Claim the next recipient of a campaign for sending: pending -> sending, atomically.
+-- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry, 7 message counts,
+--       8 job lock, 9 queue meta, 10 unsettled
+-- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
+--       4 worker id, 5 lease ms
+-- Returns {'claimed', index, attempt number, packed recipient} or one of
+-- {'lost'} {'canceled'} {'paused'} {'paused_queue'} {'wait', due_ms} {'settle', due_ms}
+-- {'inflight'} {'done'}
+local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local token, attempt, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+
+-- A worker that lost its job's lock (stalled, taken over) must not send: the new owner does.
+if token ~= '' and redis.call('GET', lock) ~= token then return {'lost'} end
+local flags = redis.call('HMGET', meta, 'canceled', 'paused', 'total', 'cursor')
+if flags[1] == '1' then return {'canceled'} end
+if flags[2] == '1' then return {'paused'} end
+if redis.call('HEXISTS', qmeta, 'paused') == 1 then return {'paused_queue'} end
+
+local total = tonumber(flags[3] or '0')
+local cursor = tonumber(flags[4] or '0')
+local idx = nil
+local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 1)
+if #due > 0 then
+  idx = tonumber(due[1])
+  redis.call('ZREM', retry, due[1])
+else
+  local start = cursor
+  while cursor < total do
+    local c = redis.call('GETRANGE', status, cursor, cursor)
+    cursor = cursor + 1
+    if c == 'P' then idx = cursor - 1; break end
+  end
+  if cursor ~= start then redis.call('HSET', meta, 'cursor', cursor) end
+end
+
+if idx == nil then
+  local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
+  if #nxt > 0 then return {'wait', nxt[2]} end
+  if redis.call('HLEN', inflight) > 0 then return {'inflight'} end
+  local unk = redis.call('ZRANGE', unsettled, 0, 0, 'WITHSCORES')
+  if #unk > 0 then return {'settle', unk[2]} end
+  return {'done'}
+end
+
+local old = redis.call('GETRANGE', status, idx, idx)
+redis.call('SETRANGE', status, idx, 'S')
+redis.call('HINCRBY', meta, 'n:' .. old, -1)
+redis.call('HINCRBY', meta, 'n:S', 1)
+redis.call('HINCRBY', counts, old, -1)
+redis.call('HINCRBY', counts, 'S', 1)
+local raw = redis.call('HGET', detail, idx)
+local rec = {}
+if raw then rec = cjson.decode(raw) end
+rec['a'] = (rec['a'] or 0) + 1
+rec['id'] = attempt
+rec['w'] = worker
+rec['ts'] = now
+rec['lease'] = now + lease
+redis.call('HSET', detail, idx, cjson.encode(rec))
+redis.call('HSET', inflight, idx, attempt)
+return {'claimed', idx, rec['a'], redis.call('LINDEX', rlist, idx)}

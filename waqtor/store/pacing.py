@@ -1,0 +1,57 @@
+"""Per-account pacing held in Redis, so the gap holds across every worker process."""
+
+from __future__ import annotations
+
+import random
+
+from redis.asyncio import Redis
+
+from waqtor.store.keys import Keys
+from waqtor.store.scripts import Scripts
+
+
+class Pacer:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        *,
+        delay_ms: int,
+        jitter: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.scripts = scripts
+        self.delay_ms = delay_ms
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+
+    def gap_ms(self) -> int:
+        """``MESSAGE_DELAY`` plus a random extra up to ``jitter`` of it: never below the delay."""
+        extra = self._rng.uniform(0.0, self.jitter * self.delay_ms) if self.jitter else 0.0
+        return self.delay_ms + int(extra)
+
+    async def reserve(self, account: str, now_ms: int) -> int:
+        """Reserve the account's next send slot; returns when (ms) the caller may send."""
+        slot = await self.scripts["reserve"](
+            keys=[self.keys.next_slot_ms(account)], args=[now_ms, self.gap_ms()]
+        )
+        return int(slot)
+
+    async def next_free_ms(self, account: str) -> int:
+        raw = await self.redis.get(self.keys.next_slot_ms(account))
+        return int(raw) if raw else 0
+
+    async def publish_send_time(self, account: str, average_ms: float) -> None:
+        """Share a worker's moving average of the provider's send time, for honest ETAs."""
+        await self.redis.set(self.keys.send_ms(account), f"{average_ms:.2f}")
+
+    async def observed_send_ms(self, account: str) -> float:
+        raw = await self.redis.get(self.keys.send_ms(account))
+        return float(raw) if raw else 0.0
+
+    async def backlog(self, account: str) -> int:
+        raw = await self.redis.get(self.keys.backlog(account))
+        return max(0, int(raw)) if raw else 0

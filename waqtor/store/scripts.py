@@ -1,0 +1,24 @@
+"""The Lua scripts behind every multi-key state change, registered once per client."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+NAMES = ("claim", "finish", "recover", "close_open", "delete", "reserve")
+
+
+def _source(name: str) -> str:
+    return resources.files("waqtor.store").joinpath(f"lua/{name}.lua").read_text()
+
+
+class Scripts:
+    def __init__(self, redis: Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(_source(name)) for name in NAMES
+        }
+
+    def __getitem__(self, name: str) -> AsyncScript:
+        return self._scripts[name]
