@@ -120,7 +120,7 @@ async def send_instant(
                 "total": len(parsed.accepted),
                 "mode": "instant",
             },
-            lambda pipe: None,
+            lambda pipe: pipe.zadd(s.keys.jobs, {cid: now}),
         )
     result = InstantResult(cid)
     for position, recipient in enumerate(parsed.accepted):

@@ -20,7 +20,6 @@ from redis.asyncio.client import Pipeline
 from waqtor.domain.status import JobState
 
 JOB_NAME = "campaign"
-LIST_STATES = ("active", "waiting", "delayed", "paused", "completed", "failed", "prioritized")
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
 
 __all__ = ["DelayedError", "Engine", "JobView"]
@@ -74,7 +73,7 @@ class Engine:
         self,
         campaign_id: str,
         data: dict[str, Any],
-        stage: Callable[[Pipeline], None],
+        stage: Callable[[Pipeline], object],
         delay_ms: int = 0,
     ) -> None:
         """Write the campaign (via ``stage``) and its job in one MULTI: both or neither."""
@@ -111,21 +110,14 @@ class Engine:
             return None
         return _view(job, await self.state(job_id))
 
-    async def recent(self, limit: int) -> list[JobView]:
-        """Newest first over every state; each state's range is read from its newest end."""
-        paused = await self.is_paused()
+    async def views(self, job_ids: list[str]) -> list[JobView]:
+        """The jobs with these ids, in the same order, skipping ids bullmq no longer has."""
         found: list[JobView] = []
-        for state in LIST_STATES:
-            jobs = await self.queue.getJobs([state], 0, limit - 1, False)
-            shown = state
-            if state == "prioritized":
-                shown = "waiting"
-            if shown == "waiting" and paused:
-                shown = "paused"
-            found.extend(_view(job, shown) for job in jobs if job is not None)
-        unique = list({v.id: v for v in reversed(found)}.values())
-        unique.sort(key=lambda v: v.timestamp, reverse=True)
-        return unique[:limit]
+        for job_id in job_ids:
+            view = await self.get(job_id)
+            if view is not None:
+                found.append(view)
+        return found
 
     async def pause(self) -> None:
         await self.queue.pause()

@@ -74,14 +74,21 @@ class Sender:
         if not await clock.sleep_until(slot, wake):
             return Step("interrupted")
         attempt_id = uuid.uuid4().hex
-        claim = await s.ledger.claim_next(
-            campaign.id,
-            token=token,
-            attempt_id=attempt_id,
-            now_ms=clock.now_ms(),
-            worker_id=self.worker_id,
-            lease_ms=s.settings.send_lease_ms,
-        )
+        while True:
+            claim = await s.ledger.claim_next(
+                campaign.id,
+                token=token,
+                attempt_id=attempt_id,
+                now_ms=clock.now_ms(),
+                worker_id=self.worker_id,
+                lease_ms=s.settings.send_lease_ms,
+                account=campaign.account,
+                min_gap_ms=s.settings.message_delay,
+            )
+            if claim.kind != "early":
+                break
+            if not await clock.sleep_until(claim.due_ms, wake):
+                return Step("interrupted")
         if claim.kind != "claimed" or claim.recipient is None:
             return Step(claim.kind, due_ms=claim.due_ms)
         recipient = claim.recipient

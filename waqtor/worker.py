@@ -67,6 +67,9 @@ class CampaignWorker:
             await self._bull.close()
         if self._run_task is not None:
             await asyncio.gather(self._run_task, return_exceptions=True)
+        if self._bull is not None:
+            # bullmq's run loop can reopen a connection while it winds down; close it for good.
+            await self._bull.backend.close(force=True)
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)

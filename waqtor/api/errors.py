@@ -70,12 +70,16 @@ def install(app: FastAPI) -> None:
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
         return JSONResponse(error_body(str(exc)), status_code=413)
 
+    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+        url = getattr(request.app.state, "redis_url", "")
+        return JSONResponse(
+            error_body(f"Redis unavailable at {redis_label(url)}: {exc}"), status_code=503
+        )
+
+    for kind in REDIS_DOWN:
+        app.add_exception_handler(kind, _redis_down)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, REDIS_DOWN):
-            url = getattr(request.app.state, "redis_url", "")
-            return JSONResponse(
-                error_body(f"Redis unavailable at {redis_label(url)}: {exc}"), status_code=503
-            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal error; see the server log"), status_code=500)

@@ -41,29 +41,35 @@ class BodyLimit:
                 if too_big:
                     await self._reject(send)
                     return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+        if not any(name == b"content-length" for name, _ in scope.get("headers", [])):
+            # No length given (chunked): read it here, up to the limit, then replay it.
+            chunks: list[bytes] = []
+            seen = 0
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
+                    await self._reject(send)
+                    return
+                chunks.append(chunk)
+                more = bool(message.get("more_body", False))
+            body = b"".join(chunks)
+            replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        try:
-            await self.app(scope, counted, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(Exception):

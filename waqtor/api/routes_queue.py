@@ -33,7 +33,8 @@ async def jobs(
     s: Annotated[Services, Depends(services)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    views = await s.engine.recent(limit)
+    ids = await s.redis.zrevrange(s.keys.jobs, 0, limit - 1)
+    views = await s.engine.views([str(i) for i in ids])
     rows = [
         {
             "id": v.id,

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import phonenumbers
 
 _JUNK = re.compile(r"[\s().\-/]")
 
 
-@dataclass(frozen=True)
 class PhoneError(Exception):
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def normalise(raw: object, default_region: str | None = None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -18,12 +17,10 @@ MAX_MESSAGE_CHARS = 4096  # WhatsApp's limit for a text body
 DEFAULT_NAME = "Valued Customer"
 
 
-@dataclass(frozen=True)
 class TemplateError(Exception):
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def placeholders(template: str) -> set[str]:

@@ -61,6 +61,11 @@ class Keys:
         return f"{self.prefix}:campaigns"
 
     @property
+    def jobs(self) -> str:
+        """Sorted set: queued campaign (job) id scored by creation time (ms), for listing."""
+        return f"{self.prefix}:jobs"
+
+    @property
     def message_counts(self) -> str:
         """Hash: status code -> recipients in that status, over every stored campaign."""
         return f"{self.prefix}:stats:msgs"
@@ -69,6 +74,10 @@ class Keys:
     def next_slot_ms(self, account: str) -> str:
         """String: the earliest time (ms) the account's next send may start."""
         return f"{self.prefix}:acct:{account}:next_ms"
+
+    def last_send_ms(self, account: str) -> str:
+        """String: when (ms) the account's last send was claimed."""
+        return f"{self.prefix}:acct:{account}:last_ms"
 
     def backlog(self, account: str) -> str:
         """Integer: recipients still to send on the account, over all campaigns."""

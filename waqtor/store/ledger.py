@@ -100,6 +100,8 @@ class Ledger:
         pipe.hincrby(k.message_counts, RecipientStatus.PENDING.code, n)
         pipe.incrby(k.backlog(account), n)
         pipe.zadd(k.campaigns, {cid: created_ms})
+        if mode == "queue":
+            pipe.zadd(k.jobs, {cid: created_ms})
 
     # ---- transitions ----
     async def claim_next(
@@ -111,6 +113,8 @@ class Ledger:
         now_ms: int,
         worker_id: str,
         lease_ms: int,
+        account: str,
+        min_gap_ms: int,
     ) -> Claim:
         k = self.keys
         res = await self.scripts["claim"](
@@ -125,13 +129,14 @@ class Ledger:
                 k.job_lock(cid),
                 k.queue_meta,
                 k.unsettled(cid),
+                k.last_send_ms(account),
             ],
-            args=[token, attempt_id, now_ms, worker_id, lease_ms],
+            args=[token, attempt_id, now_ms, worker_id, lease_ms, min_gap_ms],
         )
         kind = str(res[0])
         if kind == "claimed":
             return Claim(kind, int(res[1]), int(res[2]), unpack(str(res[3])))
-        if kind in ("wait", "settle"):
+        if kind in ("wait", "settle", "early"):
             return Claim(kind, due_ms=int(float(res[1])))
         return Claim(kind)
 
@@ -221,6 +226,7 @@ class Ledger:
                 k.message_counts,
                 k.campaigns,
                 k.backlog(account),
+                k.jobs,
                 *k.campaign_keys(cid),
             ],
             args=[cid],

@@ -1,14 +1,15 @@
 -- Claim the next recipient of a campaign for sending: pending -> sending, atomically.
 -- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry, 7 message counts,
---       8 job lock, 9 queue meta, 10 unsettled
+--       8 job lock, 9 queue meta, 10 unsettled, 11 account last-send time
 -- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
---       4 worker id, 5 lease ms
+--       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY)
 -- Returns {'claimed', index, attempt number, packed recipient} or one of
 -- {'lost'} {'canceled'} {'paused'} {'paused_queue'} {'wait', due_ms} {'settle', due_ms}
--- {'inflight'} {'done'}
-local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- {'inflight'} {'done'} {'early', not_before_ms}
+local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled, last =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, attempt, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local min_gap = tonumber(ARGV[6])
 
 -- A worker that lost its job's lock (stalled, taken over) must not send: the new owner does.
 if token ~= '' and redis.call('GET', lock) ~= token then return {'lost'} end
@@ -20,6 +21,11 @@ if redis.call('HEXISTS', qmeta, 'paused') == 1 then return {'paused_queue'} end
 local total = tonumber(flags[3] or '0')
 local cursor = tonumber(flags[4] or '0')
 local idx = nil
+-- The slot reserved earlier spaces sends out; this check makes the gap exact even when a
+-- previous sender woke late: no two claims of one account closer than MESSAGE_DELAY.
+local prev = tonumber(redis.call('GET', last) or '0')
+if now < prev + min_gap then return {'early', prev + min_gap} end
+
 local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 1)
 if #due > 0 then
   idx = tonumber(due[1])
@@ -43,6 +49,7 @@ if idx == nil then
   return {'done'}
 end
 
+redis.call('SET', last, now)
 local old = redis.call('GETRANGE', status, idx, idx)
 redis.call('SETRANGE', status, idx, 'S')
 redis.call('HINCRBY', meta, 'n:' .. old, -1)

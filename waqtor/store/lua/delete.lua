@@ -1,8 +1,10 @@
 -- Remove a finished campaign's ledger and take its recipients out of the global counts.
--- KEYS: 1 meta, 2 message counts, 3 campaigns index, 4 account backlog, 5.. the campaign's keys
+-- KEYS: 1 meta, 2 message counts, 3 campaigns index, 4 account backlog, 5 jobs index,
+--       6.. the campaign's keys
 -- ARGV: 1 campaign id
 -- Returns 1 if the campaign existed.
-local meta, counts, index, backlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, counts, index, backlog, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+redis.call('ZREM', jobs, ARGV[1])
 if redis.call('EXISTS', meta) == 0 then
   redis.call('ZREM', index, ARGV[1])
   return 0
@@ -19,6 +21,6 @@ for i = 1, #fields, 2 do
   end
 end
 if open > 0 then redis.call('DECRBY', backlog, open) end
-for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('ZREM', index, ARGV[1])
 return 1

@@ -1,0 +1,228 @@
+"""Real Redis (a redis-server per test session, on a free port, in a temp dir), real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from waqtor.api.app import create_app
+from waqtor.config import Settings
+
+KEY = "test-key-0123456789abcdef"
+HEADERS = {"X-API-Key": KEY}
+
+# Fast but realistic timings for tests: short locks so crashes are detected quickly.
+FAST = {
+    "message_delay": 0,
+    "message_jitter": 0.0,
+    "retry_backoff_ms": 50,
+    "lock_duration_ms": 2000,
+    "stalled_interval_ms": 1000,
+    "send_lease_ms": 1000,
+    "heartbeat_ms": 500,
+    "provider_timeout_ms": 3000,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server; tests that restart or kill Redis use their own instance."""
+
+    def __init__(self, appendonly: bool = False) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="wq-redis-"))
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.dir),
+                "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "always",
+                "--maxmemory-policy", "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {**FAST, **overrides}
+    return Settings(redis_url=redis_url, api_key=KEY, data_dir=tmp_path / "data", **values)
+
+
+class App:
+    """The ASGI app with its lifespan running (worker included), and an HTTP client."""
+
+    def __init__(self, settings: Settings, run_worker: bool = True) -> None:
+        self.settings = settings
+        self.app = create_app(settings, settings.redis_url or "", [KEY], run_worker=run_worker)
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://waqtor", timeout=60
+        )
+        self._ctx: Any = None
+
+    async def __aenter__(self) -> App:
+        self._ctx = self.app.router.lifespan_context(self.app)
+        await self._ctx.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        await self._ctx.__aexit__(None, None, None)
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.get(path, headers=HEADERS, **kw)
+
+    async def post(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.post(path, headers=HEADERS, **kw)
+
+
+@pytest.fixture
+async def app(redis_url: str, tmp_path: Path) -> AsyncIterator[App]:
+    async with App(make_settings(redis_url, tmp_path)) as running:
+        yield running
+
+
+def recipients(n: int, start: int = 0) -> list[dict[str, str]]:
+    """n distinct valid Saudi mobile numbers with a name each."""
+    return [{"phone": f"9665{start + i:08d}", "name": f"Person {start + i}"} for i in range(n)]
+
+
+async def wait_for_job(
+    get: Any, job_id: str, states: tuple[str, ...] = ("completed",), timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        resp = await get(f"/api/queue/jobs/{job_id}")
+        if resp.status_code == 200:
+            last = resp.json()["data"]
+            if last["status"] in states:
+                return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not reach {states}; last seen {last}")
+
+
+class Proc:
+    """A real ``waqtor`` process (serve or worker) with its own environment."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args = args
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "waqtor", *self.args],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.log.parent,
+        )
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def env_for(**values: Any) -> dict[str, str]:
+    merged = {**FAST, **values}
+    return {k.upper(): str(v) for k, v in merged.items()}
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
