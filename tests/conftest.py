@@ -62,13 +62,20 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
-                "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always",
-                "--maxmemory-policy", "noeviction",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
+                "--maxmemory-policy",
+                "noeviction",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -176,7 +183,10 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.args = args
-        self.env = {**os.environ, **env}
+        inherited = {
+            k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST", "API_KEY")
+        }
+        self.env = {**inherited, **env}
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -69,7 +69,9 @@ async def test_bare_phone_strings_with_top_level_message(app: App) -> None:
         json={"recipients": ["966501234567", "+966 50 765 4321"], "message": "Hi {name}"},
     )
     assert resp.json()["data"]["successful"] == 2
-    texts = [m["text"] for m in (await app.get("/api/simulator/messages")).json()["data"]["messages"]]
+    texts = [
+        m["text"] for m in (await app.get("/api/simulator/messages")).json()["data"]["messages"]
+    ]
     assert texts == ["Hi Valued Customer", "Hi Valued Customer"]
 
 
@@ -122,12 +124,16 @@ async def test_missing_variable_is_never_sent_literally(app: App) -> None:
     assert data["invalid"] == [
         {"index": 1, "phone": "+966507654321", "error": "missing variable {code}"}
     ]
-    texts = [m["text"] for m in (await app.get("/api/simulator/messages")).json()["data"]["messages"]]
+    texts = [
+        m["text"] for m in (await app.get("/api/simulator/messages")).json()["data"]["messages"]
+    ]
     assert texts == ["Your code A1"]
 
 
 async def test_nothing_valid_is_a_400(app: App) -> None:
-    resp = await app.post("/api/messages/send-bulk", json={"recipients": ["1", "2"], "message": "x"})
+    resp = await app.post(
+        "/api/messages/send-bulk", json={"recipients": ["1", "2"], "message": "x"}
+    )
     assert resp.status_code == 400
     body = resp.json()
     assert body["success"] is False and body["error"].startswith("recipients:")
@@ -217,12 +223,27 @@ async def test_jobs_list_and_detail(app: App) -> None:
     assert listing["count"] == 2
     assert [j["id"] for j in listing["jobs"]] == [ids[2], ids[1]]  # newest first
     job = listing["jobs"][0]
-    assert set(job) >= {"id", "status", "progress", "data", "processedOn", "finishedOn", "failedReason"}
+    assert set(job) >= {
+        "id",
+        "status",
+        "progress",
+        "data",
+        "processedOn",
+        "finishedOn",
+        "failedReason",
+    }
     assert job["status"] == "completed" and job["progress"] == 100
     assert "recipients" not in job["data"]  # a summary, never the whole list
     detail = (await app.get(f"/api/queue/jobs/{ids[0]}")).json()["data"]
     assert set(detail) >= {
-        "id", "status", "progress", "data", "failedReason", "processedOn", "finishedOn", "returnvalue",
+        "id",
+        "status",
+        "progress",
+        "data",
+        "failedReason",
+        "processedOn",
+        "finishedOn",
+        "returnvalue",
     }
     assert detail["recipients"]["sent"] == 11
     assert detail["returnvalue"]["sent"] == 11
@@ -246,7 +267,11 @@ async def test_pause_resume_shapes(app: App) -> None:
     health = (await app.get("/api/queue/health")).json()
     assert health["data"]["queue"]["paused"] is True
     # While paused, a small list is queued rather than sent, and says why.
-    small = (await app.post("/api/messages/send-bulk", json={"recipients": ["966501234567"], "message": "x"})).json()
+    small = (
+        await app.post(
+            "/api/messages/send-bulk", json={"recipients": ["966501234567"], "message": "x"}
+        )
+    ).json()
     assert small["mode"] == "queue" and "paused" in small["data"]["reason"]
     stats = (await app.get("/api/queue/stats")).json()["data"]
     assert stats["paused"] == 1 and stats["waiting"] == 0
@@ -293,9 +318,13 @@ async def test_redis_down_is_503_with_cause(tmp_path: Path) -> None:
         assert resp.status_code == 503
         body = resp.json()
         assert body["success"] is False
-        assert body["error"].startswith(f"Redis unavailable at 127.0.0.1:{dead.split(':')[2].split('/')[0]}")
+        assert body["error"].startswith(
+            f"Redis unavailable at 127.0.0.1:{dead.split(':')[2].split('/')[0]}"
+        )
         assert "Traceback" not in resp.text
-        send = await down.post("/api/messages/send-bulk", json={"recipients": ["966501234567"], "message": "x"})
+        send = await down.post(
+            "/api/messages/send-bulk", json={"recipients": ["966501234567"], "message": "x"}
+        )
         assert send.status_code == 503
         health = await down.get("/api/queue/health")
         assert health.status_code == 503 and health.json()["healthy"] is False

@@ -100,7 +100,9 @@ class Engine:
         state = str(await self.queue.getJobState(job_id))
         if state in ("wait", "prioritized"):
             state = JobState.WAITING.value
-        if state == JobState.WAITING.value and await self.is_paused():
+        # A paused queue holds every job that has not finished, whatever list bullmq keeps it in.
+        held = (JobState.WAITING.value, JobState.DELAYED.value)
+        if state in held and await self.is_paused():
             state = JobState.PAUSED.value
         return state
 

@@ -91,6 +91,7 @@ class SimulatorProvider:
         return None
 
     async def send(self, message: OutgoingMessage) -> SendResult:
+        received_ms = int(time.time() * 1000)  # when the request reached the "provider"
         faults = await self.faults()
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000.0)
@@ -105,7 +106,7 @@ class SimulatorProvider:
             raise PermanentError("sim_invalid_recipient", "simulated: number not on WhatsApp")
         message_id = "sim-" + uuid.uuid4().hex
         entry = {
-            "ts": int(time.time() * 1000),
+            "ts": received_ms,
             "account": message.account,
             "phone": message.phone,
             "text": message.text,
