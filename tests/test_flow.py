@@ -33,6 +33,7 @@ async def send(app: App, n: int, start: int = 0, **extra: Any) -> str:
 async def faults(app: App, **body: Any) -> None:
     resp = await app.client.put("/api/simulator/faults", json=body, headers=HEADERS)
     assert resp.status_code == 200, resp.text
+    await asyncio.sleep(0.25)  # every process's simulator re-reads its switches within 0.2 s
 
 
 async def test_campaign_completes_with_each_recipient_sent_once(app: App) -> None:

@@ -139,6 +139,27 @@ class Engine:
     async def remove(self, job_id: str) -> None:
         await self.queue.remove(job_id)
 
+    async def promote(self, job_id: str) -> bool:
+        """Move a delayed job to waiting now. False if it was not delayed."""
+        if str(await self.queue.getJobState(job_id)) != "delayed":
+            return False
+        job = await self.queue.getJob(job_id)
+        if job is None:
+            return False
+        await job.promote()
+        return True
+
+    async def reprocess(self, job_id: str) -> bool:
+        """Put a finished job back in the queue (its ledger decides what is left to do)."""
+        state = str(await self.queue.getJobState(job_id))
+        if state not in ("completed", "failed"):
+            return False
+        job = await self.queue.getJob(job_id)
+        if job is None:
+            return False
+        await job.retry(state, {"resetAttemptsMade": True})
+        return True
+
     async def logs(self, job_id: str, limit: int = 100) -> list[str]:
         result = await self.queue.getJobLogs(job_id, 0, limit - 1, True)
         return list(result.get("logs", []))

@@ -170,7 +170,7 @@ class Sender:
         """
         s = self.s
         pending_until: int | None = None
-        for index, attempt_id, lease_end in await s.ledger.unsettled(campaign.id):
+        for index, attempt_id, lease_end, attempts in await s.ledger.unsettled(campaign.id):
             try:
                 message_id = await s.provider.lookup(attempt_id)
             except NotImplementedError:
@@ -186,6 +186,17 @@ class Sender:
                     RecipientStatus.SENT,
                     now_ms=now,
                     message_id=message_id,
+                )
+            elif now >= lease_end and attempts > s.settings.max_retries:
+                await s.ledger.finish(
+                    campaign.id,
+                    campaign.account,
+                    index,
+                    attempt_id,
+                    RecipientStatus.FAILED,
+                    now_ms=now,
+                    error_code="not_delivered",
+                    reason="provider has no record of any attempt; retries used up",
                 )
             elif now >= lease_end:
                 await s.ledger.finish(

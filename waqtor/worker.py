@@ -26,6 +26,8 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
+#: A paused campaign parks its job in *delayed* this long; resume promotes it at once.
+PARK_MS = 365 * 24 * 3600 * 1000
 
 
 class JobUnavailable(Exception):
@@ -138,6 +140,12 @@ class CampaignWorker:
             if step.kind == "lost":
                 # Another worker owns the job now; leave it alone (no complete, no fail).
                 raise DelayedError()
+            if step.kind == "paused":
+                await job.log("campaign paused")
+                parked = await self._delay(job, token, s.clock.now_ms() + PARK_MS)
+                if (await s.ledger.meta(cid)).get("paused") != "1":
+                    await s.engine.promote(cid)  # resumed while we were parking
+                raise parked
             if step.kind == "paused_queue":
                 raise await self._delay(job, token, s.clock.now_ms() + PAUSE_RECHECK_MS)
             if step.kind == "wait":

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from waqtor import __version__
-from waqtor.api import errors, routes_messages, routes_queue, routes_simulator
+from waqtor.api import errors, routes_jobs, routes_messages, routes_queue, routes_simulator
 from waqtor.api.auth import require_key
 from waqtor.api.limits import BodyLimit
 from waqtor.config import Settings
@@ -58,6 +58,7 @@ def create_app(
     auth: list[Any] = [Depends(require_key)]
     app.include_router(routes_messages.router, dependencies=auth)
     app.include_router(routes_queue.router, dependencies=auth)
+    app.include_router(routes_jobs.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
 
     @app.get("/health", tags=["health"])

@@ -44,6 +44,9 @@ class FaultsRequest(BaseModel):
         default_factory=dict,
         description="Outcome forced per E.164 phone: transient, rate_limited, permanent, ...",
     )
+    lookup: bool = Field(
+        default=True, description="Off: act like a provider that cannot settle unknown sends."
+    )
 
 
 def ok(data: Any = None, **extra: Any) -> dict[str, Any]:

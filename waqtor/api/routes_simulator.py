@@ -46,6 +46,6 @@ async def set_faults(
         if fault not in FAULT_CLASSES:
             raise ApiError(400, f"phones.{phone}: unknown fault {fault!r}")
     rates = {name: getattr(body, name) for name in FAULT_CLASSES if getattr(body, name)}
-    await sim.set_faults(rates, body.latencyMs, body.phones)
+    await sim.set_faults(rates, body.latencyMs, body.phones, body.lookup)
     sim_faults = await sim.faults()
     return ok(sim_faults.to_dict())

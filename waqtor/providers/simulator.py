@@ -30,7 +30,7 @@ from waqtor.providers.base import (
 from waqtor.store.keys import Keys
 
 FAULT_CLASSES = ("transient", "rate_limited", "permanent", "ambiguous", "unavailable")
-_CACHE_S = 0.5
+_CACHE_S = 0.2  # fault switches reach every process within this time
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Faults:
     rates: dict[str, float] = field(default_factory=dict)
     latency_ms: int = 0
     phones: dict[str, str] = field(default_factory=dict)
+    lookup: bool = True  # off: behave like a provider that cannot settle unknown outcomes
 
     @classmethod
     def from_hash(cls, raw: dict[str, str], default_latency_ms: int) -> Faults:
@@ -49,6 +50,8 @@ class Faults:
                 faults.rates[name] = float(value)
             elif name == "latency_ms":
                 faults.latency_ms = int(value)
+            elif name == "lookup":
+                faults.lookup = value == "1"
             elif name.startswith("phone:"):
                 faults.phones[name[6:]] = value
         return faults
@@ -58,6 +61,7 @@ class Faults:
             "rates": {c: self.rates.get(c, 0.0) for c in FAULT_CLASSES},
             "latencyMs": self.latency_ms,
             "phones": self.phones,
+            "lookup": self.lookup,
         }
 
 
@@ -124,6 +128,8 @@ class SimulatorProvider:
         return SendResult(message_id)
 
     async def lookup(self, attempt_id: str) -> str | None:
+        if not (await self.faults()).lookup:
+            raise NotImplementedError("lookups switched off")
         found: str | None = await self.redis.hget(self.keys.sim_attempts, attempt_id)  # type: ignore[assignment]
         return found
 
@@ -145,9 +151,15 @@ class SimulatorProvider:
         return [json.loads(r) for r in rows], int(total)
 
     async def set_faults(
-        self, rates: dict[str, float], latency_ms: int | None, phones: dict[str, str]
+        self,
+        rates: dict[str, float],
+        latency_ms: int | None,
+        phones: dict[str, str],
+        lookup: bool = True,
     ) -> None:
         mapping: dict[Any, Any] = {name: str(rate) for name, rate in rates.items()}
+        if not lookup:
+            mapping["lookup"] = "0"
         if latency_ms is not None:
             mapping["latency_ms"] = str(latency_ms)
         for phone, fault in phones.items():

@@ -233,6 +233,47 @@ class Ledger:
         )
         return bool(res)
 
+    async def retry_failed(self, cid: str, account: str, codes: Sequence[str], now_ms: int) -> int:
+        k = self.keys
+        res = await self.scripts["retry_failed"](
+            keys=[
+                k.meta(cid),
+                k.status(cid),
+                k.detail(cid),
+                k.retry(cid),
+                k.message_counts,
+                k.backlog(account),
+            ],
+            args=[now_ms, *codes],
+        )
+        return int(res)
+
+    async def resolve(
+        self, cid: str, account: str, index: int, action: str, now_ms: int, message_id: str = ""
+    ) -> bool:
+        k = self.keys
+        res = await self.scripts["resolve"](
+            keys=[
+                k.meta(cid),
+                k.status(cid),
+                k.detail(cid),
+                k.retry(cid),
+                k.message_counts,
+                k.backlog(account),
+                k.unsettled(cid),
+            ],
+            args=[index, action, now_ms, message_id],
+        )
+        return bool(res)
+
+    async def set_flag(self, cid: str, name: str, value: str) -> bool:
+        """Set a campaign flag (paused, canceled) if the campaign exists."""
+        key = self.keys.meta(cid)
+        if not await self.redis.exists(key):
+            return False
+        await self.redis.hset(key, name, value)
+        return True
+
     # ---- reading ----
     async def meta(self, cid: str) -> dict[str, str]:
         result: dict[str, str] = await self.redis.hgetall(self.keys.meta(cid))  # type: ignore[assignment]
@@ -241,46 +282,54 @@ class Ledger:
     async def counts(self, cid: str) -> dict[str, int]:
         return _counts_from_meta(await self.meta(cid))
 
-    async def unsettled(self, cid: str) -> list[tuple[int, str, int]]:
-        """Unknown recipients awaiting a provider lookup: (index, attempt id, lease end ms)."""
+    async def unsettled(self, cid: str) -> list[tuple[int, str, int, int]]:
+        """Unknown recipients awaiting a provider lookup: (index, attempt id, lease end ms,
+        attempts so far)."""
         k = self.keys
         rows = await self.redis.zrange(k.unsettled(cid), 0, -1, withscores=True)
         if not rows:
             return []
         raw = await self.redis.hmget(k.detail(cid), [r[0] for r in rows])
-        out: list[tuple[int, str, int]] = []
+        out: list[tuple[int, str, int, int]] = []
         for row, detail in zip(rows, raw, strict=True):
-            attempt = json.loads(detail)["id"] if detail else ""
-            out.append((int(row[0]), str(attempt), int(row[1])))
+            rec = json.loads(detail) if detail else {}
+            out.append((int(row[0]), str(rec.get("id", "")), int(row[1]), int(rec.get("a", 0))))
         return out
 
     async def drop_unsettled(self, cid: str, index: int) -> None:
         await self.redis.zrem(self.keys.unsettled(cid), index)
 
-    async def recipient_rows(self, cid: str, start: int, stop: int) -> list[dict[str, Any]]:
-        """Recipients ``start..stop`` (inclusive) with their status and detail, for reports."""
+    async def recipient_details(
+        self, cid: str, start: int, stop: int
+    ) -> list[tuple[dict[str, Any], Recipient, dict[str, Any]]]:
+        """Recipients ``start..stop`` (inclusive): (summary row, recipient, raw detail)."""
+        if stop < start:
+            return []
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(k.recipients(cid), start, stop)
             pipe.getrange(k.status(cid), start, stop)
             pipe.hmget(k.detail(cid), list(range(start, stop + 1)))
             packed, codes, details = await pipe.execute()
-        rows: list[dict[str, Any]] = []
+        out: list[tuple[dict[str, Any], Recipient, dict[str, Any]]] = []
         for offset, raw in enumerate(packed):
             rec = unpack(raw)
             detail = json.loads(details[offset]) if details[offset] else {}
-            rows.append(
-                {
-                    "index": start + offset,
-                    "phone": rec.phone,
-                    "status": RecipientStatus.from_code(codes[offset]).value,
-                    "attempts": detail.get("a", 0),
-                    "messageId": detail.get("m"),
-                    "errorCode": detail.get("e"),
-                    "error": detail.get("r"),
-                }
-            )
-        return rows
+            row = {
+                "index": start + offset,
+                "phone": rec.phone,
+                "status": RecipientStatus.from_code(codes[offset]).value,
+                "attempts": detail.get("a", 0),
+                "messageId": detail.get("m"),
+                "errorCode": detail.get("e"),
+                "error": detail.get("r"),
+            }
+            out.append((row, rec, detail))
+        return out
+
+    async def recipient_rows(self, cid: str, start: int, stop: int) -> list[dict[str, Any]]:
+        """Recipients ``start..stop`` (inclusive) with their status and outcome."""
+        return [row for row, _, _ in await self.recipient_details(cid, start, stop)]
 
     async def global_counts(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.message_counts)

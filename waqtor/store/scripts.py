@@ -7,7 +7,16 @@ from importlib import resources
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-NAMES = ("claim", "finish", "recover", "close_open", "delete", "reserve")
+NAMES = (
+    "claim",
+    "finish",
+    "recover",
+    "close_open",
+    "delete",
+    "reserve",
+    "retry_failed",
+    "resolve",
+)
 
 
 def _source(name: str) -> str:

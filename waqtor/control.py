@@ -1,0 +1,117 @@
+"""Control of one campaign: pause, resume, cancel, retry failed, promote, remove, resolve.
+
+Each takes effect before the campaign's next message: the claim script reads the flags, and a
+job parked in *delayed* is promoted so it notices at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from waqtor.domain.status import RecipientStatus
+from waqtor.services import Services
+
+FINISHED = ("completed", "failed")
+
+
+class ControlError(Exception):
+    """``status`` is the HTTP status an API should answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: str
+    changed: int = 0
+
+
+async def _state(s: Services, cid: str) -> str:
+    view = await s.engine.get(cid)
+    if view is None or not await s.ledger.meta(cid):
+        raise ControlError(404, "Job not found")
+    return view.state
+
+
+async def pause(s: Services, cid: str) -> Outcome:
+    state = await _state(s, cid)
+    if state in FINISHED:
+        raise ControlError(409, f"Job is {state}; nothing to pause")
+    await s.ledger.set_flag(cid, "paused", "1")
+    return Outcome("Campaign paused: no message goes out until it is resumed")
+
+
+async def resume(s: Services, cid: str) -> Outcome:
+    state = await _state(s, cid)
+    if state in FINISHED:
+        raise ControlError(409, f"Job is {state}; nothing to resume")
+    await s.ledger.set_flag(cid, "paused", "0")
+    await s.engine.promote(cid)  # a parked job starts again now, at the exact recipient
+    return Outcome("Campaign resumed")
+
+
+async def cancel(s: Services, cid: str) -> Outcome:
+    state = await _state(s, cid)
+    if state in FINISHED:
+        raise ControlError(409, f"Job is {state}; nothing to cancel")
+    meta = await s.ledger.meta(cid)
+    await s.ledger.set_flag(cid, "canceled", "1")
+    changed = await s.ledger.close_open(
+        cid, meta.get("account", "default"), RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
+    )
+    await s.engine.promote(cid)  # let a delayed or parked job finish now
+    return Outcome(f"Campaign canceled: {changed} unsent recipient(s) canceled", changed)
+
+
+async def retry_failed(s: Services, cid: str, codes: Sequence[str] = ()) -> Outcome:
+    state = await _state(s, cid)
+    meta = await s.ledger.meta(cid)
+    if meta.get("canceled") == "1":
+        raise ControlError(409, "Campaign was canceled")
+    changed = await s.ledger.retry_failed(
+        cid, meta.get("account", "default"), codes, s.clock.now_ms()
+    )
+    if changed:
+        if state in FINISHED:
+            await s.engine.reprocess(cid)
+        else:
+            await s.engine.promote(cid)
+    return Outcome(f"{changed} failed recipient(s) queued again", changed)
+
+
+async def promote(s: Services, cid: str) -> Outcome:
+    await _state(s, cid)
+    if not await s.engine.promote(cid):
+        raise ControlError(409, "Job is not delayed or scheduled")
+    return Outcome("Job promoted: it starts now")
+
+
+async def remove(s: Services, cid: str) -> Outcome:
+    state = await _state(s, cid)
+    if state not in FINISHED:
+        raise ControlError(409, f"Job is {state}: cancel it first, then remove it")
+    await s.engine.remove(cid)
+    await s.ledger.delete(cid)
+    return Outcome("Job and its recipients removed")
+
+
+async def resolve(s: Services, cid: str, index: int, action: str, message_id: str = "") -> Outcome:
+    state = await _state(s, cid)
+    meta = await s.ledger.meta(cid)
+    if not 0 <= index < int(meta.get("total", "0")):
+        raise ControlError(404, "Recipient not found")
+    done = await s.ledger.resolve(
+        cid, meta.get("account", "default"), index, action, s.clock.now_ms(), message_id
+    )
+    if not done:
+        raise ControlError(409, "Recipient is not unknown")
+    if action == "resend":
+        if state in FINISHED:
+            await s.engine.reprocess(cid)
+        else:
+            await s.engine.promote(cid)
+    return Outcome("Recipient marked sent" if action == "sent" else "Recipient will be sent again")
