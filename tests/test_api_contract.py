@@ -351,3 +351,15 @@ async def test_cors_off_unless_asked(app: App, redis_url: str, tmp_path: Path) -
 
 def test_httpx_version_has_asgi_transport() -> None:
     assert hasattr(httpx, "ASGITransport")
+
+
+async def test_readonly_key_reads_but_cannot_act(redis_url: str, tmp_path: Path) -> None:
+    reader = "reader-key-0123456789"
+    async with App(make_settings(redis_url, tmp_path, readonly_api_key=reader)) as ro:
+        headers = {"X-API-Key": reader}
+        assert (await ro.client.get("/api/queue/stats", headers=headers)).status_code == 200
+        for path in ("/api/queue/pause", "/api/messages/send-bulk", "/api/queue/clean"):
+            resp = await ro.client.post(path, headers=headers, json={})
+            assert resp.status_code == 403, path
+            assert resp.json() == {"success": False, "error": "This API key is read-only"}
+        assert (await ro.get("/api/queue/health")).status_code == 200

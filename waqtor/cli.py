@@ -23,6 +23,7 @@ def _settings() -> Settings:
     try:
         settings = Settings()
         settings.api_keys()
+        settings.readonly_keys()
     except (ConfigError, ValueError) as exc:
         sys.exit(f"waqtor: configuration error: {exc}")
     return settings

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # --- API ---
     api_key: str | None = None
     """One key, or several separated by commas; each at least 16 characters."""
+    readonly_api_key: str | None = None
+    """Keys (comma-separated) that may read everything and change nothing."""
     max_recipients: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     cors_origins: str = ""
@@ -62,6 +64,8 @@ class Settings(BaseSettings):
     default_region: str | None = None
     """Region (e.g. SA) for numbers written without a country code; unset: all numbers must
     carry one (966..., +966..., 00966...)."""
+    identical_text_warn: int = Field(default=50, ge=0)
+    """Warn when more than this many recipients of one request get the same text (0: off)."""
     signature: str = ""
     """Value of ``{signature}`` in templates."""
     timezone: str = "UTC"
@@ -94,13 +98,10 @@ class Settings(BaseSettings):
 
     # ----- derived -----
     def api_keys(self) -> list[str]:
-        if not self.api_key:
-            return []
-        keys = [k.strip() for k in self.api_key.split(",") if k.strip()]
-        for key in keys:
-            if len(key) < MIN_KEY_CHARS:
-                raise ConfigError(f"API_KEY: every key must be at least {MIN_KEY_CHARS} characters")
-        return keys
+        return _split_keys(self.api_key, "API_KEY")
+
+    def readonly_keys(self) -> list[str]:
+        return _split_keys(self.readonly_api_key, "READONLY_API_KEY")
 
     def cors_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
@@ -120,6 +121,16 @@ class Settings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.data_dir / "api_key"
+
+
+def _split_keys(raw: str | None, name: str) -> list[str]:
+    if not raw:
+        return []
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for key in keys:
+        if len(key) < MIN_KEY_CHARS:
+            raise ConfigError(f"{name}: every key must be at least {MIN_KEY_CHARS} characters")
+    return keys
 
 
 def redis_label(url: str) -> str:

@@ -11,7 +11,14 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from waqtor import __version__
-from waqtor.api import errors, routes_jobs, routes_messages, routes_queue, routes_simulator
+from waqtor.api import (
+    errors,
+    routes_accounts,
+    routes_jobs,
+    routes_messages,
+    routes_queue,
+    routes_simulator,
+)
 from waqtor.api.auth import require_key
 from waqtor.api.limits import BodyLimit
 from waqtor.config import Settings
@@ -23,7 +30,12 @@ log = logging.getLogger("waqtor.api")
 
 
 def create_app(
-    settings: Settings, redis_url: str, api_keys: list[str], *, run_worker: bool = True
+    settings: Settings,
+    redis_url: str,
+    api_keys: list[str],
+    *,
+    run_worker: bool = True,
+    readonly_keys: list[str] | None = None,
 ) -> FastAPI:
     if not api_keys:
         raise ValueError("at least one API key is required")
@@ -54,11 +66,15 @@ def create_app(
     )
     app.state.redis_url = redis_url
     app.state.api_keys = list(api_keys)
+    app.state.readonly_keys = (
+        list(readonly_keys) if readonly_keys is not None else settings.readonly_keys()
+    )
     errors.install(app)
     auth: list[Any] = [Depends(require_key)]
     app.include_router(routes_messages.router, dependencies=auth)
     app.include_router(routes_queue.router, dependencies=auth)
     app.include_router(routes_jobs.router, dependencies=auth)
+    app.include_router(routes_accounts.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
 
     @app.get("/health", tags=["health"])

@@ -20,9 +20,25 @@ def key_matches(candidate: str, keys: list[str]) -> bool:
     return found
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def role_of(given: str, full: list[str], readonly: list[str]) -> str | None:
+    """``admin``, ``readonly`` or None. Every key is compared, whatever matches first."""
+    is_admin = key_matches(given, full)
+    is_reader = key_matches(given, readonly)
+    if is_admin:
+        return "admin"
+    return "readonly" if is_reader else None
+
+
 async def require_key(request: Request) -> None:
     given = request.headers.get(HEADER)
     if not given:
         raise ApiError(401, "Missing API key: send it in the X-API-Key header")
-    if not key_matches(given, request.app.state.api_keys):
+    role = role_of(given, request.app.state.api_keys, request.app.state.readonly_keys)
+    if role is None:
         raise ApiError(403, "Invalid API key")
+    if role == "readonly" and request.method not in SAFE_METHODS:
+        raise ApiError(403, "This API key is read-only")
+    request.state.role = role

@@ -1,29 +1,110 @@
-"""``POST /api/messages/send-bulk``: instant for small lists, queued for larger ones."""
+"""``POST /api/messages/send-bulk``: instant for small lists, queued for larger ones.
+
+The body is JSON (the seed's shape), ``text/csv``, or a multipart form with a CSV ``file``
+(``message`` and ``account`` then come as form fields or query parameters).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
-from waqtor import campaigns
+from waqtor import campaigns, hygiene, preview
 from waqtor.api.deps import sender, services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
-from waqtor.domain.recipients import parse
+from waqtor.domain.recipients import Parsed, parse
+from waqtor.domain.templates import MAX_MESSAGE_CHARS
+from waqtor.intake import CsvError, parse_csv
 from waqtor.sender import Sender
 from waqtor.services import Services
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
+_CSV_FORM = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "message": {"type": "string"},
+        "account": {"type": "string"},
+    },
+    "required": ["file"],
+}
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SendBulkRequest.model_json_schema()},
+            "text/csv": {"schema": {"type": "string"}},
+            "multipart/form-data": {"schema": _CSV_FORM},
+        },
+    }
+}
 
-@router.post("/send-bulk")
-async def send_bulk(
-    body: SendBulkRequest,
-    s: Annotated[Services, Depends(services)],
-    snd: Annotated[Sender, Depends(sender)],
-) -> dict[str, Any]:
+
+class Submission:
+    def __init__(self, parsed: Parsed, account: str | None) -> None:
+        self.parsed = parsed
+        self.account = account or campaigns.DEFAULT_ACCOUNT
+
+
+async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(64 * 1024):
+        yield chunk
+
+
+def _check_message(message: str | None) -> None:
+    if message is not None and len(message) > MAX_MESSAGE_CHARS:
+        raise ApiError(400, "message: longer than 4096 characters (WhatsApp's limit)")
+
+
+async def read_submission(
+    request: Request, s: Services, message: str | None, account: str | None
+) -> Submission:
     settings = s.settings
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind == "text/csv":
+            _check_message(message)
+            parsed = await parse_csv(
+                request.stream(),
+                message,
+                default_region=settings.default_region,
+                max_rows=settings.max_recipients,
+            )
+            return Submission(parsed, account)
+        if kind == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=10)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(400, "file: a CSV file is required in the 'file' field")
+            form_message = form.get("message")
+            form_account = form.get("account")
+            message = message or (form_message if isinstance(form_message, str) else None)
+            account = account or (form_account if isinstance(form_account, str) else None)
+            _check_message(message)
+            parsed = await parse_csv(
+                _chunks(upload),
+                message,
+                default_region=settings.default_region,
+                max_rows=settings.max_recipients,
+            )
+            return Submission(parsed, account)
+    except CsvError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if kind not in ("application/json", ""):
+        raise ApiError(415, "body: send application/json, text/csv or multipart/form-data")
+    try:
+        body = SendBulkRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        ) from exc
     if not body.recipients:
         raise ApiError(400, "recipients: at least one recipient is required")
     if len(body.recipients) > settings.max_recipients:
@@ -32,15 +113,58 @@ async def send_bulk(
             f"recipients: {len(body.recipients)} recipients; the limit is "
             f"{settings.max_recipients} per request",
         )
-    if body.message is not None and len(body.message) > 4096:
-        raise ApiError(400, "message: longer than 4096 characters (WhatsApp's limit)")
-    parsed = parse(body.recipients, body.message, settings.default_region)
+    _check_message(body.message)
+    return Submission(
+        parse(body.recipients, body.message, settings.default_region), account or body.account
+    )
+
+
+@router.post("/send-bulk", openapi_extra=_BODY_DOC)
+async def send_bulk(
+    request: Request,
+    s: Annotated[Services, Depends(services)],
+    snd: Annotated[Sender, Depends(sender)],
+    dryRun: Annotated[bool, Query(description="Validate and preview; send nothing.")] = False,
+    message: Annotated[str | None, Query(max_length=MAX_MESSAGE_CHARS)] = None,
+    account: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+) -> dict[str, Any]:
+    sub = await read_submission(request, s, message, account)
+    if dryRun:
+        return ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
+    return await _send(s, snd, sub)
+
+
+@router.post("/preview", openapi_extra=_BODY_DOC)
+async def preview_route(
+    request: Request,
+    s: Annotated[Services, Depends(services)],
+    message: Annotated[str | None, Query(max_length=MAX_MESSAGE_CHARS)] = None,
+    account: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+) -> dict[str, Any]:
+    """The same as ``send-bulk?dryRun=true``."""
+    sub = await read_submission(request, s, message, account)
+    return ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
+
+
+async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
+    parsed, account = sub.parsed, sub.account
     invalid = [r.as_dict() for r in parsed.rejected]
+    suppressed = await hygiene.drop_suppressed(s, account, parsed)
     if not parsed.accepted:
-        raise ApiError(400, "recipients: no valid recipient in the request", invalid=invalid)
-    account = body.account or campaigns.DEFAULT_ACCOUNT
+        raise ApiError(
+            400,
+            "recipients: no valid recipient in the request",
+            invalid=invalid,
+            suppressed=suppressed,
+        )
+    extra: dict[str, Any] = {
+        "invalid": invalid,
+        "suppressed": suppressed,
+        "suppressedCount": len(suppressed),
+        "warnings": hygiene.identical_text(parsed, s.settings.identical_text_warn),
+    }
     fallback: str | None = None
-    if len(parsed.accepted) <= settings.instant_threshold:
+    if len(parsed.accepted) <= s.settings.instant_threshold:
         if await s.engine.is_paused():
             fallback = "the queue is paused: queued instead of sent now"
         else:
@@ -51,7 +175,7 @@ async def send_bulk(
                     "successful": sent.successful,
                     "failed": len(parsed.accepted) - sent.successful,
                     "results": sent.results,
-                    "invalid": invalid,
+                    **extra,
                 },
                 mode="instant",
             )
@@ -63,7 +187,7 @@ async def send_bulk(
         "estimatedTime": eta.text,
         "estimatedMs": int(eta.ms),
         "backlogAhead": eta.backlog_ahead,
-        "invalid": invalid,
+        **extra,
     }
     if fallback:
         data["reason"] = fallback

@@ -48,6 +48,79 @@ def _variables(item: Mapping[str, object]) -> dict[str, str]:
     return out
 
 
+class RecipientParser:
+    """Validates recipients one at a time (so a CSV can be read as it streams)."""
+
+    def __init__(self, message: str | None, default_region: str | None = None) -> None:
+        self.message = message
+        self.default_region = default_region
+        self.parsed = Parsed(template=message or "")
+        self.seen: dict[str, int] = {}
+        self.index = 0
+
+    def _reject(self, phone: str | None, error: str) -> None:
+        self.parsed.rejected.append(Rejection(self.index, phone, error))
+
+    def add(self, item: object) -> None:
+        try:
+            self._add(item)
+        finally:
+            self.index += 1
+
+    def _add(self, item: object) -> None:
+        raw_phone: object
+        own: str | None = None
+        variables: dict[str, str] = {}
+        if isinstance(item, str | int) and not isinstance(item, bool):
+            raw_phone = item
+        elif isinstance(item, Mapping):
+            raw_phone = item.get("phone")
+            own_raw = item.get("message")
+            if own_raw is not None and not isinstance(own_raw, str):
+                self._reject(None, "message must be a string")
+                return
+            own = own_raw or None
+            variables = _variables(item)
+        else:
+            self._reject(None, "recipient must be a phone string or an object")
+            return
+        shown = raw_phone if isinstance(raw_phone, str) else None
+        if raw_phone is None:
+            self._reject(None, "phone is required")
+            return
+        try:
+            phone = normalise(raw_phone, self.default_region)
+        except PhoneError as exc:
+            self._reject(shown, exc.reason)
+            return
+        template = own or self.message
+        if not template:
+            self._reject(phone, "message is required")
+            return
+        if len(template) > MAX_MESSAGE_CHARS:
+            self._reject(phone, f"message is longer than {MAX_MESSAGE_CHARS} characters")
+            return
+        lacking = missing(template, variables)
+        if lacking:
+            names = ", ".join("{" + name + "}" for name in lacking)
+            self._reject(phone, f"missing variable {names}")
+            return
+        if phone in self.seen:
+            self._reject(phone, f"duplicate of recipient {self.seen[phone]}")
+            return
+        self.seen[phone] = self.index
+        parsed = self.parsed
+        if not parsed.template:
+            parsed.template = template
+        parsed.accepted.append(
+            Recipient(phone, variables, None if template == parsed.template else template)
+        )
+        parsed.indexes.append(self.index)
+
+    def result(self) -> Parsed:
+        return self.parsed
+
+
 def parse(
     items: Iterable[object],
     message: str | None,
@@ -58,58 +131,7 @@ def parse(
     A recipient is a bare phone string or ``{"phone", "message"?, ...variables}``.
     ``message`` is the template for recipients without their own.
     """
-    parsed = Parsed(template=message or "")
-    seen: dict[str, int] = {}
-    for index, item in enumerate(items):
-        raw_phone: object
-        own: str | None = None
-        variables: dict[str, str] = {}
-        if isinstance(item, str | int) and not isinstance(item, bool):
-            raw_phone = item
-        elif isinstance(item, Mapping):
-            raw_phone = item.get("phone")
-            own_raw = item.get("message")
-            if own_raw is not None and not isinstance(own_raw, str):
-                parsed.rejected.append(Rejection(index, None, "message must be a string"))
-                continue
-            own = own_raw or None
-            variables = _variables(item)
-        else:
-            parsed.rejected.append(
-                Rejection(index, None, "recipient must be a phone string or an object")
-            )
-            continue
-        shown = raw_phone if isinstance(raw_phone, str) else None
-        if raw_phone is None:
-            parsed.rejected.append(Rejection(index, None, "phone is required"))
-            continue
-        try:
-            phone = normalise(raw_phone, default_region)
-        except PhoneError as exc:
-            parsed.rejected.append(Rejection(index, shown, exc.reason))
-            continue
-        template = own or message
-        if not template:
-            parsed.rejected.append(Rejection(index, phone, "message is required"))
-            continue
-        if len(template) > MAX_MESSAGE_CHARS:
-            parsed.rejected.append(
-                Rejection(index, phone, f"message is longer than {MAX_MESSAGE_CHARS} characters")
-            )
-            continue
-        lacking = missing(template, variables)
-        if lacking:
-            names = ", ".join("{" + name + "}" for name in lacking)
-            parsed.rejected.append(Rejection(index, phone, f"missing variable {names}"))
-            continue
-        if phone in seen:
-            parsed.rejected.append(Rejection(index, phone, f"duplicate of recipient {seen[phone]}"))
-            continue
-        seen[phone] = index
-        if not parsed.template:
-            parsed.template = template
-        parsed.accepted.append(
-            Recipient(phone, variables, None if template == parsed.template else template)
-        )
-        parsed.indexes.append(index)
-    return parsed
+    parser = RecipientParser(message, default_region)
+    for item in items:
+        parser.add(item)
+    return parser.result()

@@ -13,6 +13,7 @@ class RecipientStatus(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     CANCELED = "canceled"
+    SUPPRESSED = "suppressed"
 
     @property
     def code(self) -> str:
@@ -32,6 +33,7 @@ _CODES: dict[RecipientStatus, str] = {
     RecipientStatus.FAILED: "F",
     RecipientStatus.UNKNOWN: "U",
     RecipientStatus.CANCELED: "C",
+    RecipientStatus.SUPPRESSED: "Z",
 }
 _BY_CODE = {code: status for status, code in _CODES.items()}
 
@@ -42,6 +44,7 @@ TERMINAL = frozenset(
         RecipientStatus.FAILED,
         RecipientStatus.UNKNOWN,
         RecipientStatus.CANCELED,
+        RecipientStatus.SUPPRESSED,
     }
 )
 #: Statuses that still need work from a worker.

@@ -79,6 +79,10 @@ class Keys:
         """String: when (ms) the account's last send was claimed."""
         return f"{self.prefix}:acct:{account}:last_ms"
 
+    def suppressed(self, account: str) -> str:
+        """Set: E.164 numbers that opted out of the account's messages; never sent."""
+        return f"{self.prefix}:acct:{account}:suppressed"
+
     def backlog(self, account: str) -> str:
         """Integer: recipients still to send on the account, over all campaigns."""
         return f"{self.prefix}:acct:{account}:backlog"

@@ -130,6 +130,8 @@ class Ledger:
                 k.queue_meta,
                 k.unsettled(cid),
                 k.last_send_ms(account),
+                k.suppressed(account),
+                k.backlog(account),
             ],
             args=[token, attempt_id, now_ms, worker_id, lease_ms, min_gap_ms],
         )

@@ -1,6 +1,7 @@
 -- Claim the next recipient of a campaign for sending: pending -> sending, atomically.
 -- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry, 7 message counts,
---       8 job lock, 9 queue meta, 10 unsettled, 11 account last-send time
+--       8 job lock, 9 queue meta, 10 unsettled, 11 account last-send time,
+--       12 account suppression set, 13 account backlog
 -- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
 --       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY)
 -- Returns {'claimed', index, attempt number, packed recipient} or one of
@@ -26,19 +27,40 @@ local idx = nil
 local prev = tonumber(redis.call('GET', last) or '0')
 if now < prev + min_gap then return {'early', prev + min_gap} end
 
-local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 1)
-if #due > 0 then
-  idx = tonumber(due[1])
-  redis.call('ZREM', retry, due[1])
-else
-  local start = cursor
-  while cursor < total do
-    local c = redis.call('GETRANGE', status, cursor, cursor)
-    cursor = cursor + 1
-    if c == 'P' then idx = cursor - 1; break end
+-- Pick the next recipient: a due retry first, else the next pending one in request order.
+-- A number that opted out since the campaign was queued is skipped as suppressed, here, so it
+-- is never sent whoever queued it.
+local packed = nil
+for _ = 1, 1000 do
+  idx = nil
+  local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 1)
+  if #due > 0 then
+    idx = tonumber(due[1])
+    redis.call('ZREM', retry, due[1])
+  else
+    local start = cursor
+    while cursor < total do
+      local c = redis.call('GETRANGE', status, cursor, cursor)
+      cursor = cursor + 1
+      if c == 'P' then idx = cursor - 1; break end
+    end
+    if cursor ~= start then redis.call('HSET', meta, 'cursor', cursor) end
   end
-  if cursor ~= start then redis.call('HSET', meta, 'cursor', cursor) end
+  if idx == nil then break end
+  packed = redis.call('LINDEX', rlist, idx)
+  local phone = string.match(packed, '^%["([^"]+)"')
+  if redis.call('SISMEMBER', KEYS[12], phone) == 0 then break end
+  local was = redis.call('GETRANGE', status, idx, idx)
+  redis.call('SETRANGE', status, idx, 'Z')
+  redis.call('HINCRBY', meta, 'n:' .. was, -1)
+  redis.call('HINCRBY', meta, 'n:Z', 1)
+  redis.call('HINCRBY', counts, was, -1)
+  redis.call('HINCRBY', counts, 'Z', 1)
+  redis.call('DECR', KEYS[13])
+  idx = nil
 end
+-- A long run of opted-out numbers: let the caller come straight back for more.
+if idx == nil and cursor < total then return {'early', now} end
 
 if idx == nil then
   local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
@@ -66,4 +88,4 @@ rec['ts'] = now
 rec['lease'] = now + lease
 redis.call('HSET', detail, idx, cjson.encode(rec))
 redis.call('HSET', inflight, idx, attempt)
-return {'claimed', idx, rec['a'], redis.call('LINDEX', rlist, idx)}
+return {'claimed', idx, rec['a'], packed}

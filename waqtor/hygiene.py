@@ -1,0 +1,76 @@
+"""Recipient hygiene: opt-outs (suppression lists) and the identical-text warning."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from waqtor.domain.recipients import Parsed, Recipient
+from waqtor.domain.templates import placeholders
+from waqtor.services import Services
+
+_BATCH = 10_000
+
+
+async def suppressed_among(s: Services, account: str, phones: list[str]) -> set[str]:
+    key = s.keys.suppressed(account)
+    found: set[str] = set()
+    for start in range(0, len(phones), _BATCH):
+        batch = phones[start : start + _BATCH]
+        flags = await s.redis.smismember(key, batch)
+        found.update(p for p, hit in zip(batch, flags, strict=True) if hit)
+    return found
+
+
+async def drop_suppressed(s: Services, account: str, parsed: Parsed) -> list[dict[str, object]]:
+    """Remove opted-out numbers from ``parsed``; return them by request index."""
+    hits = await suppressed_among(s, account, [r.phone for r in parsed.accepted])
+    if not hits:
+        return []
+    dropped: list[dict[str, object]] = []
+    kept: list[Recipient] = []
+    kept_idx: list[int] = []
+    for rec, idx in zip(parsed.accepted, parsed.indexes, strict=True):
+        if rec.phone in hits:
+            dropped.append({"index": idx, "phone": rec.phone})
+        else:
+            kept.append(rec)
+            kept_idx.append(idx)
+    parsed.accepted, parsed.indexes = kept, kept_idx
+    return dropped
+
+
+def identical_text(parsed: Parsed, limit: int) -> list[str]:
+    """Warn when more than ``limit`` recipients would get the very same text.
+
+    Texts are compared by the values they use, so nothing has to be rendered.
+    """
+    if limit <= 0:
+        return []
+    used: dict[str, tuple[str, ...]] = {}
+    groups: Counter[tuple[object, ...]] = Counter()
+    for rec in parsed.accepted:
+        template = rec.message or parsed.template
+        names = used.get(template)
+        if names is None:
+            names = used[template] = tuple(sorted(placeholders(template) - {"date", "time"}))
+        values = tuple(rec.phone if n == "phone" else rec.variables.get(n) for n in names)
+        groups[(template, *values)] += 1
+    biggest = max(groups.values(), default=0)
+    if biggest <= limit:
+        return []
+    return [
+        f"{biggest} recipients would get the identical text: personalise it (e.g. {{name}}) or "
+        "vary it, as identical bulk messages are a spam signal"
+    ]
+
+
+async def add(s: Services, account: str, phones: Iterable[str]) -> int:
+    items = list(phones)
+    if not items:
+        return 0
+    added = 0
+    key = s.keys.suppressed(account)
+    for start in range(0, len(items), _BATCH):
+        added += int(await s.redis.sadd(key, *items[start : start + _BATCH]))
+    return added
