@@ -29,8 +29,16 @@ class Baseline:
         for name in FILES:
             shutil.copy(SOURCE / name, self.dir / name)
         run(
-            ["npm", "install", "--prefix", str(self.dir), "--no-audit", "--no-fund"]
-            + ["--loglevel=error", "--omit=dev"],
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(self.dir),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--omit=dev",
+            ],
             timeout_s=300,
             cwd=self.dir,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,7 +53,3 @@ def standalone(run: Callable[[Context], Part]) -> int:
         path = save(part, {"machine": machine(ctx.redis_version)})
         print(f"\nwritten: {path}")
     return 0
-
-
-def exit_with(code: int) -> None:
-    sys.exit(code)

@@ -79,6 +79,15 @@ class Child:
             self.proc.wait(timeout=5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc/<pid>/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(args: list[str], *, timeout_s: float, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a command to completion (bounded in time); its stdout, or an error with its output."""
     done = subprocess.run(

@@ -74,6 +74,12 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {name: n for name, n in sorted(out.items(), key=lambda kv: -kv[1]) if n}
 
 
+def cpu_seconds(client: redis.Redis) -> float:
+    """CPU time the server has used (INFO cpu: user + system, main thread and children)."""
+    info: dict[str, Any] = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def version(client: redis.Redis) -> str:
     info: dict[str, Any] = client.info("server")
     return str(info["redis_version"])
@@ -85,8 +91,18 @@ _RPS = re.compile(r"^(\w+): ([\d.]+) requests per second", re.MULTILINE)
 def benchmark_ops(port: int, cwd: Path) -> dict[str, float]:
     """``redis-benchmark -q -n 200000 -t set,get`` against our server: ops/s per command."""
     out = run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-q", "-n", "200000"]
-        + ["-t", "set,get"],
+        [
+            "redis-benchmark",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-q",
+            "-n",
+            "200000",
+            "-t",
+            "set,get",
+        ],
         timeout_s=120,
         cwd=cwd,
     )

@@ -69,6 +69,12 @@ async function commandCalls(redis) {
   return calls;
 }
 
+async function redisCpuSeconds(redis) {
+  const info = await redis.info('cpu');
+  const num = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)[1]);
+  return num('used_cpu_user') + num('used_cpu_sys');
+}
+
 async function usedMemory(redis) {
   const m = /used_memory:(\d+)/.exec(await redis.info('memory'));
   return Number(m[1]);
@@ -82,13 +88,17 @@ async function throughput(queue, stats) {
   queue.process(processBulk);
   await sleep(500); // let the processor reach its blocking wait for jobs
   const data = { recipients: recipients(args.n), message: TEMPLATE };
+  const redisCpu0 = await redisCpuSeconds(stats);
   const before = await commandCalls(stats);
+  const cpu0 = process.cpuUsage();
   const started = performance.now();
   await queue.add(data);
   const addMs = performance.now() - started;
   const result = await done;
   const completedMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpu0);
   const after = await commandCalls(stats);
+  const redisCpu = (await redisCpuSeconds(stats)) - redisCpu0;
   const calls = {};
   for (const [name, n] of Object.entries(after)) {
     const d = n - (before[name] || 0) - (name === 'info' ? 1 : 0); // our own INFO
@@ -102,6 +112,10 @@ async function throughput(queue, stats) {
     seconds: (client.lastAt - started) / 1000,
     completedSeconds: completedMs / 1000,
     calls,
+    cpuBusy: {
+      node: (cpu.user + cpu.system) / 1000 / completedMs,
+      redis: (redisCpu * 1000) / completedMs,
+    },
   };
 }
 
