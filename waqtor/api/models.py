@@ -28,7 +28,7 @@ class SendBulkRequest(BaseModel):
 class CleanRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    grace: int | None = Field(default=None, ge=0, description="Age in ms; default 24 h.")
+    grace: int | None = Field(default=None, ge=0, le=10**13, description="Age in ms; default 24 h.")
 
 
 class FaultsRequest(BaseModel):

@@ -29,7 +29,7 @@ class SuppressRequest(BaseModel):
 async def list_suppressions(
     account: Account,
     s: Annotated[Services, Depends(services)],
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     key = s.keys.suppressed(account)

@@ -103,7 +103,7 @@ async def recipients(
     s: Annotated[Services, Depends(services)],
     status: Annotated[str, Query(max_length=200)] = "",
     search: Annotated[str, Query(max_length=32)] = "",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
     if not await s.ledger.meta(job_id):

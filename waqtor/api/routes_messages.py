@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from waqtor import campaigns, hygiene, preview
+from waqtor import campaigns, hygiene, idempotency, preview
 from waqtor.api.deps import sender, services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
@@ -127,11 +128,37 @@ async def send_bulk(
     dryRun: Annotated[bool, Query(description="Validate and preview; send nothing.")] = False,
     message: Annotated[str | None, Query(max_length=MAX_MESSAGE_CHARS)] = None,
     account: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
-) -> dict[str, Any]:
-    sub = await read_submission(request, s, message, account)
-    if dryRun:
-        return ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
-    return await _send(s, snd, sub)
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="The same key within 24 h returns the same response; sends once.",
+        ),
+    ] = None,
+) -> Any:
+    async def run() -> tuple[int, dict[str, Any]]:
+        try:
+            sub = await read_submission(request, s, message, account)
+            if dryRun:
+                return 200, ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
+            return 200, await _send(s, snd, sub)
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            return exc.status, {"success": False, "error": exc.error, **exc.extra}
+
+    if not idempotency_key or dryRun:
+        status, body = await run()
+        return JSONResponse(body, status_code=status)
+    try:
+        status, body, replayed = await idempotency.once(s, idempotency_key, run)
+    except idempotency.InProgress:
+        raise ApiError(
+            409, "Idempotency-Key: a request with this key is still in progress"
+        ) from None
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @router.post("/preview", openapi_extra=_BODY_DOC)

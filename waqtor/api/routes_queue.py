@@ -75,7 +75,7 @@ async def resume(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
 async def clean(
     s: Annotated[Services, Depends(services)],
     body: Annotated[CleanRequest | None, Body()] = None,
-    grace: Annotated[int | None, Query(ge=0)] = None,
+    grace: Annotated[int | None, Query(ge=0, le=10**13)] = None,
 ) -> dict[str, Any]:
     chosen = (
         grace if grace is not None else (body.grace if body and body.grace is not None else None)

@@ -24,7 +24,7 @@ def _simulator(s: Services) -> SimulatorProvider:
 @router.get("/messages")
 async def messages(
     s: Annotated[Services, Depends(services)],
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     rows, total = await _simulator(s).outbox(offset, limit)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+POOL_SIZE = 64
 
 
 def client_options(url: str) -> dict[str, Any]:
@@ -48,10 +52,22 @@ def connect(url: str, *, patient: bool = False) -> Redis:
         if patient
         else Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     )
-    return Redis(
+    opts = client_options(url)
+    kind: type[Connection] | type[UnixDomainSocketConnection] = Connection
+    if "unix_socket_path" in opts:
+        opts["path"] = opts.pop("unix_socket_path")
+        kind = UnixDomainSocketConnection
+    elif opts.pop("ssl", False):
+        kind = SSLConnection
+    # Blocking: a burst of requests waits for a free connection instead of failing.
+    pool = BlockingConnectionPool(
+        max_connections=POOL_SIZE,
+        timeout=10,
+        connection_class=kind,
         decode_responses=True,
         retry=retry,
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
-        **client_options(url),
+        **opts,
     )
+    return Redis(connection_pool=pool)

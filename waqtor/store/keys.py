@@ -70,6 +70,10 @@ class Keys:
         """Hash: status code -> recipients in that status, over every stored campaign."""
         return f"{self.prefix}:stats:msgs"
 
+    def idempotency(self, digest: str) -> str:
+        """String (24 h): the stored response of a send-bulk with that Idempotency-Key."""
+        return f"{self.prefix}:idem:{digest}"
+
     # --- accounts and pacing ---
     def next_slot_ms(self, account: str) -> str:
         """String: the earliest time (ms) the account's next send may start."""
