@@ -174,7 +174,7 @@ class Engine:
         self,
         processor: Callable[[Any, str], Awaitable[Any]],
         *,
-        connection: dict[str, Any],
+        connection: Redis,
         concurrency: int,
         lock_duration_ms: int,
         stalled_interval_ms: int,
@@ -189,6 +189,8 @@ class Engine:
             # reason to fail it.
             "maxStalledCount": 1_000_000,
             "drainDelay": 1,
+            # After a Redis outage, look for work again within a second, not bullmq's 15 s.
+            "runRetryDelay": 1000,
             "autorun": False,
             "name": name,
         }

@@ -20,7 +20,7 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.engine import DelayedError
 from waqtor.sender import Campaign, Sender
 from waqtor.services import Services
-from waqtor.store.connection import client_options
+from waqtor.store.connection import connect
 
 log = logging.getLogger("waqtor.worker")
 
@@ -51,7 +51,9 @@ class CampaignWorker:
         st = self.s.settings
         self._bull = self.s.engine.worker(
             self.process,
-            connection=client_options(self.s.redis_url),
+            # A patient client of our own: bullmq's default backs off up to 20 s per retry,
+            # which would leave a worker idle long after Redis is back.
+            connection=connect(self.s.redis_url, patient=True),
             concurrency=st.worker_concurrency,
             lock_duration_ms=st.lock_duration_ms,
             stalled_interval_ms=st.stalled_interval_ms,

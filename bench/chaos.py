@@ -1,0 +1,242 @@
+"""Chaos harness: real processes, real damage, then count duplicates and losses.
+
+    python -m bench.chaos [--kills 20] [--big 2000] [--small 20] [--seed N]
+
+Starts its own redis-server (AOF), the API (`waqtor serve --no-worker`) and 3 `waqtor worker`
+processes; submits one big campaign and many small ones with MESSAGE_DELAY=5 ms and 20 %
+transient provider faults; SIGKILLs a random worker every 0.5-1 s (restarting it), restarts
+Redis once midway, then prints one line:
+
+    accepted=N sent=N failed=N unknown=N duplicates=N lost=N kills=N
+
+Exit status 0 only when duplicates = 0, lost = 0, unknown <= kills and every campaign finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import redis
+
+KEY = "chaos-harness-key-0123456789"
+HEADERS = {"X-API-Key": KEY}
+OPEN = ("pending", "sending", "retry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Redis:
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes its AOF before exiting
+            self.proc.wait(timeout=20)
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "waqtor", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def recipients(n: int, start: int) -> list[dict[str, str]]:
+    return [{"phone": f"9665{start + i:08d}", "name": f"P{start + i}"} for i in range(n)]
+
+
+def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[str, int]:
+    rng = random.Random(seed)
+    tmp = Path(tempfile.mkdtemp(prefix="waqtor-chaos-"))
+    store = Redis(tmp)
+    store.start()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")},
+        "REDIS_URL": store.url,
+        "API_KEY": KEY,
+        "WAQTOR_DATA_DIR": str(tmp / "data"),
+        "MESSAGE_DELAY": "5",
+        "MESSAGE_JITTER": "0",
+        "MAX_RETRIES": "10",
+        "RETRY_BACKOFF_MS": "20",
+        "LOCK_DURATION_MS": "2000",
+        "STALLED_INTERVAL_MS": "1000",
+        "SEND_LEASE_MS": "1000",
+        "HEARTBEAT_MS": "500",
+        "WORKER_CONCURRENCY": "10",
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = spawn(["serve", "--no-worker", "--port", str(port)], env, tmp / "api.log")
+    pool = [spawn(["worker"], env, tmp / f"worker{i}.log") for i in range(workers)]
+    http = httpx.Client(base_url=base, headers=HEADERS, timeout=30)
+    done_kills = 0
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if http.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("API did not start")
+            time.sleep(0.1)
+        http.put("/api/simulator/faults", json={"transient": 0.2}).raise_for_status()
+        jobs = [_submit(http, recipients(big, 0))]
+        jobs += [_submit(http, recipients(15, 100_000 + i * 100)) for i in range(small)]
+        restarted_redis = False
+        while done_kills < kills:
+            time.sleep(rng.uniform(0.5, 1.0))
+            victim = rng.randrange(len(pool))
+            pool[victim].send_signal(signal.SIGKILL)
+            pool[victim].wait()
+            pool[victim] = spawn(["worker"], env, tmp / f"worker{victim}.log")
+            done_kills += 1
+            if not restarted_redis and done_kills >= kills // 2:
+                store.stop()
+                time.sleep(0.5)
+                store.start()
+                restarted_redis = True
+        finished = _wait_all(http, jobs, timeout_s=300)
+        return _tally(http, store, jobs, done_kills, finished)
+    finally:
+        http.close()
+        for proc in [*pool, api]:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        store.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _submit(http: httpx.Client, rows: list[dict[str, str]]) -> str:
+    resp = http.post("/api/messages/send-bulk", json={"recipients": rows, "message": "Hi {name}"})
+    resp.raise_for_status()
+    job_id: str = resp.json()["data"]["jobId"]
+    return job_id
+
+
+def _wait_all(http: httpx.Client, jobs: list[str], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    pending = set(jobs)
+    while pending and time.monotonic() < deadline:
+        for job_id in list(pending):
+            try:
+                data = http.get(f"/api/queue/jobs/{job_id}").json()["data"]
+            except (httpx.HTTPError, KeyError):
+                continue
+            if data["status"] in ("completed", "failed"):
+                pending.discard(job_id)
+        time.sleep(0.2)
+    return not pending
+
+
+def _tally(
+    http: httpx.Client, store: Redis, jobs: list[str], kills: int, finished: bool
+) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    accepted = 0
+    for job_id in jobs:
+        data = http.get(f"/api/queue/jobs/{job_id}").json()["data"]
+        accepted += int(data["data"]["total"])
+        counts.update(data["recipients"])
+    client = redis.Redis.from_url(store.url, decode_responses=True)
+    deliveries = Counter(
+        (e["jobId"], e["phone"]) for e in map(json.loads, client.lrange("wq:sim:outbox", 0, -1))
+    )
+    client.close()
+    return {
+        "accepted": accepted,
+        "sent": counts["sent"],
+        "failed": counts["failed"],
+        "unknown": counts["unknown"],
+        "duplicates": sum(n - 1 for n in deliveries.values() if n > 1),
+        "lost": sum(counts[s] for s in OPEN),
+        "kills": kills,
+        "finished": int(finished),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--big", type=int, default=2000)
+    parser.add_argument("--small", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    result = run(args.kills, args.big, args.small, args.seed)
+    line = " ".join(f"{k}={v}" for k, v in result.items() if k != "finished")
+    print(f"{line} seconds={time.monotonic() - started:.0f} seed={args.seed}", flush=True)
+    healthy = (
+        result["duplicates"] == 0
+        and result["lost"] == 0
+        and result["unknown"] <= result["kills"]
+        and result["finished"] == 1
+    )
+    if not result["finished"]:
+        print("not every campaign finished in time", file=sys.stderr)
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
