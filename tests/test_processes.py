@@ -202,3 +202,39 @@ def test_weak_key_refused(tmp_path: Path, redis_url: str) -> None:
     proc = Proc(["serve", "--port", str(free_port())], env, tmp_path / "weak.log").start()
     assert proc.wait(timeout=20) != 0
     assert "at least 16 characters" in (tmp_path / "weak.log").read_text()
+
+
+def test_instant_send_survives_the_api_dying_mid_request(tmp_path: Path, redis_url: str) -> None:
+    serve = Serve(tmp_path, message_delay=400)
+    serve.env["REDIS_URL"] = redis_url
+    serve.start()
+    try:
+        import threading
+
+        def fire() -> None:
+            try:
+                httpx.post(
+                    serve.base + "/api/messages/send-bulk",
+                    json={"recipients": recipients(6), "message": "Hi {name}"},
+                    headers=HEADERS,
+                    timeout=30,
+                )
+            except httpx.HTTPError:
+                pass  # the server dies under it: no response is expected
+
+        thread = threading.Thread(target=fire)
+        thread.start()
+        serve.wait_sent(2)
+        assert serve.proc is not None
+        serve.proc.signal(signal.SIGKILL)
+        thread.join()
+        serve = Serve(tmp_path, message_delay=400)
+        serve.env["REDIS_URL"] = redis_url
+        serve.start()
+        deadline = time.monotonic() + 40
+        while len(serve.outbox()) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        per_phone = Counter(r["phone"] for r in serve.outbox())
+        assert len(per_phone) == 6 and set(per_phone.values()) == {1}, per_phone
+    finally:
+        serve.stop()

@@ -86,8 +86,15 @@ async def send_instant(
     """Send a small list now, through the same ledger, pacing and provider as the worker."""
     now = s.clock.now_ms()
     cid = new_id(now)
-    async with s.redis.pipeline(transaction=True) as pipe:
-        s.ledger.stage(
+    eta = await estimate(s, account, len(parsed.accepted))
+    # A safety net: the campaign also gets a job, delayed past the time this request should
+    # take. If this process dies mid-send, a worker picks the job up and finishes the list
+    # (the ledger makes it resume, never repeat); if all goes well the job is removed.
+    net_ms = int(2 * eta.ms) + s.settings.provider_timeout_ms + s.settings.send_lease_ms
+    await s.engine.add_campaign(
+        cid,
+        {"campaignId": cid, "account": account, "total": len(parsed.accepted), "mode": "instant"},
+        lambda pipe: s.ledger.stage(
             pipe,
             cid,
             account=account,
@@ -95,8 +102,9 @@ async def send_instant(
             recipients=parsed.accepted,
             mode="instant",
             created_ms=now,
-        )
-        await pipe.execute()
+        ),
+        delay_ms=max(net_ms, 10_000),
+    )
     campaign = Campaign(cid, account, parsed.template)
     outcome: dict[int, Step] = {}
     while True:
@@ -111,17 +119,11 @@ async def send_instant(
         break
     leftover = step.kind in ("wait", "settle", "paused", "paused_queue")
     if leftover:
-        # Retries (or a pause) outlive the request: a queued job finishes them. Nothing dropped.
-        await s.engine.add_campaign(
-            cid,
-            {
-                "campaignId": cid,
-                "account": account,
-                "total": len(parsed.accepted),
-                "mode": "instant",
-            },
-            lambda pipe: pipe.zadd(s.keys.jobs, {cid: now}),
-        )
+        # Retries (or a pause) outlive the request: its job finishes them. Nothing dropped.
+        await s.redis.zadd(s.keys.jobs, {cid: now})
+        await s.engine.promote(cid)
+    else:
+        await s.engine.discard(cid)
     result = InstantResult(cid)
     for position, recipient in enumerate(parsed.accepted):
         st = outcome.get(position)

@@ -139,6 +139,13 @@ class Engine:
     async def remove(self, job_id: str) -> None:
         await self.queue.remove(job_id)
 
+    async def discard(self, job_id: str) -> None:
+        """Remove a job that is no longer needed; one a worker holds right now finishes."""
+        try:
+            await self.queue.remove(job_id)
+        except Exception:  # locked by a worker: it will find nothing left and complete
+            return
+
     async def promote(self, job_id: str) -> bool:
         """Move a delayed job to waiting now. False if it was not delayed."""
         if str(await self.queue.getJobState(job_id)) != "delayed":
