@@ -119,3 +119,18 @@ def test_status_codes_round_trip() -> None:
     for status in RecipientStatus:
         assert RecipientStatus.from_code(status.code) is status
     assert RecipientStatus.SENT in TERMINAL and RecipientStatus.PENDING not in TERMINAL
+
+
+def test_spintax_is_per_recipient_and_repeatable() -> None:
+    from waqtor.domain.templates import spin
+
+    b = builtin_values("+966501234567", "", datetime(2026, 1, 1))
+    template = "{Hi|Hello|Hey} {name}, {great|nice} {day|{morning|evening}}"
+    texts = {render(template, {"name": "A"}, b, seed=f"c1:{i}") for i in range(60)}
+    assert len(texts) > 5  # choices vary across recipients
+    assert all("{" not in t and "|" not in t for t in texts)
+    assert render(template, {"name": "A"}, b, seed="c1:7") == render(
+        template, {"name": "A"}, b, seed="c1:7"
+    )
+    assert spin("no spin {name}", "x") == "no spin {name}"
+    assert missing("{Hi|Hello} {name} {code}", {}) == ["code"]

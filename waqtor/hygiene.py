@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from waqtor.domain.recipients import Parsed, Recipient
-from waqtor.domain.templates import placeholders
+from waqtor.domain.templates import placeholders, variants
 from waqtor.services import Services
 
 _BATCH = 10_000
@@ -56,7 +56,8 @@ def identical_text(parsed: Parsed, limit: int) -> list[str]:
             names = used[template] = tuple(sorted(placeholders(template) - {"date", "time"}))
         values = tuple(rec.phone if n == "phone" else rec.variables.get(n) for n in names)
         groups[(template, *values)] += 1
-    biggest = max(groups.values(), default=0)
+    spread = {t: variants(t) for t in used}
+    biggest = max((n // spread[key[0]] for key, n in groups.items()), default=0)  # type: ignore[index]
     if biggest <= limit:
         return []
     return [

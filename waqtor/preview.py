@@ -30,6 +30,7 @@ async def dry_run(s: Services, parsed: Parsed, account: str) -> dict[str, Any]:
                 rec.message or parsed.template,
                 rec.variables,
                 builtin_values(rec.phone, s.settings.signature, now),
+                seed=f"preview:{idx}",
             )
         except TemplateError as exc:
             render_errors.append({"index": idx, "phone": rec.phone, "error": exc.reason})

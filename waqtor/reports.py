@@ -7,6 +7,7 @@ import io
 from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
@@ -29,6 +30,13 @@ CSV_COLUMNS = (
     "canceledAt",
 )
 _TIMES = {"D": "sentAt", "F": "failedAt", "U": "unknownAt", "C": "canceledAt"}
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:
+        return ZoneInfo("UTC")
 
 
 def _iso(ms: int | None) -> str | None:
@@ -95,6 +103,7 @@ async def csv_report(s: Services, cid: str) -> AsyncIterator[str]:
     meta = await s.ledger.meta(cid)
     total = int(meta.get("total", "0"))
     template = meta.get("template", "")
+    zone = _zone(s.settings.timezone)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -113,8 +122,9 @@ async def csv_report(s: Services, cid: str) -> AsyncIterator[str]:
                     builtin_values(
                         rec.phone,
                         s.settings.signature,
-                        datetime.fromtimestamp(when / 1000, UTC),
+                        datetime.fromtimestamp(when / 1000, zone),
                     ),
+                    seed=f"{cid}:{row['index']}",
                 )
             except TemplateError as exc:
                 row["text"] = ""

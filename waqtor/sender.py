@@ -111,6 +111,7 @@ class Sender:
                 recipient.message or campaign.template,
                 recipient.variables,
                 builtin_values(recipient.phone, s.settings.signature, now),
+                seed=f"{campaign.id}:{idx}",
             )
         except TemplateError as exc:
             await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)

@@ -8,11 +8,14 @@ sent as the literal ``{foo}``.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from datetime import datetime
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Innermost ``{a|b|c}``: spintax, one choice per recipient.
+SPIN = re.compile(r"\{([^{}|]*(?:\|[^{}|]*)+)\}")
 MAX_MESSAGE_CHARS = 4096  # WhatsApp's limit for a text body
 DEFAULT_NAME = "Valued Customer"
 
@@ -44,7 +47,33 @@ def missing(template: str, variables: Mapping[str, object]) -> list[str]:
     return sorted(p for p in placeholders(template) if p not in variables and p not in builtins)
 
 
-def render(template: str, variables: Mapping[str, object], builtins: Mapping[str, str]) -> str:
+def spin(template: str, seed: str | None) -> str:
+    """Resolve spintax, innermost first. The same ``seed`` (campaign id and recipient index)
+    always picks the same words, so a report can show exactly what was sent."""
+    if "|" not in template:
+        return template
+    rng = random.Random(seed)
+    previous = None
+    while previous != template:
+        previous = template
+        template = SPIN.sub(lambda m: rng.choice(m.group(1).split("|")), template)
+    return template
+
+
+def variants(template: str) -> int:
+    """How many different texts spintax can make of ``template`` (nesting counted loosely)."""
+    total = 1
+    for match in SPIN.finditer(template):
+        total *= len(match.group(1).split("|"))
+    return total
+
+
+def render(
+    template: str,
+    variables: Mapping[str, object],
+    builtins: Mapping[str, str],
+    seed: str | None = None,
+) -> str:
     def sub(match: re.Match[str]) -> str:
         key = match.group(1)
         if key in variables and variables[key] is not None and variables[key] != "":
@@ -53,7 +82,7 @@ def render(template: str, variables: Mapping[str, object], builtins: Mapping[str
             return builtins[key]
         raise TemplateError(f"missing variable {{{key}}}")
 
-    text = PLACEHOLDER.sub(sub, template)
+    text = PLACEHOLDER.sub(sub, spin(template, seed))
     if len(text) > MAX_MESSAGE_CHARS:
         raise TemplateError(f"rendered message is {len(text)} characters; the limit is 4096")
     return text
