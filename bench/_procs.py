@@ -133,8 +133,15 @@ def wait_http(url: str, child: Child, timeout_s: float = 30.0) -> None:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without settings that would point children elsewhere."""
+    """This process's environment without settings that would point children elsewhere.
+
+    Children import the same ``waqtor`` as this process (whatever checkout or snapshot that is).
+    """
+    import waqtor
+
     dropped = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "API_KEY", "WAQTOR_DATA_DIR", "DATA_DIR")
     env = {k: v for k, v in os.environ.items() if k.upper() not in dropped}
+    source = str(Path(waqtor.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([source, *filter(None, [env.get("PYTHONPATH")])])
     env.update(extra)
     return env

@@ -70,10 +70,14 @@ def table(rows: list[Row]) -> str:
     return "\n".join([line(head), rule, *(line(b) for b in body)])
 
 
-def _git(*args: str) -> str:
+def _git(where: Path, *args: str) -> str:
     try:
         out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, check=False
+            ["git", "-C", str(where), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -91,6 +95,9 @@ def _cpu_model() -> str:
 
 
 def machine(redis_version: str = "") -> dict[str, Any]:
+    import waqtor
+
+    source = Path(waqtor.__file__).resolve().parent
     node = shutil.which("node")
     node_version = _version_of([node, "--version"]) if node else ""
     return {
@@ -99,8 +106,11 @@ def machine(redis_version: str = "") -> dict[str, Any]:
         "python": platform.python_version(),
         "redis": redis_version,
         "node": node_version,
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--", "waqtor")),
+        # The waqtor measured is the one the child processes import (PYTHONPATH may point at a
+        # snapshot); its commit, and whether that checkout has uncommitted changes.
+        "waqtor_path": str(source),
+        "commit": _git(source, "rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git(source, "status", "--porcelain", "--", ".")),
     }
 
 
