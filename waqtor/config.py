@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     cors_origins: str = ""
     """Comma-separated origins; CORS stays off unless set."""
+    session_secret: str | None = None
+    """Signs the dashboard's session cookie (at least 32 characters). Unset: generated on first
+    use and stored in ``data/session_secret`` (mode 600), so sessions survive restarts."""
+    session_max_age_s: int = Field(default=12 * 3600, ge=60)
+    """How long a dashboard login lasts (seconds)."""
 
     # --- sending ---
     message_delay: int = Field(default=2000, ge=0)

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from waqtor import __version__
+from waqtor import __version__, dashboard
 from waqtor.api import (
     errors,
     routes_accounts,
@@ -76,6 +76,7 @@ def create_app(
     app.include_router(routes_jobs.router, dependencies=auth)
     app.include_router(routes_accounts.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
+    dashboard.install(app, settings)
 
     @app.get("/health", tags=["health"])
     async def liveness() -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""The monitoring dashboard at ``/admin/queues``: server-rendered pages, live over SSE.
+
+Jinja2 templates and vendored htmx (no build step, no CDN); a login with an API key sets a
+signed session cookie; every POST carries a CSRF token; read-only keys change nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from waqtor.config import Settings
+from waqtor.dashboard import (
+    live,
+    routes_actions,
+    routes_auth,
+    routes_campaign,
+    routes_compose,
+    routes_pages,
+)
+from waqtor.dashboard.overview import Overview
+from waqtor.dashboard.render import Renderer
+from waqtor.dashboard.session import SessionCodec, load_secret
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    app.state.dashboard_codec = SessionCodec(load_secret(settings), settings.session_max_age_s)
+    app.state.dashboard_renderer = Renderer(settings.timezone)
+    app.state.dashboard_hub = live.Hub()
+    app.state.dashboard_overview = Overview()
+    app.mount("/admin/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    app.include_router(routes_auth.router)
+    app.include_router(routes_compose.router)  # before /admin/queues/jobs/{id}: fixed paths
+    app.include_router(routes_actions.router)
+    app.include_router(routes_pages.router)
+    app.include_router(routes_campaign.router)
+    live.watch_server_exit()

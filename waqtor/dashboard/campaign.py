@@ -1,0 +1,148 @@
+"""One campaign as the dashboard shows it: state, progress, ETA, why it waits, what can be done."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from waqtor.domain.eta import estimate_ms, humanise, mean_gap_ms
+from waqtor.domain.status import RecipientStatus
+from waqtor.engine import JobView
+from waqtor.services import Services
+
+FINISHED = ("completed", "failed")
+DONE = ("sent", "failed", "unknown", "canceled", "suppressed")
+OPEN = ("pending", "retry", "sending")
+
+
+@dataclass(frozen=True)
+class Reason:
+    text: str
+    at_ms: int = 0  # a time to show after the text
+
+
+@dataclass
+class CampaignView:
+    id: str
+    state: str
+    account: str
+    template: str
+    total: int
+    created_ms: int
+    counts: dict[str, int]
+    job: JobView | None
+    paused: bool
+    canceled: bool
+    finished: bool
+    done: int = 0
+    percent: int = 0
+    eta: str = ""
+    finish_ms: int = 0
+    reasons: list[Reason] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+
+def _actions(v: CampaignView) -> list[str]:
+    if v.job is None:
+        return []  # an instant send: no job to control
+    if v.finished:
+        return (["retry"] if v.counts["failed"] and not v.canceled else []) + ["remove"]
+    out = ["resume"] if v.paused else ["pause"]
+    if v.job.state == "delayed" and not v.paused:
+        out.append("promote")
+    if v.counts["failed"] and not v.canceled:
+        out.append("retry")
+    if not v.canceled:
+        out.append("cancel")
+    return out
+
+
+async def _waits(s: Services, v: CampaignView, now: int) -> None:
+    """The ETA and every reason the campaign is not sending right now."""
+    k = s.keys
+    async with s.redis.pipeline(transaction=False) as pipe:
+        pipe.hexists(f"{k.bull_prefix}:{k.queue}:meta", "paused")
+        pipe.zrange(k.retry(v.id), 0, 0, withscores=True)
+        pipe.zcard(k.retry(v.id))
+        pipe.zrange(k.unsettled(v.id), 0, 0, withscores=True)
+        pipe.zcard(k.unsettled(v.id))
+        pipe.hvals(k.workers)
+        pipe.mget([k.backlog(v.account), k.next_slot_ms(v.account), k.send_ms(v.account)])
+        q_paused, next_retry, retries, next_settle, unsettled, beats, acct = await pipe.execute()
+    st = s.settings
+    alive = sum(1 for b in beats if now - int(json.loads(b).get("ts", 0)) <= 3 * st.heartbeat_ms)
+    remaining = sum(v.counts[name] for name in OPEN)
+    gap = mean_gap_ms(st.message_delay, st.message_jitter, float(acct[2] or 0))
+    wait = max(0, int(acct[1] or 0) - now)
+    backlog = max(remaining, int(acct[0] or 0))
+    if remaining and not v.finished:
+        low = estimate_ms(remaining, 0, gap, wait)
+        high = estimate_ms(remaining, backlog - remaining, gap, wait)
+        v.finish_ms = int(now + high)
+        v.eta = (
+            humanise(low) if high - low < 2 * gap + 1000 else f"{humanise(low)} to {humanise(high)}"
+        )
+    reasons = v.reasons
+    if v.finished:
+        return
+    if v.canceled:
+        reasons.append(Reason("Canceled: the recipients not sent yet will not be sent."))
+    if v.paused:
+        reasons.append(Reason("Paused by an operator: resume it to continue."))
+    if q_paused:
+        reasons.append(Reason("The whole queue is paused: resume the queue to continue."))
+    if alive == 0:
+        reasons.append(Reason("No worker is running: start `waqtor serve` or `waqtor worker`."))
+    elif v.job is not None and v.job.state == "waiting" and not q_paused:
+        reasons.append(Reason("Waiting for a free worker slot."))
+    if retries:
+        due = int(next_retry[0][1])
+        reasons.append(Reason(f"{retries} recipient(s) wait for a retry; the next is due at", due))
+        v.finish_ms = max(v.finish_ms, due)
+    if unsettled:
+        until = int(next_settle[0][1])
+        reasons.append(
+            Reason(f"{unsettled} unknown outcome(s) are checked with the provider by", until)
+        )
+        v.finish_ms = max(v.finish_ms, until)
+    if backlog > remaining and remaining:
+        reasons.append(
+            Reason(f"Shares account “{v.account}” with other campaigns: they take turns.")
+        )
+    if st.message_delay and remaining and not (v.paused or q_paused):
+        reasons.append(
+            Reason(
+                f"Paced: one message every {gap / 1000:.1f} s on account “{v.account}” "
+                "(MESSAGE_DELAY plus jitter)."
+            )
+        )
+
+
+async def load(s: Services, cid: str) -> CampaignView | None:
+    job = await s.engine.get(cid)
+    meta = await s.ledger.meta(cid)
+    if job is None and not meta:
+        return None
+    counts = {st.value: int(meta.get("n:" + st.code, 0) or 0) for st in RecipientStatus}
+    state = job.state if job is not None else "instant"
+    finished = state in FINISHED or (job is None and not sum(counts[n] for n in OPEN))
+    paused = meta.get("paused") == "1" and not finished
+    data = job.data if job is not None else {}
+    v = CampaignView(
+        id=cid,
+        state="paused" if paused else state,
+        account=meta.get("account", str(data.get("account", "default"))),
+        template=meta.get("template", str(data.get("message", ""))),
+        total=int(meta.get("total", data.get("total", 0)) or 0),
+        created_ms=int(meta.get("created_ms", 0) or (job.timestamp if job else 0)),
+        counts=counts,
+        job=job,
+        paused=paused,
+        canceled=meta.get("canceled") == "1",
+        finished=finished,
+    )
+    v.done = sum(counts[name] for name in DONE)
+    v.percent = min(100, v.done * 100 // v.total) if v.total else 100
+    await _waits(s, v, s.clock.now_ms())
+    v.actions = _actions(v)
+    return v

@@ -1,0 +1,107 @@
+"""The compose form: pasted recipients or a CSV upload, a message and an account.
+
+The preview carries a digest of exactly what was previewed; sending checks it, so what is sent
+is what was previewed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData, UploadFile
+
+from waqtor.dashboard.auth import PageError
+from waqtor.domain.recipients import Parsed, parse
+from waqtor.domain.templates import MAX_MESSAGE_CHARS
+from waqtor.intake import CsvError, parse_csv
+from waqtor.services import Services
+
+ACCOUNT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SPLIT = re.compile(r"[\n;,\t]+")
+
+
+@dataclass
+class Draft:
+    recipients: str = ""
+    message: str = ""
+    account: str = "default"
+    filename: str = ""
+
+
+@dataclass
+class Submission:
+    draft: Draft
+    parsed: Parsed
+    digest: str
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def draft_of(form: FormData) -> Draft:
+    upload = form.get("file")
+    return Draft(
+        recipients=_text(form, "recipients").strip(),
+        message=_text(form, "message").replace("\r\n", "\n"),
+        account=_text(form, "account").strip() or "default",
+        filename=upload.filename or "" if isinstance(upload, UploadFile) else "",
+    )
+
+
+async def _hashed(chunks: AsyncIterator[bytes], digest: hashlib._Hash) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(64 * 1024):
+        yield chunk
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def read(s: Services, form: FormData) -> Submission:
+    """Parse the form into recipients; a PageError (400) says what is wrong with it."""
+    draft = draft_of(form)
+    upload = form.get("file")
+    has_file = isinstance(upload, UploadFile) and bool(upload.filename)
+    if not ACCOUNT.match(draft.account):
+        raise PageError(400, "account: letters, digits, '.', '_' or '-' only (at most 64)")
+    if len(draft.message) > MAX_MESSAGE_CHARS:
+        raise PageError(400, "message: longer than 4096 characters (WhatsApp's limit)")
+    if has_file and draft.recipients:
+        raise PageError(400, "recipients: paste a list or choose a CSV file, not both")
+    if not has_file and not draft.recipients:
+        raise PageError(400, "recipients: paste a list or choose a CSV file")
+    digest = hashlib.sha256()
+    for part in (draft.message, draft.account, draft.recipients):
+        digest.update(part.encode() + b"\0")
+    st = s.settings
+    try:
+        if isinstance(upload, UploadFile) and has_file:
+            chunks = _hashed(_upload_chunks(upload), digest)
+        elif draft.recipients.splitlines()[0].lower().count("phone"):
+            chunks = _one(draft.recipients.encode())  # a pasted CSV with a header row
+        else:
+            items = [p.strip() for p in _SPLIT.split(draft.recipients) if p.strip()]
+            if len(items) > st.max_recipients:
+                raise PageError(413, f"recipients: more than {st.max_recipients}")
+            parsed = parse(items, draft.message or None, st.default_region)
+            return Submission(draft, parsed, digest.hexdigest())
+        parsed = await parse_csv(
+            chunks,
+            draft.message or None,
+            default_region=st.default_region,
+            max_rows=st.max_recipients,
+        )
+    except CsvError as exc:
+        raise PageError(400, str(exc)) from exc
+    return Submission(draft, parsed, digest.hexdigest())

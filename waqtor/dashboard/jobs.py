@@ -1,0 +1,144 @@
+"""Jobs by state, read straight from bullmq's lists and sorted sets: a page costs one range
+read and one pipeline of hash reads, however many jobs there are.
+
+*paused* holds the jobs of a paused queue (bullmq keeps them in its wait list) and campaigns
+paused one by one (the worker parks those in *delayed*, due about a year from now).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from waqtor.services import Services
+
+STATES = ("waiting", "active", "delayed", "paused", "completed", "failed")
+#: Delayed jobs due further out than this are parked paused campaigns (worker.PARK_MS = 1 year).
+PARKED_AFTER_MS = 180 * 24 * 3600 * 1000
+_FIELDS = ("data", "progress", "timestamp", "processedOn", "finishedOn", "failedReason")
+
+
+def bull(s: Services, suffix: str) -> str:
+    return f"{s.keys.bull_prefix}:{s.keys.queue}:{suffix}"
+
+
+def _parked_score(now_ms: int) -> int:
+    return (now_ms + PARKED_AFTER_MS) * 0x1000  # bullmq scores delayed jobs as ms * 4096
+
+
+async def counts(s: Services, now_ms: int) -> dict[str, int]:
+    parked = _parked_score(now_ms)
+    async with s.redis.pipeline(transaction=False) as pipe:
+        pipe.llen(bull(s, "wait"))
+        pipe.zcard(bull(s, "prioritized"))
+        pipe.llen(bull(s, "active"))
+        pipe.zcount(bull(s, "delayed"), "-inf", f"({parked}")
+        pipe.zcount(bull(s, "delayed"), parked, "+inf")
+        pipe.zcard(bull(s, "completed"))
+        pipe.zcard(bull(s, "failed"))
+        pipe.hexists(bull(s, "meta"), "paused")
+        wait, prio, active, delayed, parked_n, completed, failed, paused = await pipe.execute()
+    waiting = int(wait) + int(prio)
+    return {
+        "waiting": 0 if paused else waiting,
+        "active": int(active),
+        "delayed": int(delayed),
+        "paused": int(parked_n) + (waiting if paused else 0),
+        "completed": int(completed),
+        "failed": int(failed),
+    }
+
+
+async def _waiting(s: Services, offset: int, limit: int) -> list[str]:
+    """Next to run first: bullmq pushes new jobs on the left and takes them from the right."""
+    stop = -(offset + 1)
+    start = -(offset + limit)
+    ids = await s.redis.lrange(bull(s, "wait"), start, stop)
+    return [str(i) for i in reversed(ids)]
+
+
+async def page(
+    s: Services, state: str, offset: int, limit: int, now_ms: int
+) -> tuple[list[str], int]:
+    """Ids of one page of jobs in ``state`` and how many jobs that state holds."""
+    n = await counts(s, now_ms)
+    parked = _parked_score(now_ms)
+    delayed = bull(s, "delayed")
+    ids: list[Any]
+    if state == "waiting":
+        ids = await _waiting(s, offset, limit) if n["waiting"] else []
+    elif state == "active":
+        ids = [str(i) for i in await s.redis.lrange(bull(s, "active"), offset, offset + limit - 1)]
+    elif state == "delayed":
+        ids = await s.redis.zrangebyscore(delayed, "-inf", f"({parked}", start=offset, num=limit)
+    elif state == "paused":
+        held = n["paused"] - await s.redis.zcount(delayed, parked, "+inf")
+        ids = await _waiting(s, offset, limit) if offset < held else []
+        if len(ids) < limit:
+            rest = max(0, offset - held)
+            ids += await s.redis.zrangebyscore(
+                delayed, parked, "+inf", start=rest, num=limit - len(ids)
+            )
+    else:
+        ids = await s.redis.zrevrange(bull(s, state), offset, offset + limit - 1)
+    return [str(i) for i in ids], n[state]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    created: int
+    account: str
+    total: int
+    message: str
+    progress: int
+    processed_on: int | None
+    finished_on: int | None
+    failed_reason: str
+    sent: int
+    failed: int
+    paused: bool
+
+
+def _int(raw: Any) -> int:
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError):
+        return 0
+
+
+async def rows(s: Services, ids: list[str]) -> list[JobRow]:
+    """The list's columns for these jobs, in one pipeline; ids bullmq no longer has are skipped."""
+    async with s.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(bull(s, job_id), list(_FIELDS))
+            pipe.hmget(s.keys.meta(job_id), ["paused", "n:D", "n:F"])
+        raw = await pipe.execute()
+    out: list[JobRow] = []
+    for i, job_id in enumerate(ids):
+        job, meta = raw[2 * i], raw[2 * i + 1]
+        if job[0] is None:
+            continue
+        try:
+            data = json.loads(job[0])
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        out.append(
+            JobRow(
+                id=job_id,
+                created=_int(job[2]),
+                account=str(data.get("account", "default")),
+                total=_int(data.get("total")),
+                message=str(data.get("message", "")),
+                progress=_int(job[1]),
+                processed_on=_int(job[3]) or None,
+                finished_on=_int(job[4]) or None,
+                failed_reason=str(job[5] or ""),
+                sent=_int(meta[1]),
+                failed=_int(meta[2]),
+                paused=meta[0] == "1",
+            )
+        )
+    return out

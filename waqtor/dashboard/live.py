@@ -1,0 +1,148 @@
+"""Live updates over server-sent events, without a polling storm.
+
+One loop per topic (the overview; one campaign page per role) reads Redis once a tick and
+renders its HTML fragments; every open page subscribed to the topic gets only the fragments
+that changed. A page that opens later gets the latest fragments at once. A stream ends by
+itself after ``LIFETIME_S`` (the browser's EventSource reconnects at once) or when the server
+is stopping, so an open dashboard never holds up a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+
+log = logging.getLogger("waqtor.dashboard")
+
+Produce = Callable[[], Awaitable[dict[str, str]]]
+TICK_S = 1.0
+LIFETIME_S = 300.0
+KEEPALIVE_S = 15.0
+
+_exiting = threading.Event()
+
+
+def watch_server_exit() -> None:
+    """Let streams end when uvicorn is asked to stop: it waits for open responses to finish."""
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - uvicorn is a dependency
+        return
+    original = uvicorn.Server.handle_exit
+    if getattr(original, "_waqtor", False):
+        return
+
+    def handle_exit(self: Any, sig: int, frame: Any) -> None:
+        _exiting.set()
+        original(self, sig, frame)
+
+    handle_exit._waqtor = True  # type: ignore[attr-defined]
+    setattr(uvicorn.Server, "handle_exit", handle_exit)  # noqa: B010
+
+
+class Mailbox:
+    """What one open page has not been sent yet: the newest fragment per event, no backlog."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}
+        self.ready = asyncio.Event()
+
+    def put(self, events: dict[str, str]) -> None:
+        self.pending.update(events)
+        self.ready.set()
+
+    def take(self) -> dict[str, str]:
+        events, self.pending = self.pending, {}
+        self.ready.clear()
+        return events
+
+
+class Topic:
+    def __init__(self, produce: Produce, tick_s: float) -> None:
+        self.produce = produce
+        self.tick_s = tick_s
+        self.last: dict[str, str] = {}
+        self.mailboxes: set[Mailbox] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while self.mailboxes:
+            try:
+                events = await self.produce()
+            except Exception as exc:  # Redis down, a job removed meanwhile...: say so, go on
+                log.warning("dashboard live update failed: %s", exc)
+                events = {"alert": "Live updates paused: the server cannot read Redis right now"}
+            else:
+                events.setdefault("alert", "")
+            changed = {k: v for k, v in events.items() if self.last.get(k) != v}
+            if changed:
+                self.last.update(changed)
+                for box in self.mailboxes:
+                    box.put(changed)
+            await asyncio.sleep(self.tick_s)
+
+
+class Hub:
+    def __init__(self, tick_s: float = TICK_S) -> None:
+        self.tick_s = tick_s
+        self.topics: dict[str, Topic] = {}
+
+    def subscribe(self, key: str, produce: Produce) -> Mailbox:
+        topic = self.topics.get(key)
+        if topic is None:
+            topic = self.topics[key] = Topic(produce, self.tick_s)
+        box = Mailbox()
+        if topic.last:
+            box.put(dict(topic.last))
+        topic.mailboxes.add(box)
+        if topic.task is None or topic.task.done():
+            topic.task = asyncio.ensure_future(topic.run())
+        return box
+
+    def unsubscribe(self, key: str, box: Mailbox) -> None:
+        topic = self.topics.get(key)
+        if topic is None:
+            return
+        topic.mailboxes.discard(box)
+        if not topic.mailboxes:
+            del self.topics[key]
+            if topic.task is not None:
+                topic.task.cancel()
+
+
+def encode(events: dict[str, str]) -> str:
+    out = []
+    for name, html in events.items():
+        lines = "".join(f"data: {line}\n" for line in (html or " ").split("\n"))
+        out.append(f"event: {name}\n{lines}\n")
+    return "".join(out)
+
+
+async def stream(
+    request: Request, hub: Hub, key: str, produce: Produce, lifetime_s: float = LIFETIME_S
+) -> AsyncIterator[str]:
+    box = hub.subscribe(key, produce)
+    loop = asyncio.get_running_loop()
+    started = last_write = loop.time()
+    try:
+        yield "retry: 1500\n\n"
+        while not _exiting.is_set() and loop.time() - started < lifetime_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(box.ready.wait(), 1.0)
+            if await request.is_disconnected():
+                break
+            events = box.take()
+            if events:
+                last_write = loop.time()
+                yield encode(events)
+            elif loop.time() - last_write > KEEPALIVE_S:
+                last_write = loop.time()
+                yield ": keep-alive\n\n"
+    finally:
+        hub.unsubscribe(key, box)

@@ -1,0 +1,96 @@
+"""One page of a campaign's recipient table: the core's page plus each row's timestamps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from waqtor import reports
+from waqtor.dashboard.fixes import fix_for
+from waqtor.domain.status import RecipientStatus
+from waqtor.services import Services
+
+PAGE = 50
+_ENDED = {"D": "sent", "F": "failed", "U": "unknown", "C": "canceled"}
+
+
+@dataclass(frozen=True)
+class Filter:
+    status: str = ""  # one RecipientStatus value, or "" for all
+    search: str = ""
+    page: int = 0
+    reveal: bool = False
+
+    def query(self, **changes: Any) -> str:
+        values = {
+            "status": self.status,
+            "q": self.search,
+            "page": self.page,
+            "reveal": "1" if self.reveal else "",
+        }
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v not in ("", 0, None)})
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int
+    phone: str
+    status: str
+    attempts: int
+    error_code: str
+    error: str
+    fix: str
+    message_id: str
+    sending_ms: int
+    ended_ms: int
+
+
+@dataclass(frozen=True)
+class Table:
+    rows: list[Row]
+    total: int | None  # None: a phone search stopped early, more may follow
+    filter: Filter
+
+    @property
+    def has_next(self) -> bool:
+        if self.total is None:
+            return len(self.rows) >= PAGE
+        return (self.filter.page + 1) * PAGE < self.total
+
+
+def parse_status(raw: str) -> str:
+    try:
+        return RecipientStatus(raw).value
+    except ValueError:
+        return ""
+
+
+async def table(s: Services, cid: str, flt: Filter) -> Table:
+    statuses = [RecipientStatus(flt.status)] if flt.status else []
+    found, total = await reports.recipient_page(
+        s, cid, statuses=statuses, search=flt.search, offset=flt.page * PAGE, limit=PAGE
+    )
+    indexes = [int(r["index"]) for r in found]
+    details = await s.redis.hmget(s.keys.detail(cid), indexes) if indexes else []
+    rows = []
+    for row, raw in zip(found, details, strict=True):
+        detail: dict[str, Any] = json.loads(raw) if raw else {}
+        ended = max((int(detail.get("t" + c, 0) or 0) for c in _ENDED), default=0)
+        rows.append(
+            Row(
+                index=int(row["index"]),
+                phone=str(row["phone"]),
+                status=str(row["status"]),
+                attempts=int(row.get("attempts") or 0),
+                error_code=str(row.get("errorCode") or ""),
+                error=str(row.get("error") or ""),
+                fix=fix_for(row.get("errorCode")) if row["status"] != "sent" else "",
+                message_id=str(row.get("messageId") or ""),
+                sending_ms=int(detail.get("ts", 0) or 0),
+                ended_ms=ended,
+            )
+        )
+    return Table(rows, total, flt)

@@ -1,0 +1,94 @@
+"""A campaign's page: live progress, recipient table, log, actions; and its CSV report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from waqtor import reports
+from waqtor.dashboard import campaign, live, render
+from waqtor.dashboard.auth import Look, PageError, Svc
+from waqtor.dashboard.errors import DashboardRoute
+from waqtor.dashboard.recipients import Filter, parse_status, table
+from waqtor.dashboard.routes_pages import SSE_HEADERS
+from waqtor.services import Services
+
+router = APIRouter(prefix="/admin/queues/jobs", route_class=DashboardRoute, include_in_schema=False)
+
+JobId = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+async def _log(s: Services, view: campaign.CampaignView) -> list[str]:
+    return await s.engine.logs(view.id) if view.job is not None else []
+
+
+def _producer(request: Request, s: Services, cid: str) -> live.Produce:
+    r = render.renderer(request)
+
+    async def produce() -> dict[str, str]:
+        view = await campaign.load(s, cid)
+        if view is None:
+            gone = "<p class='notice'>This campaign no longer exists (removed or cleaned).</p>"
+            return {"progress": gone, "state": "gone"}
+        return {
+            "progress": r.fragment("_progress.html", v=view),
+            "log": r.fragment("_log.html", v=view, log=await _log(s, view)),
+            "state": f"{view.state}:{','.join(view.actions)}",
+        }
+
+    return produce
+
+
+async def _load(s: Services, cid: str) -> campaign.CampaignView:
+    view = await campaign.load(s, cid)
+    if view is None:
+        raise PageError(404, "No campaign with that id (it may have been removed or cleaned)")
+    return view
+
+
+@router.get("/{job_id}")
+async def campaign_page(
+    request: Request,
+    job_id: JobId,
+    who: Look,
+    s: Svc,
+    status: Annotated[str, Query(max_length=20)] = "",
+    q: Annotated[str, Query(max_length=32)] = "",
+    page: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    reveal: bool = False,
+) -> Response:
+    flt = Filter(parse_status(status), q.strip(), page, reveal)
+    view = await _load(s, job_id)
+    rows = await table(s, job_id, flt)
+    partial = request.headers.get("HX-Target") == "recipients" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+    if partial:
+        return render.page(request, "_recipients.html", {"v": view, "t": rows})
+    context = {"nav": "jobs", "v": view, "t": rows, "log": await _log(s, view)}
+    return render.page(request, "campaign.html", context)
+
+
+@router.get("/{job_id}/actions")
+async def campaign_actions(request: Request, job_id: JobId, who: Look, s: Svc) -> Response:
+    view = await _load(s, job_id)
+    return render.page(request, "_actions.html", {"v": view})
+
+
+@router.get("/{job_id}/events")
+async def campaign_events(request: Request, job_id: JobId, who: Look, s: Svc) -> StreamingResponse:
+    hub: live.Hub = request.app.state.dashboard_hub
+    body = live.stream(request, hub, f"campaign:{job_id}", _producer(request, s, job_id))
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/{job_id}/report.csv")
+async def report(job_id: JobId, who: Look, s: Svc) -> StreamingResponse:
+    await _load(s, job_id)
+    return StreamingResponse(
+        reports.csv_report(s, job_id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.csv"'},
+    )

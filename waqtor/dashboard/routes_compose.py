@@ -1,0 +1,121 @@
+"""Compose: preview first (rendered samples, invalid, duplicate and suppressed numbers, ETA),
+then send and land on the campaign's live page."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse, Response
+
+from waqtor import campaigns, hygiene, preview
+from waqtor.dashboard import compose, render
+from waqtor.dashboard.auth import Act, Look, PageError, Post, Svc, Viewer, codec
+from waqtor.dashboard.errors import DashboardRoute, is_htmx
+
+router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
+_DUPLICATE = re.compile(r"^duplicate of recipient (\d+)$")
+
+
+def _page(
+    request: Request,
+    draft: compose.Draft,
+    *,
+    result: dict[str, Any] | None = None,
+    digest: str = "",
+    error: str = "",
+    status: int = 200,
+) -> Response:
+    bad, dups = _problems(result)
+    context = {
+        "nav": "compose",
+        "draft": draft,
+        "p": result,
+        "bad": bad,
+        "dups": dups,
+        "digest": digest,
+        "error": error,
+    }
+    name = "_preview.html" if is_htmx(request) else "compose.html"
+    return render.page(request, name, context, status=status)
+
+
+async def _read(request: Request, s: Svc) -> compose.Submission:
+    form = await request.form(max_files=1, max_fields=20)
+    try:
+        return await compose.read(s, form)
+    except PageError as exc:
+        draft = compose.draft_of(form)
+        raise _Invalid(_page(request, draft, error=exc.message, status=exc.status)) from exc
+
+
+class _Invalid(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+@router.get("/compose")
+async def compose_page(request: Request, who: Look) -> Response:
+    return render.page(request, "compose.html", {**_blank(), "bad": [], "dups": []})
+
+
+def _blank() -> dict[str, Any]:
+    draft = compose.Draft(message="Hello {name}, ")
+    return {"nav": "compose", "draft": draft, "p": None, "digest": "", "error": ""}
+
+
+def _problems(result: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
+    """Invalid rows, and duplicates with the row they repeat (rows count from 1)."""
+    bad: list[Any] = []
+    dups: list[Any] = []
+    for row in (result or {}).get("invalid", []):
+        match = _DUPLICATE.match(str(row.get("error", "")))
+        if match:
+            dups.append({**row, "first": int(match.group(1)) + 1})
+        else:
+            bad.append(row)
+    return bad, dups
+
+
+@router.post("/compose/preview")
+async def compose_preview(request: Request, who: Post, s: Svc) -> Response:
+    try:
+        sub = await _read(request, s)
+    except _Invalid as bad:
+        return bad.response
+    result = await preview.dry_run(s, sub.parsed, sub.draft.account)
+    return _page(request, sub.draft, result=result, digest=sub.digest)
+
+
+@router.post("/compose/send")
+async def compose_send(request: Request, who: Act, s: Svc) -> Response:
+    try:
+        sub = await _read(request, s)
+    except _Invalid as bad:
+        return bad.response
+    form = await request.form()
+    if form.get("digest") != sub.digest:
+        result = await preview.dry_run(s, sub.parsed, sub.draft.account)
+        error = "The list or message changed since the preview: check this preview, then send."
+        return _page(request, sub.draft, result=result, digest=sub.digest, error=error, status=409)
+    await hygiene.drop_suppressed(s, sub.draft.account, sub.parsed)
+    if not sub.parsed.accepted:
+        result = await preview.dry_run(s, sub.parsed, sub.draft.account)
+        error = "Nothing to send: no valid recipient is left."
+        return _page(request, sub.draft, result=result, digest=sub.digest, error=error, status=400)
+    cid, eta = await campaigns.enqueue(s, sub.parsed, sub.draft.account)
+    return _sent(
+        request, who, cid, f"Campaign queued: {len(sub.parsed.accepted)} recipient(s), {eta.text}."
+    )
+
+
+def _sent(request: Request, who: Viewer, cid: str, message: str) -> Response:
+    target = f"/admin/queues/jobs/{cid}"
+    response: Response
+    if is_htmx(request):
+        response = Response(status_code=204, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    codec(request).write(response, request, who.session.with_flash(message))
+    return response

@@ -1,0 +1,103 @@
+"""Finding jobs: by id (exact), or by a phone number among the newest campaigns.
+
+There is no phone index, so a phone search scans recipient lists inside Redis (a Lua script per
+campaign, nothing copied out) from the newest campaign back, and stops at a time and size
+budget; the page says how far it got.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from waqtor.services import Services
+
+#: Phone search budget: stop after this long, or this many recipients scanned.
+BUDGET_S = 2.0
+BUDGET_RECIPIENTS = 2_000_000
+MAX_HITS = 50
+_BATCH = 50
+
+_FIND = """
+local n = redis.call('LLEN', KEYS[1])
+local needle, limit = ARGV[1], tonumber(ARGV[2])
+local hits = {}
+for start = 0, n - 1, 2000 do
+  local rows = redis.call('LRANGE', KEYS[1], start, start + 1999)
+  for i, raw in ipairs(rows) do
+    local phone = string.match(raw, '^%["([^"]+)"')
+    if phone and string.find(phone, needle, 1, true) then
+      hits[#hits + 1] = start + i - 1
+      if #hits >= limit then return {n, hits} end
+    end
+  end
+end
+return {n, hits}
+"""
+
+JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+@dataclass(frozen=True)
+class PhoneHit:
+    campaign: str
+    created_ms: int
+    indexes: list[int]
+
+
+@dataclass(frozen=True)
+class PhoneSearch:
+    digits: str
+    hits: list[PhoneHit]
+    campaigns_scanned: int
+    campaigns_total: int
+    complete: bool
+
+
+def digits_of(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def looks_like_phone(text: str) -> bool:
+    stripped = re.sub(r"[\s()+.\-/]", "", text)
+    return len(stripped) >= 4 and stripped.isdigit()
+
+
+async def job_exists(s: Services, job_id: str) -> bool:
+    if not JOB_ID.match(job_id):
+        return False
+    key = f"{s.keys.bull_prefix}:{s.keys.queue}:{job_id}"
+    return bool(await s.redis.exists(key) or await s.redis.exists(s.keys.meta(job_id)))
+
+
+async def by_phone(s: Services, text: str) -> PhoneSearch:
+    digits = digits_of(text)
+    script = s.redis.register_script(_FIND)
+    total = int(await s.redis.zcard(s.keys.campaigns))
+    hits: list[PhoneHit] = []
+    scanned = recipients = 0
+    deadline = time.monotonic() + BUDGET_S
+    complete = True
+    while scanned < total:
+        batch = await s.redis.zrevrange(
+            s.keys.campaigns, scanned, scanned + _BATCH - 1, withscores=True
+        )
+        if not batch:
+            break
+        for item in batch:
+            cid, created = item[0], item[1]
+            if time.monotonic() > deadline or recipients > BUDGET_RECIPIENTS:
+                complete = False
+                break
+            size, found = await script(keys=[s.keys.recipients(str(cid))], args=[digits, 1000])
+            scanned += 1
+            recipients += int(size)
+            if found:
+                hits.append(PhoneHit(str(cid), int(created), [int(i) for i in found]))
+            if len(hits) >= MAX_HITS:
+                complete = scanned >= total
+                break
+        if not complete or len(hits) >= MAX_HITS:
+            break
+    return PhoneSearch(digits, hits, scanned, total, complete and scanned >= total)
