@@ -128,9 +128,11 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:
 class App:
     """The ASGI app with its lifespan running (worker included), and an HTTP client."""
 
-    def __init__(self, settings: Settings, run_worker: bool = True) -> None:
+    def __init__(self, settings: Settings, run_worker: bool = True, clock: Any = None) -> None:
         self.settings = settings
-        self.app = create_app(settings, settings.redis_url or "", [KEY], run_worker=run_worker)
+        self.app = create_app(
+            settings, settings.redis_url or "", [KEY], run_worker=run_worker, clock=clock
+        )
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://waqtor", timeout=60
         )
@@ -236,3 +238,29 @@ def wait_http(url: str, timeout: float = 20) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not come up")
+
+
+class FakeClock:
+    """Real time plus an offset the test moves: caps and windows without waiting an hour."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.offset_ms
+
+    def advance(self, ms: int) -> None:
+        self.offset_ms += ms
+
+    async def sleep_until(self, when_ms: int, wake: asyncio.Event | None = None) -> bool:
+        delay = (when_ms - self.now_ms()) / 1000.0
+        if delay <= 0:
+            return True
+        if wake is None:
+            await asyncio.sleep(delay)
+            return True
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=delay)
+        except TimeoutError:
+            return True
+        return False

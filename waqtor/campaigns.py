@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from waqtor.domain.eta import estimate_ms, humanise, mean_gap_ms
+from waqtor.domain.accounts import effective_caps, gap_ms
+from waqtor.domain.eta import clock_text, estimate_capped_ms, humanise, mean_gap_ms
 from waqtor.domain.recipients import Parsed
 from waqtor.domain.status import FINISHED_JOB_STATES, JobState
 from waqtor.engine import JobView
@@ -26,6 +29,7 @@ class Estimate:
     ms: float
     text: str
     backlog_ahead: int
+    limited_by: str | None = None
 
 
 @dataclass
@@ -38,16 +42,64 @@ class InstantResult:
         return sum(1 for r in self.results if r["success"])
 
 
-async def estimate(s: Services, account: str, recipients: int) -> Estimate:
-    """Counts the backlog already queued on the account, the paced gap and the provider's
-    observed send time: not ``n x 2 s``."""
-    backlog = await s.pacer.backlog(account)
+async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
+    """Counts the backlog already queued on the account, its paced gap (delay and jitter), the
+    provider's observed send time, its caps and warm-up, and any rest it is taking: not
+    ``n x 2 s``."""
+    account = await s.accounts.get(account_name) or s.accounts.default()
+    now = s.clock.now_ms()
+    caps = effective_caps(account, date.today(), now)
+    jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
     gap = mean_gap_ms(
-        s.settings.message_delay, s.settings.message_jitter, await s.pacer.observed_send_ms(account)
+        gap_ms(account, s.settings.message_delay, now),
+        jitter,
+        await s.pacer.observed_send_ms(account_name),
     )
-    wait = max(0, await s.pacer.next_free_ms(account) - s.clock.now_ms())
-    ms = estimate_ms(recipients, backlog, gap, wait)
-    return Estimate(ms, humanise(ms), backlog)
+    backlog = await s.pacer.backlog(account_name)
+    free_at = max(
+        await s.pacer.next_free_ms(account_name), await s.accounts.cooling_until(account_name)
+    )
+    wait = max(0, free_at - now)
+    hour, day = (0, 0)
+    if caps.hourly is not None or caps.daily is not None:
+        hour, day = await s.accounts.sends_in_window(account_name, now)
+    ms = estimate_capped_ms(
+        backlog + recipients,
+        gap,
+        wait_ms=wait,
+        hourly=caps.hourly,
+        daily=caps.daily,
+        sent_last_hour=hour,
+        sent_last_day=day,
+    )
+    limited = None
+    if ms > wait + (backlog + recipients) * gap + 1:
+        limited = f"caps of account {account_name}: {caps.hourly}/hour, {caps.daily}/day"
+    return Estimate(ms, humanise(ms), backlog, limited)
+
+
+async def instant_blocker(s: Services, account_name: str, recipients: int) -> str | None:
+    """Why a small list cannot go out right now on this account (then it is queued)."""
+    if await s.engine.is_paused():
+        return "the queue is paused: queued instead of sent now"
+    account = await s.accounts.get(account_name)
+    if account is None:
+        return None
+    if account.paused:
+        return f"account {account_name} is paused ({account.pausedReason}): queued"
+    now = s.clock.now_ms()
+    cool = await s.accounts.cooling_until(account_name)
+    if cool > now:
+        return f"account {account_name} is cooling down until {clock_text(cool)}: queued"
+    caps = effective_caps(account, date.today(), now)
+    if caps.hourly is None and caps.daily is None:
+        return None
+    hour, day = await s.accounts.sends_in_window(account_name, now)
+    if caps.hourly is not None and hour + recipients > caps.hourly:
+        return f"account {account_name} would pass its hourly cap ({caps.hourly}): queued"
+    if caps.daily is not None and day + recipients > caps.daily:
+        return f"account {account_name} would pass its daily cap ({caps.daily}): queued"
+    return None
 
 
 async def enqueue(
@@ -165,7 +217,18 @@ async def job_detail(s: Services, job: JobView) -> dict[str, Any]:
         "attemptsMade": job.attempts_made,
         "timestamp": job.timestamp,
         "recipients": counts,
+        "waitingFor": _waiting_for(meta, state),
     }
+
+
+def _waiting_for(meta: dict[str, str], state: str) -> str | None:
+    """Why a campaign is not sending: a cap, a rest, a paused account or campaign or queue."""
+    if state == JobState.PAUSED.value:
+        return "paused" if meta.get("paused") == "1" else "the queue is paused"
+    if state == JobState.DELAYED.value and "wait" in meta:
+        reason: str = json.loads(meta["wait"]).get("reason", "")
+        return reason
+    return None
 
 
 async def clean(s: Services, grace_ms: int) -> list[str]:

@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     """How long an in-flight send may take before a crashed worker's recipient is settled as
     not sent (after the provider confirms it has no record of it)."""
 
+    default_account_tier: Literal["new", "regular", "trusted", "business"] | None = None
+    """Tier of the account that exists with no setup; unset: no caps (the seed's behaviour)."""
+    breaker_window: int = Field(default=50, ge=5)
+    breaker_failure_ratio: float = Field(default=0.3, gt=0, le=1)
+    """Pause an account when more than this share of its last BREAKER_WINDOW sends failed."""
+    breaker_strikes: int = Field(default=3, ge=1)
+    """Ban signals (throttling, spam, policy) within an hour that pause an account."""
+    breaker_cooldown_ms: int = Field(default=60_000, ge=0)
+    """First rest after a ban signal; doubles with each further signal (up to an hour)."""
+    resume_reduced_ms: int = Field(default=24 * 3600 * 1000, ge=0)
+    """After a manual resume, an account runs at half its caps and double its delay this long."""
+
     # --- simulator (development) ---
     sim_latency_ms: int = Field(default=0, ge=0)
 

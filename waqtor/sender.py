@@ -10,9 +10,11 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from waqtor.breaker import Breaker
+from waqtor.domain.accounts import effective_caps, gap_ms
 from waqtor.domain.phones import mask
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
@@ -54,6 +56,7 @@ class Sender:
     def __init__(self, services: Services, worker_id: str) -> None:
         self.s = services
         self.worker_id = worker_id
+        self.breaker = Breaker(services)
         self._rng = random.Random()
         self._send_ms: dict[str, float] = {}
         self._published: dict[str, float] = {}
@@ -70,7 +73,16 @@ class Sender:
     async def step(self, campaign: Campaign, token: str, wake: asyncio.Event | None = None) -> Step:
         s = self.s
         clock = s.clock
-        slot = await s.pacer.reserve(campaign.account, clock.now_ms())
+        account = await s.accounts.get(campaign.account)
+        if account is None:
+            return Step("account_paused", error=f"account {campaign.account} no longer exists")
+        if account.paused:
+            return Step("account_paused", error=account.pausedReason or "account paused")
+        now = clock.now_ms()
+        caps = effective_caps(account, date.today(), now)
+        delay = gap_ms(account, s.settings.message_delay, now)
+        jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
+        slot = await s.pacer.reserve(campaign.account, now, delay, jitter)
         if not await clock.sleep_until(slot, wake):
             return Step("interrupted")
         attempt_id = uuid.uuid4().hex
@@ -83,14 +95,16 @@ class Sender:
                 worker_id=self.worker_id,
                 lease_ms=s.settings.send_lease_ms,
                 account=campaign.account,
-                min_gap_ms=s.settings.message_delay,
+                min_gap_ms=delay,
+                hourly_cap=caps.hourly,
+                daily_cap=caps.daily,
             )
             if claim.kind != "early":
                 break
             if not await clock.sleep_until(claim.due_ms, wake):
                 return Step("interrupted")
         if claim.kind != "claimed" or claim.recipient is None:
-            return Step(claim.kind, due_ms=claim.due_ms)
+            return Step(claim.kind, due_ms=claim.due_ms, error=claim.reason or None)
         recipient = claim.recipient
         idx = claim.index
 
@@ -105,12 +119,12 @@ class Sender:
                 **kw,  # type: ignore[arg-type]
             )
 
-        now = datetime.now(self._zone)
+        local_now = datetime.now(self._zone)
         try:
             text = render(
                 recipient.message or campaign.template,
                 recipient.variables,
-                builtin_values(recipient.phone, s.settings.signature, now),
+                builtin_values(recipient.phone, s.settings.signature, local_now),
                 seed=f"{campaign.id}:{idx}",
             )
         except TemplateError as exc:
@@ -124,8 +138,11 @@ class Sender:
             result = await asyncio.wait_for(s.provider.send(message), timeout)
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
+            await self.breaker.record(campaign.account, True, exc.code)
             return Step("failed", idx, error=exc.reason, error_code=exc.code)
         except TransientError as exc:
+            if not isinstance(exc, UnavailableError):  # an outage is not the account's fault
+                await self.breaker.record(campaign.account, True, exc.code)
             if isinstance(exc, RateLimitedError):
                 due = clock.now_ms() + int(exc.retry_after_s * 1000)
             else:
@@ -150,6 +167,7 @@ class Sender:
             log.warning("outcome unknown for %s: %s", mask(recipient.phone), reason)
             return Step("unknown", idx, error=reason, error_code=code)
         await finish(RecipientStatus.SENT, message_id=result.message_id)
+        await self.breaker.record(campaign.account, False)
         await self._observe(campaign.account, clock.now_ms() - started)
         return Step("sent", idx, message_id=result.message_id)
 

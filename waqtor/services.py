@@ -12,6 +12,7 @@ from waqtor.engine import Engine
 from waqtor.providers.base import Provider
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.store.connection import connect
+from waqtor.store.accounts import AccountStore
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
@@ -28,6 +29,8 @@ class Services:
     pacer: Pacer
     provider: Provider
     engine: Engine
+    accounts: AccountStore
+    scripts: Scripts
     clock: Clock = field(default_factory=SystemClock)
 
     @property
@@ -67,5 +70,7 @@ def build(
             attempts=settings.max_retries + 1,
             backoff_ms=settings.retry_backoff_ms,
         ),
+        accounts=AccountStore(redis, keys, settings.default_account_tier),
+        scripts=scripts,
         clock=clock or SystemClock(),
     )

@@ -16,6 +16,7 @@ import socket
 import uuid
 from typing import Any
 
+from waqtor.domain.eta import clock_text
 from waqtor.domain.status import RecipientStatus
 from waqtor.engine import DelayedError
 from waqtor.sender import Campaign, Sender
@@ -26,6 +27,8 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
+#: How often a job waiting on a paused account looks again (ms).
+ACCOUNT_RECHECK_MS = 15_000
 #: A paused campaign parks its job in *delayed* this long; resume promotes it at once.
 PARK_MS = 365 * 24 * 3600 * 1000
 
@@ -118,6 +121,8 @@ class CampaignWorker:
         if not meta:
             raise RuntimeError(f"campaign {cid} has no ledger")
         campaign = Campaign(cid, meta.get("account", "default"), meta.get("template", ""))
+        if "wait" in meta:
+            await s.redis.hdel(s.keys.meta(cid), "wait")
         lost = await s.ledger.recover(cid, campaign.account, token, s.clock.now_ms())
         if lost:
             await job.log(f"{len(lost)} recipient(s) were in flight when a worker stopped: unknown")
@@ -152,6 +157,18 @@ class CampaignWorker:
                 raise await self._delay(job, token, s.clock.now_ms() + PAUSE_RECHECK_MS)
             if step.kind == "wait":
                 raise await self._delay(job, token, step.due_ms)
+            if step.kind in ("capped", "cooling", "account_paused"):
+                until = (
+                    step.due_ms
+                    if step.kind != "account_paused"
+                    else s.clock.now_ms() + ACCOUNT_RECHECK_MS
+                )
+                reason = _wait_reason(step.kind, step.error, campaign.account, until)
+                await s.redis.hset(
+                    s.keys.meta(cid), "wait", json.dumps({"reason": reason, "until": until})
+                )
+                await job.log(reason)
+                raise await self._delay(job, token, until)
             if step.kind == "settle":
                 again = await self.sender.settle(campaign)
                 if again is not None:
@@ -195,3 +212,13 @@ class CampaignWorker:
             )
             await job.log(f"provider unavailable on the last attempt: {closed} recipient(s) failed")
         raise JobUnavailable(f"provider unavailable: {reason}")
+
+
+def _wait_reason(kind: str, detail: str | None, account: str, until_ms: int) -> str:
+    """``waiting for the hourly cap until 14:05``: what the job status and the ETA say."""
+    at = clock_text(until_ms)
+    if kind == "capped":
+        return f"waiting for the {detail or 'hourly'} cap of account {account} until {at}"
+    if kind == "cooling":
+        return f"account {account} is cooling down after a ban signal until {at}"
+    return f"account {account} is paused ({detail}); checking again at {at}"

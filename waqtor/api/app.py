@@ -21,6 +21,7 @@ from waqtor.api import (
 )
 from waqtor.api.auth import require_key
 from waqtor.api.limits import BodyLimit
+from waqtor.clock import Clock
 from waqtor.config import Settings
 from waqtor.sender import Sender
 from waqtor.services import build
@@ -36,18 +37,21 @@ def create_app(
     *,
     run_worker: bool = True,
     readonly_keys: list[str] | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     if not api_keys:
         raise ValueError("at least one API key is required")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build(settings, redis_url)
+        services = build(settings, redis_url, clock=clock)
         app.state.services = services
         app.state.sender = Sender(services, "api")
         worker: CampaignWorker | None = None
         if run_worker:
-            worker = CampaignWorker(build(settings, redis_url, patient=True), name="serve")
+            worker = CampaignWorker(
+                build(settings, redis_url, patient=True, clock=clock), name="serve"
+            )
             await worker.start()
         app.state.worker = worker
         try:

@@ -39,6 +39,8 @@ class FaultsRequest(BaseModel):
     permanent: float = Field(default=0.0, ge=0, le=1)
     ambiguous: float = Field(default=0.0, ge=0, le=1)
     unavailable: float = Field(default=0.0, ge=0, le=1)
+    spam: float = Field(default=0.0, ge=0, le=1)
+    throttled: float = Field(default=0.0, ge=0, le=1)
     latencyMs: int | None = Field(default=None, ge=0, le=60_000)
     phones: dict[str, str] = Field(
         default_factory=dict,

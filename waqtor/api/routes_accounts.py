@@ -1,22 +1,26 @@
-"""``/api/accounts/{account}/suppressions``: the opt-out list of a sender account."""
+"""``/api/accounts``: sender accounts (CRUD, pause, resume, caps in force) and opt-out lists."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from waqtor import hygiene
 from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
+from waqtor.breaker import Breaker
+from waqtor.domain.accounts import Account, effective_caps
 from waqtor.domain.phones import PhoneError, normalise
 from waqtor.services import Services
+from waqtor.store.accounts import DEFAULT
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
-Account = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Name = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class SuppressRequest(BaseModel):
@@ -25,22 +29,111 @@ class SuppressRequest(BaseModel):
     phones: list[str] = Field(..., min_length=1, max_length=100_000)
 
 
-@router.get("/{account}/suppressions")
+async def view(s: Services, account: Account) -> dict[str, Any]:
+    """The account with what is in force right now: caps today, sends in the windows, rest."""
+    now = s.clock.now_ms()
+    caps = effective_caps(account, date.today(), now)
+    hour, day = await s.accounts.sends_in_window(account.name, now)
+    cool = await s.accounts.cooling_until(account.name)
+    body = account.model_dump(mode="json")
+    body["today"] = {
+        **caps.as_dict(),
+        "sentLastHour": hour,
+        "sentLast24h": day,
+        "coolingUntilMs": cool if cool > now else None,
+        "backlog": await s.pacer.backlog(account.name),
+    }
+    return body
+
+
+async def _get(s: Services, name: str) -> Account:
+    account = await s.accounts.get(name, fresh=True)
+    if account is None:
+        raise ApiError(404, "Account not found")
+    return account
+
+
+@router.get("")
+async def list_accounts(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    accounts = [await view(s, a) for a in await s.accounts.all()]
+    return ok({"accounts": accounts, "count": len(accounts)})
+
+
+@router.post("", status_code=201)
+async def create_account(
+    body: Account, s: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    if body.name != DEFAULT and await s.accounts.exists(body.name):
+        raise ApiError(409, f"name: account {body.name!r} already exists")
+    return ok(await view(s, await s.accounts.put(body)))
+
+
+@router.get("/{name}")
+async def get_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    return ok(await view(s, await _get(s, name)))
+
+
+@router.patch("/{name}")
+async def update_account(
+    name: Name, body: dict[str, Any], s: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    current = await _get(s, name)
+    if "name" in body and body["name"] != name:
+        raise ApiError(400, "name: an account cannot be renamed")
+    try:
+        updated = Account.model_validate({**current.model_dump(), **body})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise ApiError(400, f"{field}: {first.get('msg', 'invalid')}") from None
+    return ok(await view(s, await s.accounts.put(updated)))
+
+
+@router.delete("/{name}")
+async def delete_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    if name == DEFAULT:
+        raise ApiError(409, "The default account cannot be deleted")
+    if await s.pacer.backlog(name) > 0:
+        raise ApiError(409, "Account still has messages to send: cancel its campaigns first")
+    if not await s.accounts.delete(name):
+        raise ApiError(404, "Account not found")
+    return ok(message=f"Account {name} deleted")
+
+
+@router.post("/{name}/pause")
+async def pause_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    account = await _get(s, name)
+    updated = account.model_copy(update={"paused": True, "pausedReason": "paused by an operator"})
+    return ok(await view(s, await s.accounts.put(updated)))
+
+
+@router.post("/{name}/resume")
+async def resume_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Manual resume (also after the breaker): at half the caps and double the delay for
+    RESUME_REDUCED_MS when the breaker had paused it."""
+    account = await _get(s, name)
+    tripped = bool(account.pausedReason and account.pausedReason.startswith("breaker"))
+    reduced = s.settings.resume_reduced_ms if tripped else 0
+    resumed = await Breaker(s).resume(account, reduced)
+    return ok(await view(s, resumed))
+
+
+@router.get("/{name}/suppressions")
 async def list_suppressions(
-    account: Account,
+    name: Name,
     s: Annotated[Services, Depends(services)],
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    key = s.keys.suppressed(account)
+    key = s.keys.suppressed(name)
     nxt, phones = await s.redis.sscan(key, cursor=cursor, count=limit)
     total = await s.redis.scard(key)
     return ok({"phones": sorted(phones), "cursor": int(nxt), "total": total})
 
 
-@router.post("/{account}/suppressions")
+@router.post("/{name}/suppressions")
 async def add_suppressions(
-    account: Account, body: SuppressRequest, s: Annotated[Services, Depends(services)]
+    name: Name, body: SuppressRequest, s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Bulk import: phones in any accepted spelling; invalid ones are reported by index."""
     valid: list[str] = []
@@ -50,19 +143,19 @@ async def add_suppressions(
             valid.append(normalise(raw, s.settings.default_region))
         except PhoneError as exc:
             invalid.append({"index": index, "phone": raw, "error": exc.reason})
-    added = await hygiene.add(s, account, valid)
+    added = await hygiene.add(s, name, valid)
     return ok({"added": added, "invalid": invalid})
 
 
-@router.delete("/{account}/suppressions/{phone}")
+@router.delete("/{name}/suppressions/{phone}")
 async def remove_suppression(
-    account: Account, phone: str, s: Annotated[Services, Depends(services)]
+    name: Name, phone: str, s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     try:
         number = normalise(phone, s.settings.default_region)
     except PhoneError as exc:
         raise ApiError(400, f"phone: {exc.reason}") from exc
-    removed = await s.redis.srem(s.keys.suppressed(account), number)
+    removed = await s.redis.srem(s.keys.suppressed(name), number)
     if not removed:
         raise ApiError(404, "Phone is not on the suppression list")
     return ok({"removed": number})

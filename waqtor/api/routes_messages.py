@@ -140,6 +140,7 @@ async def send_bulk(
     async def run() -> tuple[int, dict[str, Any]]:
         try:
             sub = await read_submission(request, s, message, account)
+            await _known(s, sub.account)
             if dryRun:
                 return 200, ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
             return 200, await _send(s, snd, sub)
@@ -170,7 +171,13 @@ async def preview_route(
 ) -> dict[str, Any]:
     """The same as ``send-bulk?dryRun=true``."""
     sub = await read_submission(request, s, message, account)
+    await _known(s, sub.account)
     return ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
+
+
+async def _known(s: Services, account: str) -> None:
+    if not await s.accounts.exists(account):
+        raise ApiError(400, f"account: unknown account {account!r}")
 
 
 async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
@@ -192,9 +199,8 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
     }
     fallback: str | None = None
     if len(parsed.accepted) <= s.settings.instant_threshold:
-        if await s.engine.is_paused():
-            fallback = "the queue is paused: queued instead of sent now"
-        else:
+        fallback = await campaigns.instant_blocker(s, account, len(parsed.accepted))
+        if fallback is None:
             sent = await campaigns.send_instant(s, snd, parsed, account)
             return ok(
                 {
@@ -216,6 +222,8 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
         "backlogAhead": eta.backlog_ahead,
         **extra,
     }
+    if eta.limited_by:
+        data["limitedBy"] = eta.limited_by
     if fallback:
         data["reason"] = fallback
     return ok(data, mode="queue")

@@ -13,6 +13,7 @@ from waqtor.api.deps import services
 from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.models import CleanRequest, ok
 from waqtor.config import redis_label
+from waqtor.domain.eta import clock_text
 from waqtor.services import Services
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
@@ -25,7 +26,30 @@ async def stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     counts = await s.engine.counts()
     counts["total"] = sum(counts.values())
     messages = await s.ledger.global_counts()
-    return ok({**counts, "messages": messages})
+    return ok({**counts, "messages": messages, "alerts": await account_alerts(s)})
+
+
+async def account_alerts(s: Services) -> list[dict[str, Any]]:
+    """Accounts the breaker (or an operator) paused, and accounts resting after a ban signal."""
+    alerts: list[dict[str, Any]] = []
+    now = s.clock.now_ms()
+    for account in await s.accounts.all():
+        if account.paused:
+            alerts.append(
+                {"account": account.name, "state": "paused", "reason": account.pausedReason}
+            )
+            continue
+        cool = await s.accounts.cooling_until(account.name)
+        if cool > now:
+            alerts.append(
+                {
+                    "account": account.name,
+                    "state": "cooling",
+                    "until": cool,
+                    "reason": f"resting after a ban signal until {clock_text(cool)}",
+                }
+            )
+    return alerts
 
 
 @router.get("/jobs")
@@ -122,6 +146,7 @@ async def health(s: Annotated[Services, Depends(services)]) -> Any:
         if alive == 0:
             healthy = False
         data["queue"] = {"paused": await s.engine.is_paused()}
+        data["alerts"] = await account_alerts(s)
     except REDIS_DOWN as exc:
         healthy = False
         data["redis"] = {"ok": False, "at": redis_label(s.redis_url), "error": str(exc)}

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 
 def mean_gap_ms(delay_ms: int, jitter: float, observed_send_ms: float) -> float:
@@ -30,3 +35,55 @@ def humanise(ms: float) -> str:
     if hours < 48:
         return f"~{hours:.1f} hours"
     return f"~{hours / 24.0:.1f} days"
+
+
+def estimate_capped_ms(
+    messages: int,
+    gap_ms: float,
+    *,
+    wait_ms: float = 0.0,
+    hourly: int | None = None,
+    daily: int | None = None,
+    sent_last_hour: int = 0,
+    sent_last_day: int = 0,
+) -> float:
+    """Like :func:`estimate_ms` for ``messages`` (backlog included), but an account with caps
+    sends at most ``hourly`` per hour and ``daily`` per day: the rest waits for the windows."""
+    if hourly is None and daily is None:
+        return max(wait_ms, 0.0) + messages * gap_ms
+    hour_left = math.inf if hourly is None else max(0, hourly - sent_last_hour)
+    day_left = math.inf if daily is None else max(0, daily - sent_last_day)
+    t = max(wait_ms, 0.0)
+    hour_start = day_start = 0.0
+    remaining = messages
+    for _ in range(100_000):  # bounded: a year of hours
+        batch = int(min(remaining, hour_left, day_left))
+        t += batch * gap_ms
+        remaining -= batch
+        hour_left -= batch
+        day_left -= batch
+        if remaining <= 0:
+            break
+        if day_left <= 0:
+            day_start = t = max(t, day_start + DAY_MS)
+            hour_start = t
+            day_left = math.inf if daily is None else daily
+            hour_left = math.inf if hourly is None else hourly
+        elif hour_left <= 0:
+            hour_start = t = max(t, hour_start + HOUR_MS)
+            hour_left = math.inf if hourly is None else hourly
+    return t
+
+
+def clock_text(ms: int, zone_name: str = "UTC") -> str:
+    """``14:05`` today, or ``2026-11-30 14:05`` further out (for "until ..." messages)."""
+    try:
+        zone = ZoneInfo(zone_name)
+    except Exception:
+        zone = ZoneInfo("UTC")
+    when = datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone)
+    now = datetime.now(UTC).astimezone(zone)
+    suffix = "" if zone_name == "UTC" else f" {zone_name}"
+    if when.date() == now.date():
+        return when.strftime("%H:%M") + (" UTC" if not suffix else suffix)
+    return when.strftime("%Y-%m-%d %H:%M") + (" UTC" if not suffix else suffix)

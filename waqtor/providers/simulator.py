@@ -29,7 +29,15 @@ from waqtor.providers.base import (
 )
 from waqtor.store.keys import Keys
 
-FAULT_CLASSES = ("transient", "rate_limited", "permanent", "ambiguous", "unavailable")
+FAULT_CLASSES = (
+    "transient",
+    "rate_limited",
+    "permanent",
+    "ambiguous",
+    "unavailable",
+    "spam",
+    "throttled",
+)
 _CACHE_S = 0.2  # fault switches reach every process within this time
 
 
@@ -106,6 +114,10 @@ class SimulatorProvider:
             raise TransientError("sim_503", "simulated server error")
         if fault == "rate_limited":
             raise RateLimitedError("sim_429", "simulated rate limit", retry_after_s=1.0)
+        if fault == "spam":  # the Cloud API's spam signal, same code
+            raise PermanentError("131048", "simulated: spam rate limit hit")
+        if fault == "throttled":
+            raise RateLimitedError("130429", "simulated: throughput limit", retry_after_s=1.0)
         if fault == "permanent":
             raise PermanentError("sim_invalid_recipient", "simulated: number not on WhatsApp")
         message_id = "sim-" + uuid.uuid4().hex

@@ -75,6 +75,24 @@ class Keys:
         return f"{self.prefix}:idem:{digest}"
 
     # --- accounts and pacing ---
+    @property
+    def accounts(self) -> str:
+        """Hash: account name -> JSON settings (``domain.accounts.Account``)."""
+        return f"{self.prefix}:accounts"
+
+    def sent_window(self, account: str) -> str:
+        """Sorted set: the account's sends of the last 24 h (attempt id scored by ms), for
+        the sliding hourly and daily caps. Kept only for accounts that have caps."""
+        return f"{self.prefix}:acct:{account}:sent"
+
+    def cool_until_ms(self, account: str) -> str:
+        """String: the account rests until this time (ms) after a ban signal."""
+        return f"{self.prefix}:acct:{account}:cool_ms"
+
+    def strikes(self, account: str) -> str:
+        """Integer (1 h TTL): ban signals seen recently; three pause the account."""
+        return f"{self.prefix}:acct:{account}:strikes"
+
     def next_slot_ms(self, account: str) -> str:
         """String: the earliest time (ms) the account's next send may start."""
         return f"{self.prefix}:acct:{account}:next_ms"

@@ -32,6 +32,7 @@ class Claim:
     attempt: int = 0
     recipient: Recipient | None = None
     due_ms: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,8 @@ class Ledger:
         lease_ms: int,
         account: str,
         min_gap_ms: int,
+        hourly_cap: int | None = None,
+        daily_cap: int | None = None,
     ) -> Claim:
         k = self.keys
         res = await self.scripts["claim"](
@@ -132,14 +135,27 @@ class Ledger:
                 k.last_send_ms(account),
                 k.suppressed(account),
                 k.backlog(account),
+                k.sent_window(account),
+                k.cool_until_ms(account),
             ],
-            args=[token, attempt_id, now_ms, worker_id, lease_ms, min_gap_ms],
+            args=[
+                token,
+                attempt_id,
+                now_ms,
+                worker_id,
+                lease_ms,
+                min_gap_ms,
+                -1 if hourly_cap is None else hourly_cap,
+                -1 if daily_cap is None else daily_cap,
+            ],
         )
         kind = str(res[0])
         if kind == "claimed":
             return Claim(kind, int(res[1]), int(res[2]), unpack(str(res[3])))
-        if kind in ("wait", "settle", "early"):
+        if kind in ("wait", "settle", "early", "cooling"):
             return Claim(kind, due_ms=int(float(res[1])))
+        if kind == "capped":
+            return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
         return Claim(kind)
 
     async def finish(

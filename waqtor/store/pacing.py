@@ -28,15 +28,23 @@ class Pacer:
         self.jitter = jitter
         self._rng = rng or random.Random()
 
-    def gap_ms(self) -> int:
-        """``MESSAGE_DELAY`` plus a random extra up to ``jitter`` of it: never below the delay."""
-        extra = self._rng.uniform(0.0, self.jitter * self.delay_ms) if self.jitter else 0.0
-        return self.delay_ms + int(extra)
+    def gap_ms(self, delay_ms: int | None = None, jitter: float | None = None) -> int:
+        """The delay plus a random extra up to ``jitter`` of it: never below the delay."""
+        delay = self.delay_ms if delay_ms is None else delay_ms
+        spread = self.jitter if jitter is None else jitter
+        extra = self._rng.uniform(0.0, spread * delay) if spread else 0.0
+        return delay + int(extra)
 
-    async def reserve(self, account: str, now_ms: int) -> int:
+    async def reserve(
+        self,
+        account: str,
+        now_ms: int,
+        delay_ms: int | None = None,
+        jitter: float | None = None,
+    ) -> int:
         """Reserve the account's next send slot; returns when (ms) the caller may send."""
         slot = await self.scripts["reserve"](
-            keys=[self.keys.next_slot_ms(account)], args=[now_ms, self.gap_ms()]
+            keys=[self.keys.next_slot_ms(account)], args=[now_ms, self.gap_ms(delay_ms, jitter)]
         )
         return int(slot)
 

@@ -16,6 +16,7 @@ NAMES = (
     "reserve",
     "retry_failed",
     "resolve",
+    "strike",
 )
 
 

@@ -1,12 +1,15 @@
 -- Claim the next recipient of a campaign for sending: pending -> sending, atomically.
 -- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry, 7 message counts,
 --       8 job lock, 9 queue meta, 10 unsettled, 11 account last-send time,
---       12 account suppression set, 13 account backlog
+--       12 account suppression set, 13 account backlog, 14 account 24 h send log,
+--       15 account cool-down end
 -- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
---       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY)
+--       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY), 7 hourly cap, 8 daily cap
+--       (-1: none)
 -- Returns {'claimed', index, attempt number, packed recipient} or one of
 -- {'lost'} {'canceled'} {'paused'} {'paused_queue'} {'wait', due_ms} {'settle', due_ms}
--- {'inflight'} {'done'} {'early', not_before_ms}
+-- {'inflight'} {'done'} {'early', not_before_ms} {'cooling', until_ms}
+-- {'capped', reopens_ms, 'hourly'|'daily'}
 local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled, last =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, attempt, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -26,6 +29,28 @@ local idx = nil
 -- previous sender woke late: no two claims of one account closer than MESSAGE_DELAY.
 local prev = tonumber(redis.call('GET', last) or '0')
 if now < prev + min_gap then return {'early', prev + min_gap} end
+
+-- The account rests after a ban signal, and never goes past its sliding hourly/daily caps.
+local cool = tonumber(redis.call('GET', KEYS[15]) or '0')
+if now < cool then return {'cooling', cool} end
+local hcap, dcap = tonumber(ARGV[7]), tonumber(ARGV[8])
+local capped = hcap >= 0 or dcap >= 0
+if capped then
+  local win = KEYS[14]
+  redis.call('ZREMRANGEBYSCORE', win, '-inf', now - 86400000)
+  if dcap >= 0 and redis.call('ZCARD', win) >= dcap then
+    local first = redis.call('ZRANGE', win, 0, 0, 'WITHSCORES')
+    local reopen = now + 60000
+    if #first > 0 then reopen = tonumber(first[2]) + 86400000 end
+    return {'capped', reopen, 'daily'}
+  end
+  if hcap >= 0 and redis.call('ZCOUNT', win, now - 3600000, '+inf') >= hcap then
+    local first = redis.call('ZRANGEBYSCORE', win, now - 3600000, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    local reopen = now + 60000
+    if #first > 0 then reopen = tonumber(first[2]) + 3600000 end
+    return {'capped', reopen, 'hourly'}
+  end
+end
 
 -- Pick the next recipient: a due retry first, else the next pending one in request order.
 -- A number that opted out since the campaign was queued is skipped as suppressed, here, so it
@@ -72,6 +97,7 @@ if idx == nil then
 end
 
 redis.call('SET', last, now)
+if capped then redis.call('ZADD', KEYS[14], now, attempt) end
 local old = redis.call('GETRANGE', status, idx, idx)
 redis.call('SETRANGE', status, idx, 'S')
 redis.call('HINCRBY', meta, 'n:' .. old, -1)

@@ -1,0 +1,69 @@
+"""The ban-signal breaker: an account that draws throttling or spam signals rests, and one that
+keeps drawing them (or whose failures spike) is paused until an operator resumes it."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from waqtor.domain.accounts import Account
+from waqtor.services import Services
+
+#: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
+#: raises the same codes).
+BAN_SIGNALS = frozenset({"130429", "131056", "131048", "368"})
+MAX_COOL_MS = 3_600_000
+
+
+class Breaker:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self._outcomes: dict[str, deque[bool]] = {}
+
+    async def record(self, account: str, failed: bool, code: str | None = None) -> str | None:
+        """Note one outcome; returns why the account was paused, if this paused it."""
+        st = self.s.settings
+        window = self._outcomes.setdefault(account, deque(maxlen=st.breaker_window))
+        window.append(failed)
+        if code in BAN_SIGNALS:
+            strikes, _until = await self.s.scripts["strike"](
+                keys=[self.s.keys.strikes(account), self.s.keys.cool_until_ms(account)],
+                args=[self.s.clock.now_ms(), st.breaker_cooldown_ms, MAX_COOL_MS],
+            )
+            if int(strikes) >= st.breaker_strikes:
+                return await self.pause(
+                    account, f"breaker: {strikes} ban signals ({code}) within an hour"
+                )
+            return None
+        if len(window) == window.maxlen:
+            ratio = sum(window) / len(window)
+            if ratio > st.breaker_failure_ratio:
+                window.clear()
+                return await self.pause(
+                    account,
+                    f"breaker: {ratio:.0%} of the last {st.breaker_window} sends failed",
+                )
+        return None
+
+    async def pause(self, name: str, reason: str) -> str:
+        store = self.s.accounts
+        account = await store.get(name, fresh=True) or store.default()
+        if not account.paused:
+            await store.put(account.model_copy(update={"paused": True, "pausedReason": reason}))
+        return reason
+
+    async def resume(self, account: Account, reduced_for_ms: int) -> Account:
+        """Manual resume, at a reduced rate for a while."""
+        now = self.s.clock.now_ms()
+        await self.s.redis.delete(
+            self.s.keys.strikes(account.name), self.s.keys.cool_until_ms(account.name)
+        )
+        self._outcomes.pop(account.name, None)
+        return await self.s.accounts.put(
+            account.model_copy(
+                update={
+                    "paused": False,
+                    "pausedReason": None,
+                    "reducedUntilMs": now + reduced_for_ms if reduced_for_ms else None,
+                }
+            )
+        )

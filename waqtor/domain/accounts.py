@@ -1,0 +1,121 @@
+"""Sender accounts: one WhatsApp number each, with the seed's limits by account age.
+
+| tier     | hourly | daily                       |
+|----------|--------|-----------------------------|
+| new      | 20     | 50                          |
+| regular  | 50     | 250                         |
+| trusted  | 100    | 1,000                       |
+| business | none   | the Meta tier's 24 h limit  |
+
+Warm-up ("start small, increase slowly"): from the account's start date the daily cap starts at
+a fifth of the tier's (at least 10) and grows 20 % a day until it reaches it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Tier(StrEnum):
+    NEW = "new"
+    REGULAR = "regular"
+    TRUSTED = "trusted"
+    BUSINESS = "business"
+
+
+#: (hourly, daily) per tier; None is no cap.
+TIER_CAPS: dict[Tier, tuple[int | None, int | None]] = {
+    Tier.NEW: (20, 50),
+    Tier.REGULAR: (50, 250),
+    Tier.TRUSTED: (100, 1000),
+    Tier.BUSINESS: (None, None),
+}
+WARMUP_GROWTH = 1.2  # +20 % a day
+WARMUP_START_FRACTION = 0.2
+WARMUP_MIN_START = 10
+REDUCED_FACTOR = 0.5  # after a breaker trip, resumed accounts run at half their caps
+
+
+class QuietHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["21:00"])
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["09:00"])
+
+
+class Account(BaseModel):
+    """What the API stores and returns (never a secret: tokens are read from env or files)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    tier: Tier | None = Field(default=Tier.NEW, description="None: no caps (the default account)")
+    hourlyCap: int | None = Field(default=None, ge=0, description="Overrides the tier's")
+    dailyCap: int | None = Field(default=None, ge=0, description="Overrides the tier's")
+    metaDailyLimit: int | None = Field(default=None, ge=0, description="business tier: 24 h cap")
+    delayMs: int | None = Field(default=None, ge=0, description="Overrides MESSAGE_DELAY")
+    jitter: float | None = Field(default=None, ge=0, le=5, description="Overrides MESSAGE_JITTER")
+    warmup: bool = True
+    startDate: date | None = Field(default=None, description="Warm-up starts here")
+    timezone: str | None = Field(default=None, max_length=64)
+    quietHours: QuietHours | None = None
+    provider: str | None = Field(default=None, max_length=32)
+    phoneNumberId: str | None = Field(default=None, max_length=64)
+    accessTokenEnv: str | None = Field(default=None, max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    callbackUrl: str | None = Field(default=None, max_length=2048)
+    paused: bool = False
+    pausedReason: str | None = None
+    reducedUntilMs: int | None = None
+
+
+@dataclass(frozen=True)
+class Caps:
+    hourly: int | None
+    daily: int | None
+    warming: bool
+    reduced: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "hourly": self.hourly,
+            "daily": self.daily,
+            "warmingUp": self.warming,
+            "reduced": self.reduced,
+        }
+
+
+def effective_caps(account: Account, today: date, now_ms: int) -> Caps:
+    """The caps in force today: tier, overrides, warm-up and a post-breaker reduction."""
+    hourly, daily = TIER_CAPS[account.tier] if account.tier else (None, None)
+    if account.tier is Tier.BUSINESS:
+        daily = account.metaDailyLimit
+    if account.hourlyCap is not None:
+        hourly = account.hourlyCap
+    if account.dailyCap is not None:
+        daily = account.dailyCap
+    warming = False
+    if account.warmup and daily is not None and account.startDate is not None:
+        days = max(0, (today - account.startDate).days)
+        start = max(WARMUP_MIN_START, math.ceil(daily * WARMUP_START_FRACTION))
+        ramped = math.ceil(min(start, daily) * WARMUP_GROWTH**days)
+        if ramped < daily:
+            daily, warming = ramped, True
+    reduced = bool(account.reducedUntilMs and now_ms < account.reducedUntilMs)
+    if reduced:
+        hourly = None if hourly is None else max(1, int(hourly * REDUCED_FACTOR))
+        daily = None if daily is None else max(1, int(daily * REDUCED_FACTOR))
+    if hourly is not None and daily is not None:
+        hourly = min(hourly, daily)
+    return Caps(hourly, daily, warming, reduced)
+
+
+def gap_ms(account: Account, default_delay_ms: int, now_ms: int) -> int:
+    delay = account.delayMs if account.delayMs is not None else default_delay_ms
+    if account.reducedUntilMs and now_ms < account.reducedUntilMs:
+        delay = max(delay * 2, 1000)
+    return delay
