@@ -26,6 +26,7 @@ from waqtor.providers.base import (
     TransientError,
     UnavailableError,
 )
+from waqtor.providers.registry import UnknownProvider
 from waqtor.services import Services
 
 log = logging.getLogger("waqtor.sender")
@@ -78,6 +79,10 @@ class Sender:
             return Step("account_paused", error=f"account {campaign.account} no longer exists")
         if account.paused:
             return Step("account_paused", error=account.pausedReason or "account paused")
+        try:
+            provider = s.providers.get(account)
+        except UnknownProvider as exc:
+            return Step("account_paused", error=str(exc))
         now = clock.now_ms()
         caps = effective_caps(account, date.today(), now)
         delay = gap_ms(account, s.settings.message_delay, now)
@@ -135,7 +140,7 @@ class Sender:
         started = clock.now_ms()
         timeout = s.settings.provider_timeout_ms / 1000.0
         try:
-            result = await asyncio.wait_for(s.provider.send(message), timeout)
+            result = await asyncio.wait_for(provider.send(message), timeout)
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
             await self.breaker.record(campaign.account, True, exc.code)
@@ -189,9 +194,14 @@ class Sender:
         """
         s = self.s
         pending_until: int | None = None
+        account = await s.accounts.get(campaign.account) or s.accounts.default()
+        try:
+            provider = s.providers.get(account)
+        except UnknownProvider:
+            return None
         for index, attempt_id, lease_end, attempts in await s.ledger.unsettled(campaign.id):
             try:
-                message_id = await s.provider.lookup(attempt_id)
+                message_id = await provider.lookup(attempt_id)
             except NotImplementedError:
                 await s.ledger.drop_unsettled(campaign.id, index)
                 continue

@@ -10,9 +10,10 @@ from waqtor.clock import Clock, SystemClock
 from waqtor.config import Settings
 from waqtor.engine import Engine
 from waqtor.providers.base import Provider
+from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
-from waqtor.store.connection import connect
 from waqtor.store.accounts import AccountStore
+from waqtor.store.connection import connect
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
@@ -29,6 +30,7 @@ class Services:
     pacer: Pacer
     provider: Provider
     engine: Engine
+    providers: ProviderRegistry
     accounts: AccountStore
     scripts: Scripts
     clock: Clock = field(default_factory=SystemClock)
@@ -38,7 +40,7 @@ class Services:
         return self.provider if isinstance(self.provider, SimulatorProvider) else None
 
     async def close(self) -> None:
-        await self.provider.close()
+        await self.providers.close()
         await self.engine.close()
         await self.redis.aclose()
 
@@ -64,6 +66,7 @@ def build(
             jitter=settings.message_jitter,
         ),
         provider=provider,
+        providers=ProviderRegistry(provider),
         engine=Engine(
             connect(redis_url, patient=patient),
             settings.queue_name,

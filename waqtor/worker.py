@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from waqtor.domain.eta import clock_text
-from waqtor.domain.status import RecipientStatus
+from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.engine import DelayedError
 from waqtor.sender import Campaign, Sender
 from waqtor.services import Services
@@ -188,15 +188,7 @@ class CampaignWorker:
 
     async def _progress(self, cid: str, total: int) -> int:
         counts = await self.s.ledger.counts(cid)
-        done = sum(
-            counts[st.value]
-            for st in (
-                RecipientStatus.SENT,
-                RecipientStatus.FAILED,
-                RecipientStatus.UNKNOWN,
-                RecipientStatus.CANCELED,
-            )
-        )
+        done = sum(counts[st.value] for st in TERMINAL)
         return min(100, int(done * 100 / total))
 
     async def _provider_down(self, job: Any, campaign: Campaign, reason: str) -> None:

@@ -10,6 +10,8 @@ class RecipientStatus(StrEnum):
     SENDING = "sending"
     RETRY = "retry"
     SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
     FAILED = "failed"
     UNKNOWN = "unknown"
     CANCELED = "canceled"
@@ -30,6 +32,8 @@ _CODES: dict[RecipientStatus, str] = {
     RecipientStatus.SENDING: "S",
     RecipientStatus.RETRY: "R",
     RecipientStatus.SENT: "D",
+    RecipientStatus.DELIVERED: "V",
+    RecipientStatus.READ: "E",
     RecipientStatus.FAILED: "F",
     RecipientStatus.UNKNOWN: "U",
     RecipientStatus.CANCELED: "C",
@@ -41,6 +45,8 @@ _BY_CODE = {code: status for status, code in _CODES.items()}
 TERMINAL = frozenset(
     {
         RecipientStatus.SENT,
+        RecipientStatus.DELIVERED,
+        RecipientStatus.READ,
         RecipientStatus.FAILED,
         RecipientStatus.UNKNOWN,
         RecipientStatus.CANCELED,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +13,11 @@ class OutgoingMessage:
     text: str
     campaign_id: str
     attempt_id: str  # ours, unique per attempt: lets a provider settle an unknown outcome
+    #: An approved WhatsApp template ``{name, language, components}``, rendered for this
+    #: recipient; when set, ``text`` is only a readable copy for reports.
+    template: dict[str, Any] | None = None
+    #: Media by URL: ``{"type": "image" | "document", "link": ..., "caption"?, "filename"?}``.
+    media: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
