@@ -3,7 +3,7 @@
 100,000 recipients are queued (one send-bulk) with no worker running, so they stay queued; 49
 small campaigns are queued beside it so ``GET /api/queue/jobs?limit=50`` has 50 jobs to list.
 The load comes from another process: ``wrk`` when it is installed, else ``bench/_loadgen.py``
-(asyncio + httpx). Set ``BENCH_LOADGEN=httpx`` to force the fallback. Loopback only.
+(asyncio streams). Set ``BENCH_LOADGEN=asyncio`` to force the fallback. Loopback only.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _wrk(url: str, cwd: Path) -> dict[str, Any]:
     }
 
 
-def _httpx(url: str, cwd: Path) -> dict[str, Any]:
+def _asyncio(url: str, cwd: Path) -> dict[str, Any]:
     out = run_cmd(
         [
             sys.executable,
@@ -91,8 +91,8 @@ def _httpx(url: str, cwd: Path) -> dict[str, Any]:
 
 
 def load(url: str, cwd: Path) -> dict[str, Any]:
-    use_wrk = shutil.which("wrk") and os.environ.get("BENCH_LOADGEN", "wrk") != "httpx"
-    return _wrk(url, cwd) if use_wrk else _httpx(url, cwd)
+    use_wrk = shutil.which("wrk") and os.environ.get("BENCH_LOADGEN", "wrk") != "asyncio"
+    return _wrk(url, cwd) if use_wrk else _asyncio(url, cwd)
 
 
 def run(ctx: Context) -> Part:
