@@ -96,6 +96,42 @@ class Settings(BaseSettings):
     # --- simulator (development) ---
     sim_latency_ms: int = Field(default=0, ge=0)
 
+    # --- WhatsApp Cloud API (accounts with "provider": "cloud_api") ---
+    cloud_api_base_url: str = "https://graph.facebook.com"
+    """Graph API root; point it at a proxy or a fake for staging and tests."""
+    cloud_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+    cloud_api_mps: float = Field(default=80.0, gt=0, le=10_000)
+    """Messages per second one phone number may send (Meta's default throughput is 80)."""
+    cloud_api_concurrency: int = Field(default=32, ge=1, le=1000)
+    """Sends in flight at once per campaign and account, for accounts with no delay
+    (MESSAGE_DELAY / delayMs 0); with a delay, sends stay one at a time."""
+    cloud_api_max_connections: int = Field(default=100, ge=1, le=10_000)
+    """Keep-alive HTTP connections per phone number."""
+    whatsapp_verify_token: str | None = None
+    """The verify token you typed into Meta's webhook settings. Unset: GET
+    /webhooks/whatsapp answers 503."""
+    whatsapp_app_secret: str | None = None
+    """The Meta app secret that signs webhooks (X-Hub-Signature-256). Unset: POST
+    /webhooks/whatsapp answers 503. ``WHATSAPP_APP_SECRET_FILE`` may name a file instead."""
+    whatsapp_app_secret_file: Path | None = None
+    opt_out_keywords: str = (
+        "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,OPT OUT,إلغاء,ايقاف,توقف,إلغاء الاشتراك"
+    )
+    """Comma-separated: an inbound message that is exactly one of these (any case, Arabic
+    alef and hamza spellings alike) puts its sender on the account's suppression list."""
+
+    # --- status callbacks out ---
+    callback_secret: str | None = None
+    """Key of the HMAC-SHA256 signature on status callbacks (at least 16 characters).
+    ``CALLBACK_SECRET_FILE`` may name a file instead. Unset: callbacks wait in the outbox."""
+    callback_secret_file: Path | None = None
+    callback_timeout_ms: int = Field(default=10_000, ge=100)
+    callback_backoff_ms: int = Field(default=1_000, ge=1)
+    """First retry of a failed callback; doubles each time, up to an hour apart."""
+    callback_max_age_ms: int = Field(default=24 * 3600 * 1000, ge=1000)
+    """A callback that still fails this long after its event is given up."""
+    callback_concurrency: int = Field(default=8, ge=1, le=256)
+
     # --- workers ---
     queue_name: str = "waqtor"
     key_prefix: str = "wq"
@@ -138,6 +174,19 @@ class Settings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.data_dir / "api_key"
+
+
+def read_secret(value: str | None, path: Path | None) -> str | None:
+    """A secret given directly or in a file (``*_FILE``, re-read on every call so it can be
+    rotated); None when neither is set. Never logged."""
+    if value:
+        return value
+    if path is not None:
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
+    return None
 
 
 def _split_keys(raw: str | None, name: str) -> list[str]:
