@@ -135,6 +135,47 @@ class Keys:
         """Hash: fault switches shared by every process."""
         return f"{self.prefix}:sim:faults"
 
+    # --- WhatsApp Cloud API: delivery status and status callbacks ---
+    def attempt_index(self, cid: str) -> str:
+        """Hash: attempt id -> recipient index, for sends whose outcome is not recorded yet
+        (in flight or unknown); a status webhook finds them by attempt id. 30-day TTL."""
+        return f"{self.prefix}:c:{cid}:att"
+
+    def message_index(self, day: int) -> str:
+        """Hash: provider message id -> ``<campaign id>:<index>``, one per day (days since
+        the epoch, UTC) of sending; each expires 31 days after its last write."""
+        return f"{self.prefix}:wamid:{day}"
+
+    def throughput_next_ms(self, account: str) -> str:
+        """String: the earliest time (ms, fractional) the account's next provider request may
+        start under the provider's messages-per-second limit."""
+        return f"{self.prefix}:acct:{account}:mps_next"
+
+    @property
+    def webhook_stats(self) -> str:
+        """Hash: counters of status webhooks (received, applied, duplicate, unmatched ...)."""
+        return f"{self.prefix}:wh:stats"
+
+    @property
+    def callback_items(self) -> str:
+        """Hash: callback delivery id -> JSON (url, body, attempts, last outcome)."""
+        return f"{self.prefix}:cb:items"
+
+    @property
+    def callback_due(self) -> str:
+        """Sorted set: callback delivery ids scored by their next attempt (ms)."""
+        return f"{self.prefix}:cb:due"
+
+    @property
+    def callback_failed(self) -> str:
+        """Sorted set: callback deliveries given up (4xx, or 24 h of failures), by time."""
+        return f"{self.prefix}:cb:failed"
+
+    @property
+    def callback_delivered(self) -> str:
+        """List: the latest delivered callbacks (JSON summaries), newest first, capped."""
+        return f"{self.prefix}:cb:delivered"
+
     # --- BullMQ (read only) ---
     def job_lock(self, job_id: str) -> str:
         return f"{self.bull_prefix}:{self.queue}:{job_id}:lock"
