@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass, field
 
 from waqtor.domain.eta import estimate_ms, humanise, mean_gap_ms
-from waqtor.domain.status import RecipientStatus
+from waqtor.domain.status import OPEN as OPEN_STATUSES
+from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.engine import JobView
 from waqtor.services import Services
 
 FINISHED = ("completed", "failed")
-DONE = ("sent", "failed", "unknown", "canceled", "suppressed")
-OPEN = ("pending", "retry", "sending")
+DONE = tuple(st.value for st in RecipientStatus if st in TERMINAL)
+OPEN = tuple(st.value for st in RecipientStatus if st in OPEN_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class CampaignView:
     paused: bool
     canceled: bool
     finished: bool
+    wait_reason: str = ""  # why a worker parked the job (cap, rest, paused account...)
+    wait_until: int = 0
     done: int = 0
     percent: int = 0
     eta: str = ""
@@ -85,6 +88,11 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
     reasons = v.reasons
     if v.finished:
         return
+    if v.wait_reason and v.wait_until > now:
+        reasons.append(
+            Reason(v.wait_reason[:1].upper() + v.wait_reason[1:] + "; until", v.wait_until)
+        )
+        v.finish_ms = max(v.finish_ms, v.wait_until)
     if v.canceled:
         reasons.append(Reason("Canceled: the recipients not sent yet will not be sent."))
     if v.paused:
@@ -141,6 +149,11 @@ async def load(s: Services, cid: str) -> CampaignView | None:
         canceled=meta.get("canceled") == "1",
         finished=finished,
     )
+    try:
+        wait = json.loads(meta.get("wait", "{}"))
+        v.wait_reason, v.wait_until = str(wait.get("reason", "")), int(wait.get("until", 0))
+    except (ValueError, TypeError, AttributeError):
+        pass
     v.done = sum(counts[name] for name in DONE)
     v.percent = min(100, v.done * 100 // v.total) if v.total else 100
     await _waits(s, v, s.clock.now_ms())

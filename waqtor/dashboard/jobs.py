@@ -11,11 +11,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from waqtor.domain.status import RecipientStatus
 from waqtor.services import Services
 
 STATES = ("waiting", "active", "delayed", "paused", "completed", "failed")
 #: Delayed jobs due further out than this are parked paused campaigns (worker.PARK_MS = 1 year).
 PARKED_AFTER_MS = 180 * 24 * 3600 * 1000
+#: Ledger counters of recipients that went out (sent, then perhaps delivered and read).
+_SENT = tuple(
+    "n:" + st.code for st in (RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.READ)
+)
 _FIELDS = ("data", "progress", "timestamp", "processedOn", "finishedOn", "failedReason")
 
 
@@ -99,6 +104,7 @@ class JobRow:
     sent: int
     failed: int
     paused: bool
+    canceled: bool
 
 
 def _int(raw: Any) -> int:
@@ -113,7 +119,7 @@ async def rows(s: Services, ids: list[str]) -> list[JobRow]:
     async with s.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hmget(bull(s, job_id), list(_FIELDS))
-            pipe.hmget(s.keys.meta(job_id), ["paused", "n:D", "n:F"])
+            pipe.hmget(s.keys.meta(job_id), ["paused", "canceled", "n:F", *_SENT])
         raw = await pipe.execute()
     out: list[JobRow] = []
     for i, job_id in enumerate(ids):
@@ -136,9 +142,10 @@ async def rows(s: Services, ids: list[str]) -> list[JobRow]:
                 processed_on=_int(job[3]) or None,
                 finished_on=_int(job[4]) or None,
                 failed_reason=str(job[5] or ""),
-                sent=_int(meta[1]),
+                sent=sum(_int(n) for n in meta[3:]),
                 failed=_int(meta[2]),
                 paused=meta[0] == "1",
+                canceled=meta[1] == "1",
             )
         )
     return out

@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from waqtor.dashboard import jobs
-from waqtor.dashboard.rates import RateWindow
+from waqtor.dashboard.rates import MINUTE_MS, WINDOW_MIN, RateWindow
+from waqtor.domain.accounts import effective_caps
 from waqtor.domain.status import RecipientStatus
 from waqtor.services import Services
 
 _NEXT_WAITING = 20
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 
 @dataclass(frozen=True)
 class Account:
     name: str
-    state: str  # ok | cooling down | paused
+    state: str  # ok | cooling down | paused | capped
     detail: str
+    until_ms: int  # when a rest or a cap ends (0: not resting)
     backlog: int
-    last_hour: int
-    series: list[int]
-    cap: int | None = None  # hourly cap, when the core has caps
+    last_hour: int | None  # None: unknown (no outbox and no cap window to count from)
+    series: list[int] | None
+    cap: int | None = None  # hourly cap in force, if the account has one
 
 
 @dataclass(frozen=True)
@@ -47,14 +51,17 @@ class Snapshot:
     workers: list[Worker] = field(default_factory=list)
     memory: dict[str, str] = field(default_factory=dict)
     accounts: list[Account] = field(default_factory=list)
-    rates: bool = False  # False: no outbox to read rates from (not the simulator)
 
 
-def _cap(s: Services, account: str) -> int | None:
-    """Hourly caps do not exist in the core yet; a future ``Services.caps`` mapping is shown."""
-    caps = getattr(s, "caps", None)
-    value = caps.get(account) if isinstance(caps, Mapping) else None
-    return int(value) if isinstance(value, int) else None
+def _series(times_ms: list[int], now_ms: int) -> list[int]:
+    """Sends per minute over the last hour, oldest first, from send times."""
+    now_min = now_ms // MINUTE_MS
+    out = [0] * WINDOW_MIN
+    for ts in times_ms:
+        slot = WINDOW_MIN - 1 - (now_min - ts // MINUTE_MS)
+        if 0 <= slot < WINDOW_MIN:
+            out[slot] += 1
+    return out
 
 
 def _workers(raw: dict[str, str], now_ms: int, stale_ms: int) -> list[Worker]:
@@ -93,28 +100,47 @@ class Overview:
         return found
 
     async def _accounts(self, s: Services, now_ms: int, paused: bool) -> list[Account]:
-        names = sorted(set(self.rates.accounts()) | await self._busy_accounts(s))
+        known = {a.name: a for a in await s.accounts.all()}
+        names = sorted(set(known) | set(self.rates.accounts()) | await self._busy_accounts(s))
+        k = s.keys
         async with s.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.get(s.keys.backlog(name))
-                pipe.get(s.keys.next_slot_ms(name))
+                pipe.get(k.backlog(name))
+                pipe.get(k.cool_until_ms(name))
+                pipe.zrangebyscore(k.sent_window(name), now_ms - HOUR_MS, "+inf", withscores=True)
+                pipe.zrange(k.sent_window(name), 0, 0, withscores=True)
+                pipe.zcard(k.sent_window(name))
             raw = await pipe.execute()
-        st = s.settings
-        longest_gap = st.message_delay * (1 + st.message_jitter)
+        today = datetime.now(UTC).date()
         out = []
         for i, name in enumerate(names):
-            backlog = max(0, int(raw[2 * i] or 0))
-            wait_ms = int(raw[2 * i + 1] or 0) - now_ms
-            if paused and backlog:
+            backlog, cool, hour, oldest, day = raw[5 * i : 5 * i + 5]
+            account = known.get(name)
+            caps = effective_caps(account, today, now_ms) if account else None
+            hourly = caps.hourly if caps else None
+            daily = caps.daily if caps else None
+            series: list[int] | None = None
+            if s.simulator is not None:
+                series = self.rates.series(name, now_ms)
+            elif caps and caps.hourly is not None:
+                series = _series([int(score) for _, score in hour], now_ms)
+            state, detail, until = "ok", "sending" if int(backlog or 0) > 0 else "idle", 0
+            if account is not None and account.paused:
+                state, detail = "paused", account.pausedReason or "paused by the breaker"
+            elif int(cool or 0) > now_ms:
+                state, detail, until = "cooling down", "resting after a ban signal", int(cool)
+            elif hourly is not None and len(hour) >= hourly:
+                state, detail, until = "capped", f"hourly cap {hourly}", int(hour[0][1]) + HOUR_MS
+            elif daily is not None and int(day) >= daily and oldest:
+                state, detail, until = "capped", f"daily cap {daily}", int(oldest[0][1]) + DAY_MS
+            elif paused and int(backlog or 0) > 0:
                 state, detail = "paused", "the queue is paused"
-            elif backlog and wait_ms > longest_gap + 1000:
-                state, detail = "cooling down", f"next send in {wait_ms / 1000:.0f} s"
-            elif backlog:
-                state, detail = "ok", "sending"
-            else:
-                state, detail = "ok", "idle"
-            series = self.rates.series(name, now_ms)
-            out.append(Account(name, state, detail, backlog, sum(series), series, _cap(s, name)))
+            last_hour = sum(series) if series is not None else None
+            out.append(
+                Account(
+                    name, state, detail, until, max(0, int(backlog or 0)), last_hour, series, hourly
+                )
+            )
         return out
 
     async def snapshot(self, s: Services) -> Snapshot:
@@ -138,6 +164,5 @@ class Overview:
             }
             if s.simulator is not None:
                 await self.rates.update(s, now)
-                snap.rates = True
             snap.accounts = await self._accounts(s, now, bool(paused))
             return snap

@@ -9,11 +9,11 @@ from urllib.parse import urlencode
 
 from waqtor import reports
 from waqtor.dashboard.fixes import fix_for
-from waqtor.domain.status import RecipientStatus
+from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.services import Services
 
 PAGE = 50
-_ENDED = {"D": "sent", "F": "failed", "U": "unknown", "C": "canceled"}
+_ENDED = tuple(st.code for st in TERMINAL)
 
 
 @dataclass(frozen=True)

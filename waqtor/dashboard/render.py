@@ -49,7 +49,13 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(
-            when=self.when, clock=self.clock, iso=self.iso, ago=ago, num=num, mask=mask
+            when=self.when,
+            clock=self.clock,
+            hhmm=self.hhmm,
+            iso=self.iso,
+            ago=ago,
+            num=num,
+            mask=mask,
         )
         self.env.filters["duration"] = humanise
         self.env.globals.update(version=__version__, static=static_url)
@@ -64,6 +70,10 @@ class Renderer:
     def clock(self, ms: int | float | None) -> str:
         dt = self._dt(ms)
         return dt.strftime("%H:%M:%S") if dt else "—"
+
+    def hhmm(self, ms: int | float | None) -> str:
+        dt = self._dt(ms)
+        return dt.strftime("%H:%M") if dt else "—"
 
     def iso(self, ms: int | float | None) -> str:
         dt = self._dt(ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -17,6 +18,7 @@ from waqtor.services import Services
 
 router = APIRouter(prefix="/admin/queues/jobs", route_class=DashboardRoute, include_in_schema=False)
 
+ROWS_EVERY_S = 3.0
 JobId = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -24,8 +26,25 @@ async def _log(s: Services, view: campaign.CampaignView) -> list[str]:
     return await s.engine.logs(view.id) if view.job is not None else []
 
 
+class _RowsSignal:
+    """Open recipient tables reload their page when counts moved, at most every
+    ``ROWS_EVERY_S`` (and once more when the campaign finishes)."""
+
+    def __init__(self) -> None:
+        self.sig = ""
+        self.at = 0.0
+
+    def update(self, view: campaign.CampaignView) -> str:
+        sig = ",".join(str(n) for n in view.counts.values())
+        now = time.monotonic()
+        if sig != self.sig and (now - self.at >= ROWS_EVERY_S or view.finished):
+            self.sig, self.at = sig, now
+        return self.sig
+
+
 def _producer(request: Request, s: Services, cid: str) -> live.Produce:
     r = render.renderer(request)
+    rows = _RowsSignal()
 
     async def produce() -> dict[str, str]:
         view = await campaign.load(s, cid)
@@ -36,6 +55,7 @@ def _producer(request: Request, s: Services, cid: str) -> live.Produce:
             "progress": r.fragment("_progress.html", v=view),
             "log": r.fragment("_log.html", v=view, log=await _log(s, view)),
             "state": f"{view.state}:{','.join(view.actions)}",
+            "rows": rows.update(view),
         }
 
     return produce
