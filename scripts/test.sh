@@ -3,6 +3,17 @@
 source "$(dirname "$0")/_env.sh"
 ensure_redis
 ensure_venv "[test]"
+# The dashboard's browser tests drive Debian's Chromium (never a browser that Playwright
+# downloads). Without apt they are skipped, and pytest says why.
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "chromium is missing; installing it for the dashboard's browser tests..." >&2
+    { as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null; } ||
+      echo "could not install chromium: the dashboard's browser tests will be skipped" >&2
+  else
+    echo "no apt-get: the dashboard's browser tests will be skipped (no /usr/bin/chromium)" >&2
+  fi
+fi
 .venv/bin/ruff check waqtor tests bench
 .venv/bin/ruff format --check waqtor tests bench
 .venv/bin/mypy
