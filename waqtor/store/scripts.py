@@ -17,6 +17,13 @@ NAMES = (
     "retry_failed",
     "resolve",
     "strike",
+    # WhatsApp Cloud API: throughput, status webhooks, status callbacks
+    "throttle",
+    "wh_status",
+    "cb_enqueue",
+    "cb_claim",
+    "cb_result",
+    "cb_requeue",
 )
 
 
