@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from waqtor import reports
+from waqtor.dashboard import search
 from waqtor.dashboard.fixes import fix_for
 from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.services import Services
 
 PAGE = 50
+MAX_MATCHES = 10_000  # a phone search counts matches up to this many
 _ENDED = tuple(st.code for st in TERMINAL)
 
 
@@ -68,11 +71,32 @@ def parse_status(raw: str) -> str:
         return ""
 
 
+async def _by_phone(
+    s: Services, cid: str, digits: str, status: str, offset: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Rows whose phone contains ``digits``: matched inside Redis by a Lua scan of the list."""
+    script = s.redis.register_script(search.FIND)
+    _, hits = await script(keys=[s.keys.recipients(cid)], args=[digits, MAX_MATCHES])
+    indexes = [int(i) for i in hits]
+    if status:
+        code = RecipientStatus(status).code
+        codes = str(await s.redis.get(s.keys.status(cid)) or "")
+        indexes = [i for i in indexes if i < len(codes) and codes[i] == code]
+    page = indexes[offset : offset + PAGE]
+    found = await asyncio.gather(*(s.ledger.recipient_rows(cid, i, i) for i in page))
+    total = len(indexes) if len(hits) < MAX_MATCHES else None
+    return [rows[0] for rows in found if rows], total
+
+
 async def table(s: Services, cid: str, flt: Filter) -> Table:
-    statuses = [RecipientStatus(flt.status)] if flt.status else []
-    found, total = await reports.recipient_page(
-        s, cid, statuses=statuses, search=flt.search, offset=flt.page * PAGE, limit=PAGE
-    )
+    digits = search.digits_of(flt.search)
+    if digits:
+        found, total = await _by_phone(s, cid, digits, flt.status, flt.page * PAGE)
+    else:
+        statuses = [RecipientStatus(flt.status)] if flt.status else []
+        found, total = await reports.recipient_page(
+            s, cid, statuses=statuses, offset=flt.page * PAGE, limit=PAGE
+        )
     indexes = [int(r["index"]) for r in found]
     details = await s.redis.hmget(s.keys.detail(cid), indexes) if indexes else []
     rows = []

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 from waqtor.services import Services
 
+#: Lua: indexes of a campaign's recipients whose phone contains ARGV[1] (at most ARGV[2]).
+#: Returns {list length, indexes}; scans inside Redis, copies nothing out.
 #: Phone search budget: stop after this long, or this many recipients scanned.
 BUDGET_S = 2.0
 BUDGET_RECIPIENTS = 2_000_000
 MAX_HITS = 50
 _BATCH = 50
 
-_FIND = """
+FIND = """
 local n = redis.call('LLEN', KEYS[1])
 local needle, limit = ARGV[1], tonumber(ARGV[2])
 local hits = {}
@@ -73,7 +75,7 @@ async def job_exists(s: Services, job_id: str) -> bool:
 
 async def by_phone(s: Services, text: str) -> PhoneSearch:
     digits = digits_of(text)
-    script = s.redis.register_script(_FIND)
+    script = s.redis.register_script(FIND)
     total = int(await s.redis.zcard(s.keys.campaigns))
     hits: list[PhoneHit] = []
     scanned = recipients = 0
