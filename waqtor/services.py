@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from waqtor.clock import Clock, SystemClock
 from waqtor.config import Settings
 from waqtor.engine import Engine
+from waqtor.providers import cloud_api
 from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
@@ -52,6 +53,8 @@ def build(
     keys = Keys(prefix=settings.key_prefix, queue=settings.queue_name)
     scripts = Scripts(redis)
     provider = SimulatorProvider(redis, keys, latency_ms=settings.sim_latency_ms)
+    providers = ProviderRegistry(provider)
+    providers.register(cloud_api.NAME, cloud_api.factory(settings))
     return Services(
         settings=settings,
         redis_url=redis_url,
@@ -66,7 +69,7 @@ def build(
             jitter=settings.message_jitter,
         ),
         provider=provider,
-        providers=ProviderRegistry(provider),
+        providers=providers,
         engine=Engine(
             connect(redis_url, patient=patient),
             settings.queue_name,
