@@ -47,7 +47,8 @@ def main() -> int:
     print(table(rows))
     print(
         f"\n{info['nproc']} x {info['cpu']}, Python {info['python']}, Redis {info['redis']}, "
-        f"Node {info['node']}; waqtor {info['commit']}{' (dirty)' if info['dirty'] else ''}"
+        f"Node {info['node']}; waqtor {info['commit']}{' (dirty)' if info['dirty'] else ''}; "
+        f"load average at the end {info['loadavg'][0]:.2f}"
     )
     print(f"written: {save(summary, {'machine': info})} and one JSON per part beside it")
     return 1 if failed else 0

@@ -102,6 +102,8 @@ def machine(redis_version: str = "") -> dict[str, Any]:
     node_version = _version_of([node, "--version"]) if node else ""
     return {
         "nproc": os.cpu_count(),
+        # Other work on the machine skews every figure; the 1/5/15-minute load says how much.
+        "loadavg": os.getloadavg(),
         "cpu": _cpu_model(),
         "python": platform.python_version(),
         "redis": redis_version,
