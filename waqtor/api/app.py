@@ -14,10 +14,12 @@ from waqtor import __version__, dashboard
 from waqtor.api import (
     errors,
     routes_accounts,
+    routes_callbacks,
     routes_jobs,
     routes_messages,
     routes_queue,
     routes_simulator,
+    routes_webhooks,
 )
 from waqtor.api.auth import require_key
 from waqtor.api.limits import BodyLimit
@@ -80,6 +82,9 @@ def create_app(
     app.include_router(routes_jobs.router, dependencies=auth)
     app.include_router(routes_accounts.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
+    app.include_router(routes_callbacks.router, dependencies=auth)
+    # Meta cannot send an X-API-Key: the webhook checks Meta's signature instead.
+    app.include_router(routes_webhooks.router)
     dashboard.install(app, settings)
 
     @app.get("/health", tags=["health"])

@@ -1,0 +1,66 @@
+"""``/webhooks/whatsapp``: Meta's webhook for the WhatsApp Cloud API.
+
+No X-API-Key here: Meta cannot send one. GET answers Meta's verification with the verify
+token; POST is accepted only with a valid ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw
+body with the app secret). Both answer 503 until their secret is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+
+from waqtor import webhooks
+from waqtor.api.deps import services
+from waqtor.api.errors import ApiError
+from waqtor.api.models import ok
+from waqtor.config import read_secret
+from waqtor.services import Services
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+log = logging.getLogger("waqtor.webhooks")
+
+MAX_CHALLENGE = 512
+
+
+@router.get("/whatsapp", response_class=PlainTextResponse)
+async def verify(request: Request, s: Annotated[Services, Depends(services)]) -> PlainTextResponse:
+    """Meta's subscription check: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
+    expected = s.settings.whatsapp_verify_token
+    if not expected:
+        raise ApiError(
+            503,
+            "WhatsApp webhooks are not configured: set WHATSAPP_VERIFY_TOKEN (and the app secret)",
+        )
+    query = request.query_params
+    given = query.get("hub.verify_token") or ""
+    challenge = query.get("hub.challenge") or ""
+    matches = hmac.compare_digest(given.encode(), expected.encode())
+    if query.get("hub.mode") != "subscribe" or not matches:
+        raise ApiError(403, "hub.verify_token: does not match WHATSAPP_VERIFY_TOKEN")
+    if not challenge or len(challenge) > MAX_CHALLENGE:
+        raise ApiError(400, "hub.challenge: missing or too long")
+    return PlainTextResponse(challenge, headers={"X-Content-Type-Options": "nosniff"})
+
+
+@router.post("/whatsapp")
+async def receive(request: Request, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    """Delivery statuses and inbound messages. Applied idempotently: Meta may send an event
+    more than once, and out of order."""
+    secret = read_secret(s.settings.whatsapp_app_secret, s.settings.whatsapp_app_secret_file)
+    if not secret:
+        raise ApiError(503, "WhatsApp webhooks are not configured: set WHATSAPP_APP_SECRET")
+    body = await request.body()
+    if not webhooks.signature_ok(secret, body, request.headers.get(webhooks.SIGNATURE_HEADER)):
+        log.warning("webhook with a bad or missing %s rejected", webhooks.SIGNATURE_HEADER)
+        raise ApiError(401, f"{webhooks.SIGNATURE_HEADER}: missing or does not match the body")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "body: not valid JSON") from None
+    return ok(await webhooks.handle(s, payload))

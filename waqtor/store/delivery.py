@@ -1,0 +1,175 @@
+"""Delivery statuses from the WhatsApp Cloud API, applied to the recipient ledger.
+
+A status webhook names a provider message id and carries back our
+``biz_opaque_callback_data`` (``wq1:<campaign>:<attempt>``). Two indexes lead from those to
+the recipient:
+
+- **attempt id -> index**, per campaign, written right after the claim and *before* the
+  provider call: any webhook about that attempt finds it, even if the worker died before it
+  recorded anything. Dropped once the outcome is definite, so only in-flight and unknown sends
+  stay in it (30-day TTL as a backstop).
+- **message id -> campaign:index**, one hash per day of sending (31-day TTL), written *before*
+  the ledger records ``sent``: a worker that dies between the two leaves an unknown recipient
+  that the index still reaches, so there is no window in which a recorded message id is not
+  indexed.
+
+About 100 bytes per sent message, for a month; nothing per recipient that was never sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from waqtor import callbacks
+from waqtor.domain.status import RecipientStatus
+from waqtor.providers.cloud_api import parse_opaque
+from waqtor.services import Services
+
+DAY_MS = 86_400_000
+ATTEMPT_TTL_MS = 30 * DAY_MS
+MESSAGE_TTL_MS = 31 * DAY_MS
+LOOKBACK_DAYS = 31
+
+#: Cloud API status -> ledger status.
+STATUSES: dict[str, RecipientStatus] = {
+    "sent": RecipientStatus.SENT,
+    "delivered": RecipientStatus.DELIVERED,
+    "read": RecipientStatus.READ,
+    "failed": RecipientStatus.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    message_id: str
+    status: str  # sent | delivered | read | failed (others are ignored)
+    at_ms: int
+    opaque: str | None = None
+    recipient: str | None = None
+    error_code: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """``outcome``: applied, duplicate, stale, other, missing, unmatched or ignored."""
+
+    outcome: str
+    campaign_id: str | None = None
+    index: int = -1
+    account: str | None = None
+    previous: RecipientStatus | None = None
+    status: RecipientStatus | None = None
+
+
+# ---------------- the indexes (written by the send path) ----------------
+async def remember_attempt(s: Services, cid: str, attempt_id: str, index: int) -> None:
+    key = s.keys.attempt_index(cid)
+    async with s.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, attempt_id, index)
+        pipe.pexpire(key, ATTEMPT_TTL_MS)
+        await pipe.execute()
+
+
+async def remember_message(
+    s: Services, cid: str, index: int, attempt_id: str, message_id: str, now_ms: int
+) -> None:
+    """Index a sent message; call before the ledger records it as sent."""
+    key = s.keys.message_index(now_ms // DAY_MS)
+    async with s.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, message_id, f"{cid}:{index}")
+        pipe.pexpire(key, MESSAGE_TTL_MS)
+        pipe.hdel(s.keys.attempt_index(cid), attempt_id)
+        await pipe.execute()
+
+
+async def forget_attempt(s: Services, cid: str, attempt_id: str) -> None:
+    """The attempt was definitely not sent (failed or to be retried): no webhook will come."""
+    await s.redis.hdel(s.keys.attempt_index(cid), attempt_id)
+
+
+async def locate(s: Services, event: StatusEvent, now_ms: int) -> tuple[str, int, str] | None:
+    """``(campaign id, index, attempt id or '')`` of the event's recipient, or None."""
+    today = now_ms // DAY_MS
+    theirs = parse_opaque(event.opaque)
+    async with s.redis.pipeline(transaction=False) as pipe:
+        for day in range(today, today - LOOKBACK_DAYS - 1, -1):
+            pipe.hget(s.keys.message_index(day), event.message_id)
+        if theirs is not None:
+            pipe.hget(s.keys.attempt_index(theirs[0]), theirs[1])
+        found = await pipe.execute()
+    attempt = theirs[1] if theirs is not None else ""
+    for loc in found[: LOOKBACK_DAYS + 1]:
+        if loc:
+            cid, _, idx = str(loc).rpartition(":")
+            return cid, int(idx), attempt
+    if theirs is not None and found[-1] is not None:
+        return theirs[0], int(found[-1]), attempt
+    return None
+
+
+def account_of(meta: list[str | None], index: int) -> str:
+    """The account that sends recipient ``index``: ``accounts[index % k]`` when the campaign
+    is spread over several, else its one account."""
+    account, spread = meta[0], meta[1]
+    if spread:
+        names = json.loads(spread)
+        if isinstance(names, list) and names:
+            return str(names[index % len(names)])
+    return account or "default"
+
+
+# ---------------- applying a status ----------------
+async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
+    new = STATUSES.get(event.status)
+    if new is None:
+        return Applied("ignored")
+    loc = await locate(s, event, now_ms)
+    if loc is None:
+        await s.redis.hincrby(s.keys.webhook_stats, "unmatched", 1)
+        return Applied("unmatched")
+    cid, idx, attempt = loc
+    k = s.keys
+    meta: list[str | None] = await s.redis.hmget(k.meta(cid), ["account", "accounts"])  # type: ignore[assignment]
+    account = account_of(meta, idx)
+    url = await callbacks.url_for(s, cid, account) or ""
+    res = await s.scripts["wh_status"](
+        keys=[
+            k.meta(cid),
+            k.status(cid),
+            k.detail(cid),
+            k.inflight(cid),
+            k.unsettled(cid),
+            k.message_counts,
+            k.backlog(account),
+            k.attempt_index(cid),
+            k.recipients(cid),
+            k.callback_items,
+            k.callback_due,
+            k.webhook_stats,
+        ],
+        args=[
+            idx,
+            event.message_id,
+            new.code,
+            event.at_ms,
+            now_ms,
+            attempt,
+            event.error_code,
+            event.error[:500],
+            url,
+            callbacks.new_id(now_ms),
+            account,
+            cid,
+        ],
+    )
+    outcome, prev, _ = (str(x) for x in res)
+    return Applied(
+        outcome,
+        cid,
+        idx,
+        account,
+        RecipientStatus.from_code(prev) if prev else None,
+        new,
+    )
