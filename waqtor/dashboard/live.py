@@ -119,7 +119,8 @@ class Hub:
 def encode(events: dict[str, str]) -> str:
     out = []
     for name, html in events.items():
-        lines = "".join(f"data: {line}\n" for line in (html or " ").split("\n"))
+        # An empty data field would not be dispatched: an empty comment clears the element.
+        lines = "".join(f"data: {line}\n" for line in (html or "<!---->").split("\n"))
         out.append(f"event: {name}\n{lines}\n")
     return "".join(out)
 
