@@ -1,0 +1,202 @@
+"""Status callbacks out: a durable outbox in Redis, signed POSTs, retries with backoff to a
+flaky receiver, no retry on a client error, given up after the maximum age, visible in the
+API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import App, make_settings
+from tests.fake_cloud_api import Receiver
+from waqtor import callbacks
+from waqtor.services import Services, build
+
+SECRET = "callback-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def receiver_server() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver(receiver_server: Receiver) -> Receiver:
+    receiver_server.script.clear()
+    receiver_server.got.clear()
+    receiver_server.answered.clear()
+    return receiver_server
+
+
+@pytest.fixture
+async def services(redis_url: str, tmp_path: Path) -> AsyncIterator[Services]:
+    settings = make_settings(
+        redis_url,
+        tmp_path,
+        callback_secret=SECRET,
+        callback_backoff_ms=20,
+        callback_timeout_ms=2000,
+    )
+    s = build(settings, redis_url)
+    yield s
+    await s.close()
+
+
+async def drain(d: callbacks.Dispatcher, s: Services, timeout: float = 10) -> None:
+    """Run the dispatcher until nothing is due or waiting to be retried."""
+    deadline = time.monotonic() + timeout
+    while await s.redis.zcard(s.keys.callback_due):
+        assert time.monotonic() < deadline, "callbacks still pending"
+        if not await d.run_once():
+            await asyncio.sleep(0.01)
+
+
+def event(n: int = 0) -> dict[str, Any]:
+    return {"event": "message.status", "campaignId": "c1", "index": n, "status": "sent"}
+
+
+async def test_signed_with_a_timestamp_and_verifiable(
+    services: Services, receiver: Receiver
+) -> None:
+    cb_id = await callbacks.enqueue(services, receiver.url(), event())
+    d = callbacks.Dispatcher(services)
+    try:
+        await drain(d, services)
+    finally:
+        await d.stop()
+    (req,) = receiver.got
+    body = req.body
+    ts = req.headers["x-waqtor-timestamp"]
+    sig = req.headers["x-waqtor-signature"]
+    assert abs(int(ts) - time.time()) < 5
+    assert callbacks.verify(SECRET, body, ts, sig)
+    assert req.headers["x-waqtor-delivery"] == cb_id
+    assert req.headers["x-waqtor-event"] == "message.status"
+    payload = json.loads(body)
+    assert payload["id"] == cb_id and payload["status"] == "sent" and payload["index"] == 0
+    # What a receiver must refuse: another body, another key, an old (replayed) timestamp.
+    assert not callbacks.verify(SECRET, body + b" ", ts, sig)
+    assert not callbacks.verify("another-secret-0123456789", body, ts, sig)
+    assert not callbacks.verify(SECRET, body, ts, sig, now_s=int(ts) + 301)
+    assert not callbacks.verify(SECRET, body, None, sig)
+
+
+async def test_flaky_receiver_gets_it_after_retries(services: Services, receiver: Receiver) -> None:
+    receiver.script.extend([500, 503, 429])
+    cb_id = await callbacks.enqueue(services, receiver.url(), event())
+    d = callbacks.Dispatcher(services)
+    try:
+        await drain(d, services)
+    finally:
+        await d.stop()
+    assert receiver.answered == [500, 503, 429, 200]
+    ids = {r.headers["x-waqtor-delivery"] for r in receiver.got}
+    assert ids == {cb_id}  # the same delivery id on every retry: receivers dedupe on it
+    gaps = [b.at - a.at for a, b in zip(receiver.got, receiver.got[1:], strict=False)]
+    assert gaps[1] > gaps[0] * 1.2  # exponential backoff (20 ms base, doubling, ±20 %)
+    rows, total = await callbacks.listing(services, "delivered", 0, 10)
+    assert total == 1 and rows[0]["id"] == cb_id and rows[0]["attempts"] == 4
+    assert await services.redis.hlen(services.keys.callback_items) == 0
+
+
+async def test_client_error_is_not_retried_and_can_be_sent_again(
+    services: Services, receiver: Receiver
+) -> None:
+    receiver.script.append(410)
+    cb_id = await callbacks.enqueue(services, receiver.url(), event())
+    d = callbacks.Dispatcher(services)
+    try:
+        await drain(d, services)
+        assert receiver.answered == [410]
+        rows, total = await callbacks.listing(services, "failed", 0, 10)
+        assert total == 1 and rows[0]["id"] == cb_id
+        assert rows[0]["last"]["status"] == 410 and "not retried" in rows[0]["last"]["error"]
+        assert rows[0]["payload"]["index"] == 0
+        assert await callbacks.requeue(services, cb_id)
+        assert not await callbacks.requeue(services, cb_id)  # no longer failed
+        await drain(d, services)
+    finally:
+        await d.stop()
+    assert receiver.answered == [410, 200]
+    assert (await callbacks.stats(services))["failed"] == 0
+
+
+async def test_given_up_after_the_maximum_age(
+    redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = make_settings(
+        redis_url,
+        tmp_path,
+        callback_secret=SECRET,
+        callback_backoff_ms=50,
+        callback_max_age_ms=1000,
+    )
+    s = build(settings, redis_url)
+    receiver.script.extend([500] * 50)
+    d = callbacks.Dispatcher(s)
+    try:
+        await callbacks.enqueue(s, receiver.url(), event())
+        await drain(d, s)
+    finally:
+        await d.stop()
+        await s.close()
+    assert 3 <= len(receiver.answered) < 15
+    assert set(receiver.answered) == {500}
+    rows, _ = await callbacks.listing(s, "failed", 0, 10)
+    assert "retries ran out" in rows[0]["last"]["error"]
+
+
+async def test_without_a_secret_callbacks_wait_unsigned_never(
+    redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    s = build(make_settings(redis_url, tmp_path), redis_url)
+    d = callbacks.Dispatcher(s)
+    try:
+        await callbacks.enqueue(s, receiver.url(), event())
+        assert await d.run_once() == 0
+        stats = await callbacks.stats(s)
+    finally:
+        await d.stop()
+        await s.close()
+    assert stats["pending"] == 1 and stats["signing"] is False
+    assert receiver.got == []
+
+
+async def test_lease_keeps_two_dispatchers_from_sending_one_callback_twice(
+    services: Services, receiver: Receiver
+) -> None:
+    for n in range(20):
+        await callbacks.enqueue(services, receiver.url(), event(n))
+    one, two = callbacks.Dispatcher(services), callbacks.Dispatcher(services)
+    try:
+        await asyncio.gather(drain(one, services), drain(two, services))
+    finally:
+        await one.stop()
+        await two.stop()
+    indexes = sorted(json.loads(r.body)["index"] for r in receiver.got)
+    assert indexes == list(range(20))
+
+
+async def test_outbox_is_visible_in_the_api(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(redis_url, tmp_path)
+    async with App(settings, run_worker=False) as app:
+        s: Services = app.app.state.services
+        await callbacks.enqueue(s, "http://127.0.0.1:9/hook", event(7))
+        resp = await app.get("/api/callbacks", params={"state": "pending"})
+        stats = await app.get("/api/callbacks/stats")
+        bad = await app.post("/api/callbacks/ffff/retry")
+        unauth = await app.client.get("/api/callbacks")
+    assert resp.status_code == 200
+    (row,) = resp.json()["data"]["deliveries"]
+    assert row["payload"]["index"] == 7 and row["url"] == "http://127.0.0.1:9/hook"
+    assert stats.json()["data"]["pending"] == 1
+    assert bad.status_code == 404
+    assert unauth.status_code == 401

@@ -1,0 +1,161 @@
+"""One contract for every provider: the simulator, and the Cloud API against the fake server.
+
+Whatever the API, the worker gets a message id, or one of: transient, rate limited (with a
+retry-after), permanent (with a code), ambiguous (the request left, no answer). It also gets
+our attempt id carried along, and a health report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.fake_cloud_api import PHONE_NUMBER_ID, TOKEN, FakeCloudApi, Fault
+from waqtor.providers.base import (
+    AmbiguousError,
+    OutgoingMessage,
+    PermanentError,
+    Provider,
+    RateLimitedError,
+    TransientError,
+)
+from waqtor.providers.cloud_api import AccessToken, CloudApiProvider, parse_opaque
+from waqtor.providers.simulator import SimulatorProvider
+from waqtor.store.keys import Keys
+
+PHONE = "+966500000001"
+
+
+class Harness(Protocol):
+    provider: Provider
+
+    async def force(self, phone: str, kind: str) -> None: ...
+
+    async def attempt_of(self, message_id: str) -> str | None: ...
+
+
+@dataclass
+class SimHarness:
+    provider: SimulatorProvider
+
+    async def force(self, phone: str, kind: str) -> None:
+        await self.provider.set_faults({}, None, {phone: kind})
+
+    async def attempt_of(self, message_id: str) -> str | None:
+        rows, _ = await self.provider.outbox(0, 1000)
+        return next((r["attemptId"] for r in rows if r["messageId"] == message_id), None)
+
+
+@dataclass
+class CloudHarness:
+    provider: CloudApiProvider
+    fake: FakeCloudApi
+
+    async def force(self, phone: str, kind: str) -> None:
+        to = phone.lstrip("+")
+        self.fake.faults[to] = {
+            "transient": Fault(code=131000, http=500),
+            "rate_limited": Fault(code=130429, http=400),
+            "permanent": Fault(code=131026, http=400),
+            "ambiguous": Fault(hang=2.0),
+        }[kind]
+
+    async def attempt_of(self, message_id: str) -> str | None:
+        sent = next(m for m in self.fake.sent if m.message_id == message_id)
+        found = parse_opaque(sent.opaque)
+        return found[1] if found else None
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeCloudApi]:
+    server = FakeCloudApi().start()
+    yield server
+    server.stop()
+
+
+def cloud_provider(fake: FakeCloudApi, timeout_s: float = 0.5, **kw: Any) -> CloudApiProvider:
+    return CloudApiProvider(
+        phone_number_id=PHONE_NUMBER_ID,
+        token=AccessToken("WA_TOKEN", {"WA_TOKEN": kw.pop("token", TOKEN)}.get),
+        base_url=fake.url,
+        version="v23.0",
+        messages_per_second=80,
+        max_in_flight=8,
+        max_connections=16,
+        timeout_s=timeout_s,
+    )
+
+
+@pytest.fixture(params=["simulator", "cloud_api"])
+async def harness(
+    request: pytest.FixtureRequest, r: aioredis.Redis, fake: FakeCloudApi
+) -> AsyncIterator[Harness]:
+    h: Harness
+    if request.param == "simulator":
+        h = SimHarness(SimulatorProvider(r, Keys()))
+    else:
+        fake.reset()
+        h = CloudHarness(cloud_provider(fake), fake)
+    yield h
+    await h.provider.close()
+    await h.provider.close()  # closing twice is harmless
+
+
+def message(phone: str = PHONE, attempt: str = "att1", **kw: Any) -> OutgoingMessage:
+    return OutgoingMessage("acct", phone, "Hello", "camp1", attempt, **kw)
+
+
+async def test_send_returns_a_message_id_and_carries_the_attempt_id(harness: Harness) -> None:
+    result = await harness.provider.send(message(attempt="a-123"))
+    assert result.message_id
+    assert await harness.attempt_of(result.message_id) == "a-123"
+
+
+async def test_template_and_media_messages_are_accepted(harness: Harness) -> None:
+    template = {
+        "name": "order_update",
+        "language": {"code": "ar"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Sara"}]}],
+    }
+    first = await harness.provider.send(message(template=template))
+    media = {
+        "type": "document",
+        "link": "https://example.com/i.pdf",
+        "caption": "Invoice",
+        "filename": "invoice.pdf",
+    }
+    second = await harness.provider.send(message("+966500000002", "b", media=media))
+    assert first.message_id and second.message_id and first.message_id != second.message_id
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("permanent", PermanentError),
+        ("transient", TransientError),
+        ("rate_limited", RateLimitedError),
+        ("ambiguous", AmbiguousError),
+    ],
+)
+async def test_failures_raise_their_class(harness: Harness, kind: str, error: type) -> None:
+    await harness.force(PHONE, kind)
+    with pytest.raises(error) as caught:
+        await harness.provider.send(message())
+    exc = caught.value
+    assert exc.code and exc.reason
+    if kind == "transient":
+        assert not isinstance(exc, RateLimitedError)
+    if kind == "rate_limited":
+        assert exc.retry_after_s > 0
+    # Another recipient is not affected.
+    assert (await harness.provider.send(message("+966500000009", "other"))).message_id
+
+
+async def test_health_is_reported(harness: Harness) -> None:
+    health = await harness.provider.health()
+    assert health.ok, health.detail
+    assert health.detail
