@@ -253,6 +253,17 @@ async def test_compose_previews_then_sends_what_was_previewed(app: App) -> None:
             headers=hx,
         )
         assert both.status_code == 400 and "not both" in both.text
+        one = {**form, "recipients": "966500000101"}
+        unknown = await b.post(
+            "/admin/queues/compose/preview", {**one, "account": "nobody"}, headers=hx
+        )
+        assert unknown.status_code == 400 and "no account named" in unknown.text
+        assert (await app.post("/api/accounts", json={"name": "promo"})).status_code == 201
+        assert (await app.post("/api/accounts/promo/pause")).status_code == 200
+        paused = await b.post(
+            "/admin/queues/compose/preview", {**one, "account": "promo"}, headers=hx
+        )
+        assert "Account “promo” is paused" in paused.text
 
 
 async def test_campaign_actions_pause_resume_and_cancel(redis_url: str, tmp_path: Path) -> None:

@@ -68,6 +68,18 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def account_notes(s: Services, name: str) -> list[str]:
+    """Why a campaign on this account would wait, said before sending."""
+    account = await s.accounts.get(name)
+    notes = []
+    if account is not None and account.paused:
+        reason = account.pausedReason or "paused"
+        notes.append(f"Account “{name}” is paused ({reason}): the campaign waits until it resumes.")
+    if await s.accounts.cooling_until(name) > s.clock.now_ms():
+        notes.append(f"Account “{name}” is resting after a ban signal: sending starts later.")
+    return notes
+
+
 async def read(s: Services, form: FormData) -> Submission:
     """Parse the form into recipients; a PageError (400) says what is wrong with it."""
     draft = draft_of(form)
@@ -75,6 +87,8 @@ async def read(s: Services, form: FormData) -> Submission:
     has_file = isinstance(upload, UploadFile) and bool(upload.filename)
     if not ACCOUNT.match(draft.account):
         raise PageError(400, "account: letters, digits, '.', '_' or '-' only (at most 64)")
+    if not await s.accounts.exists(draft.account):
+        raise PageError(400, f"account: no account named “{draft.account}” (see /api/accounts)")
     if len(draft.message) > MAX_MESSAGE_CHARS:
         raise PageError(400, "message: longer than 4096 characters (WhatsApp's limit)")
     if has_file and draft.recipients:

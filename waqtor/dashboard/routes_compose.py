@@ -13,56 +13,10 @@ from waqtor import campaigns, hygiene, preview
 from waqtor.dashboard import compose, render
 from waqtor.dashboard.auth import Act, Look, PageError, Post, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute, is_htmx
+from waqtor.services import Services
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 _DUPLICATE = re.compile(r"^duplicate of recipient (\d+)$")
-
-
-def _page(
-    request: Request,
-    draft: compose.Draft,
-    *,
-    result: dict[str, Any] | None = None,
-    digest: str = "",
-    error: str = "",
-    status: int = 200,
-) -> Response:
-    bad, dups = _problems(result)
-    context = {
-        "nav": "compose",
-        "draft": draft,
-        "p": result,
-        "bad": bad,
-        "dups": dups,
-        "digest": digest,
-        "error": error,
-    }
-    name = "_preview.html" if is_htmx(request) else "compose.html"
-    return render.page(request, name, context, status=status)
-
-
-async def _read(request: Request, s: Svc) -> compose.Submission:
-    form = await request.form(max_files=1, max_fields=20)
-    try:
-        return await compose.read(s, form)
-    except PageError as exc:
-        draft = compose.draft_of(form)
-        raise _Invalid(_page(request, draft, error=exc.message, status=exc.status)) from exc
-
-
-class _Invalid(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-@router.get("/compose")
-async def compose_page(request: Request, who: Look) -> Response:
-    return render.page(request, "compose.html", {**_blank(), "bad": [], "dups": []})
-
-
-def _blank() -> dict[str, Any]:
-    draft = compose.Draft(message="Hello {name}, ")
-    return {"nav": "compose", "draft": draft, "p": None, "digest": "", "error": ""}
 
 
 def _problems(result: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
@@ -78,14 +32,61 @@ def _problems(result: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
     return bad, dups
 
 
+async def _page(
+    request: Request,
+    s: Services,
+    draft: compose.Draft,
+    *,
+    sub: compose.Submission | None = None,
+    error: str = "",
+    status: int = 200,
+) -> Response:
+    """The compose page, or (for htmx) just its preview part, with a dry run of ``sub``."""
+    result = await preview.dry_run(s, sub.parsed, draft.account) if sub else None
+    bad, dups = _problems(result)
+    context = {
+        "nav": "compose",
+        "draft": draft,
+        "p": result,
+        "bad": bad,
+        "dups": dups,
+        "digest": sub.digest if sub else "",
+        "notes": await compose.account_notes(s, draft.account) if sub else [],
+        "error": error,
+    }
+    if is_htmx(request):
+        return render.page(request, "_preview.html", context, status=status)
+    context["accounts"] = [a.name for a in await s.accounts.all()]
+    return render.page(request, "compose.html", context, status=status)
+
+
+class _Invalid(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def _read(request: Request, s: Services) -> compose.Submission:
+    form = await request.form(max_files=1, max_fields=20)
+    try:
+        return await compose.read(s, form)
+    except PageError as exc:
+        draft = compose.draft_of(form)
+        page = await _page(request, s, draft, error=exc.message, status=exc.status)
+        raise _Invalid(page) from exc
+
+
+@router.get("/compose")
+async def compose_page(request: Request, who: Look, s: Svc) -> Response:
+    return await _page(request, s, compose.Draft(message="Hello {name}, "))
+
+
 @router.post("/compose/preview")
 async def compose_preview(request: Request, who: Post, s: Svc) -> Response:
     try:
         sub = await _read(request, s)
     except _Invalid as bad:
         return bad.response
-    result = await preview.dry_run(s, sub.parsed, sub.draft.account)
-    return _page(request, sub.draft, result=result, digest=sub.digest)
+    return await _page(request, s, sub.draft, sub=sub)
 
 
 @router.post("/compose/send")
@@ -96,18 +97,15 @@ async def compose_send(request: Request, who: Act, s: Svc) -> Response:
         return bad.response
     form = await request.form()
     if form.get("digest") != sub.digest:
-        result = await preview.dry_run(s, sub.parsed, sub.draft.account)
         error = "The list or message changed since the preview: check this preview, then send."
-        return _page(request, sub.draft, result=result, digest=sub.digest, error=error, status=409)
+        return await _page(request, s, sub.draft, sub=sub, error=error, status=409)
     await hygiene.drop_suppressed(s, sub.draft.account, sub.parsed)
     if not sub.parsed.accepted:
-        result = await preview.dry_run(s, sub.parsed, sub.draft.account)
         error = "Nothing to send: no valid recipient is left."
-        return _page(request, sub.draft, result=result, digest=sub.digest, error=error, status=400)
+        return await _page(request, s, sub.draft, sub=sub, error=error, status=400)
     cid, eta = await campaigns.enqueue(s, sub.parsed, sub.draft.account)
-    return _sent(
-        request, who, cid, f"Campaign queued: {len(sub.parsed.accepted)} recipient(s), {eta.text}."
-    )
+    text = f"Campaign queued: {len(sub.parsed.accepted)} recipient(s), {eta.text}."
+    return _sent(request, who, cid, text)
 
 
 def _sent(request: Request, who: Viewer, cid: str, message: str) -> Response:
