@@ -216,6 +216,7 @@ def test_read_only_key_cannot_act(page: Page, server: Server) -> None:
     expect(page.get_by_test_id("readonly-note")).to_be_visible()
     expect(page.get_by_role("button", name="Pause")).to_have_count(0)
     expect(page.get_by_role("button", name="Cancel campaign")).to_have_count(0)
+    shoot(page, "campaign-readonly")
     token = csrf_of(page)
     url = f"{server.base}/admin/queues/jobs/{job_id}/cancel"
     resp = page.request.post(url, form={"csrf": token})
