@@ -169,7 +169,7 @@ async def recipient_event(
     campaign_id: str,
     account: str,
     index: int,
-    phone: str,
+    phone: str | None,
     status: str,
     previous: str,
     *,
@@ -182,6 +182,9 @@ async def recipient_event(
     url = await url_for(s, campaign_id, account)
     if url is None:
         return None
+    if phone is None:
+        packed = await s.redis.lindex(s.keys.recipients(campaign_id), index)
+        phone = str(json.loads(packed)[0]) if packed else ""
     event: dict[str, Any] = {
         "event": "message.status",
         "campaignId": campaign_id,
@@ -200,6 +203,10 @@ async def recipient_event(
     return await enqueue(s, url, event)
 
 
+#: Campaign meta field set while the campaign is known to be active (for callbacks only).
+ACTIVE_FIELD = "cbActive"
+
+
 async def campaign_event(
     s: Services,
     campaign_id: str,
@@ -209,10 +216,19 @@ async def campaign_event(
     counts: dict[str, int] | None = None,
     reason: str | None = None,
 ) -> str | None:
-    """A campaign changed state (active, paused, canceled, completed, failed): queue it."""
+    """A campaign changed state (active, paused, canceled, completed, failed): queue it.
+
+    ``active`` is sent when a worker starts on the campaign, again after a pause, but not each
+    time its job comes back from waiting."""
     url = await url_for(s, campaign_id, account)
     if url is None:
         return None
+    meta = s.keys.meta(campaign_id)
+    if state == "active":
+        if not await s.redis.hsetnx(meta, ACTIVE_FIELD, "1"):
+            return None
+    else:
+        await s.redis.hdel(meta, ACTIVE_FIELD)
     event: dict[str, Any] = {
         "event": "campaign.status",
         "campaignId": campaign_id,

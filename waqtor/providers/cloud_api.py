@@ -122,6 +122,8 @@ class CloudApiProvider:
         self.messages_per_second = messages_per_second
         #: ...and how many sends of one campaign may be in flight at once (delay-0 accounts).
         self.max_in_flight = max_in_flight
+        #: Outcomes come back by status webhook: the send path indexes attempts and messages.
+        self.settles_by_webhook = True
         self.phone_number_id = phone_number_id
         self.token = token
         self.label = label or phone_number_id

@@ -6,6 +6,7 @@ send-bulk takes them once per campaign; every string inside may use the recipien
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -13,6 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from waqtor.domain.templates import render
+
+#: Campaign meta fields (``Ledger.stage``'s ``extra``) holding a campaign's template and media.
+TEMPLATE_FIELD = "waTemplate"
+MEDIA_FIELD = "waMedia"
 
 #: Keys whose string values are rendered per recipient inside template components.
 RENDERED_KEYS = frozenset({"text", "payload", "link", "caption", "filename", "fallback_value"})
@@ -129,3 +134,41 @@ def render_media(spec: Mapping[str, Any], caption: str) -> dict[str, Any]:
     if spec.get("filename"):
         media["filename"] = spec["filename"]
     return media
+
+
+def meta_fields(template: TemplateSpec | None, media: MediaSpec | None) -> dict[str, str]:
+    """What a campaign stores (as JSON) so every worker sends the same template or media."""
+    out: dict[str, str] = {}
+    if template is not None:
+        out[TEMPLATE_FIELD] = template.model_dump_json(exclude_none=True)
+    if media is not None:
+        out[MEDIA_FIELD] = media.model_dump_json(exclude_none=True)
+    return out
+
+
+def from_meta(meta: Mapping[str, str]) -> dict[str, Any]:
+    """``Campaign`` keyword arguments (``wa_template``, ``media``) from a campaign's meta."""
+    raw_template = meta.get(TEMPLATE_FIELD)
+    raw_media = meta.get(MEDIA_FIELD)
+    return {
+        "wa_template": json.loads(raw_template) if raw_template else None,
+        "media": json.loads(raw_media) if raw_media else None,
+    }
+
+
+def for_recipient(
+    template: Mapping[str, Any] | None,
+    media: Mapping[str, Any] | None,
+    variables: Mapping[str, object],
+    builtins: Mapping[str, str],
+    seed: str | None,
+    text: str,
+) -> dict[str, Any]:
+    """``OutgoingMessage`` keyword arguments (``template``, ``media``) for one recipient.
+    Raises TemplateError when a template parameter has no value."""
+    out: dict[str, Any] = {}
+    if template is not None:
+        out["template"] = render_template(template, variables, builtins, seed)
+    elif media is not None:
+        out["media"] = render_media(media, text)
+    return out
