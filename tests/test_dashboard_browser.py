@@ -224,6 +224,31 @@ def test_read_only_key_cannot_act(page: Page, server: Server) -> None:
     assert server.job(job_id)["recipients"]["canceled"] == 0
 
 
+def test_live_updates_reconnect_after_a_server_restart(
+    page: Page, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The page stays open while ``serve`` stops and starts again: it reconnects by itself."""
+    own = Server(tmp_path, redis_server.url).start()
+    try:
+        login(page, own.base)
+        live = page.locator("[data-live]")
+        expect(live).to_have_attribute("data-state", "open")
+        page.evaluate("window.__sameDocument = true")
+        started = time.monotonic()
+        own.stop()  # an open stream must not hold up the shutdown
+        assert time.monotonic() - started < 10
+        expect(live).to_have_attribute("data-state", "error")
+        own.start()
+        expect(live).to_have_attribute("data-state", "open", timeout=30_000)
+        done = page.get_by_test_id("jobs-completed").locator(".n")
+        before = int(done.inner_text().replace(",", ""))
+        own.send(12, 6000)
+        expect(done).to_have_text(f"{before + 1:,}")  # pushed over the new stream
+        assert page.evaluate("window.__sameDocument") is True
+    finally:
+        own.stop()
+
+
 def test_every_page_in_light_and_dark_and_phone_width(page: Page, server: Server) -> None:
     login(page, server.base)
     expect(page.locator("[data-live]")).to_have_attribute("data-state", "open")
