@@ -287,3 +287,20 @@ async def test_campaign_actions_pause_resume_and_cancel(redis_url: str, tmp_path
         assert "nothing to cancel" in (await b.get(again.headers["location"])).text
         assert (await b.post(f"{page}/remove")).status_code == 303
         assert await s.engine.get(job_id) is None
+
+
+async def test_the_simulator_banner_names_the_simulated_accounts(app: App) -> None:
+    async with Browser(app) as b:
+        await b.login()
+        page = await b.get("/admin/queues/jobs")
+        assert "no real WhatsApp messages are sent" in text_of(page.text)
+        real = {"name": "shop", "provider": "cloud_api", "phoneNumberId": "123"}
+        resp = await app.post("/api/accounts", json=real)
+        assert resp.status_code == 201, resp.text
+        page = await b.get("/admin/queues/jobs")
+        banner = text_of(page.text)
+        assert "no real WhatsApp messages are sent" not in banner
+        assert "Simulator for account default: their messages are not really sent" in banner
+    async with Browser(app) as anonymous:
+        login_page = await anonymous.get("/admin/login")
+        assert "Simulator for account default" in text_of(login_page.text)

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from waqtor.api.errors import REDIS_DOWN
 from waqtor.config import redis_label
-from waqtor.dashboard import render
+from waqtor.dashboard import banner, render
 from waqtor.dashboard.auth import LoginRequired, PageError
 
 log = logging.getLogger("waqtor.dashboard")
@@ -58,6 +58,8 @@ class DashboardRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
+            services = getattr(request.app.state, "services", None)
+            request.state.simulation = await banner.simulation(services)
             try:
                 return await handler(request)
             except LoginRequired:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from waqtor.dashboard import jobs
+from waqtor.dashboard import banner, jobs
 from waqtor.dashboard.rates import MINUTE_MS, WINDOW_MIN, RateWindow
 from waqtor.domain.accounts import effective_caps
 from waqtor.domain.status import RecipientStatus
@@ -120,7 +120,7 @@ class Overview:
             hourly = caps.hourly if caps else None
             daily = caps.daily if caps else None
             series: list[int] | None = None
-            if s.simulator is not None:
+            if banner.simulates(s, account.provider if account else None):
                 series = self.rates.series(name, now_ms)
             elif caps and caps.hourly is not None:
                 series = _series([int(score) for _, score in hour], now_ms)

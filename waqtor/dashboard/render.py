@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 
 from waqtor import __version__
 from waqtor.dashboard.auth import Viewer, codec
+from waqtor.dashboard.banner import Simulation
 from waqtor.domain.eta import humanise
 from waqtor.domain.phones import mask
 
@@ -117,13 +118,13 @@ def page(
 ) -> HTMLResponse:
     """A full page (or a fragment: any template works) with the common context and headers."""
     who = viewer or getattr(request.state, "viewer", None)
-    s = getattr(request.app.state, "services", None)
+    simulation = getattr(request.state, "simulation", None) or Simulation("all")
     flash = (who.session.flash, who.session.flash_kind) if who and who.session.flash else None
     html = renderer(request).fragment(
         name,
         request=request,
         viewer=who,
-        simulator=s is not None and s.simulator is not None,
+        simulation=simulation,
         flash=flash,
         **context,
     )

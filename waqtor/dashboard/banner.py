@@ -1,0 +1,37 @@
+"""Which sender accounts go through the simulator, for the banner on every page.
+
+The simulator is the default provider; an account that names another (the Cloud API) sends for
+real. All simulated: the banner says no real WhatsApp message is sent. Some: it names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from waqtor.api.errors import REDIS_DOWN
+from waqtor.services import Services
+
+
+@dataclass(frozen=True)
+class Simulation:
+    kind: str  # "all", "some" or "none"
+    accounts: list[str] = field(default_factory=list)  # the simulated ones, when "some"
+
+
+def simulates(s: Services, provider: str | None) -> bool:
+    return s.simulator is not None and (provider or s.providers.default_name) == (
+        s.providers.default_name
+    )
+
+
+async def simulation(s: Services | None) -> Simulation:
+    if s is None or s.simulator is None:
+        return Simulation("none")
+    try:
+        accounts = await s.accounts.all()
+    except REDIS_DOWN:
+        return Simulation("all")
+    simulated = [a.name for a in accounts if simulates(s, a.provider)]
+    if len(simulated) == len(accounts):
+        return Simulation("all")
+    return Simulation("some", simulated) if simulated else Simulation("none")
