@@ -27,6 +27,7 @@ class CampaignView:
     id: str
     state: str
     account: str
+    accounts: list[str]  # every sender account (several share a campaign's recipients)
     template: str
     total: int
     created_ms: int
@@ -43,6 +44,16 @@ class CampaignView:
     finish_ms: int = 0
     reasons: list[Reason] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+
+
+def _accounts(meta: dict[str, str], data: dict[str, object]) -> list[str]:
+    try:
+        found = json.loads(meta.get("accounts", "[]"))
+    except ValueError:
+        found = []
+    if isinstance(found, list) and found:
+        return [str(a) for a in found]
+    return [meta.get("account", str(data.get("account", "default")))]
 
 
 def _actions(v: CampaignView) -> list[str]:
@@ -77,10 +88,11 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
     remaining = sum(v.counts[name] for name in OPEN)
     gap = mean_gap_ms(st.message_delay, st.message_jitter, float(acct[2] or 0))
     wait = max(0, int(acct[1] or 0) - now)
-    backlog = max(remaining, int(acct[0] or 0))
+    share = -(-remaining // len(v.accounts))  # several accounts send side by side
+    backlog = max(share, int(acct[0] or 0))
     if remaining and not v.finished:
-        low = estimate_ms(remaining, 0, gap, wait)
-        high = estimate_ms(remaining, backlog - remaining, gap, wait)
+        low = estimate_ms(share, 0, gap, wait)
+        high = estimate_ms(share, backlog - share, gap, wait)
         v.finish_ms = int(now + high)
         v.eta = (
             humanise(low) if high - low < 2 * gap + 1000 else f"{humanise(low)} to {humanise(high)}"
@@ -113,7 +125,7 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
             Reason(f"{unsettled} unknown outcome(s) are checked with the provider by", until)
         )
         v.finish_ms = max(v.finish_ms, until)
-    if backlog > remaining and remaining:
+    if backlog > share and remaining:
         reasons.append(
             Reason(f"Shares account “{v.account}” with other campaigns: they take turns.")
         )
@@ -140,6 +152,7 @@ async def load(s: Services, cid: str) -> CampaignView | None:
         id=cid,
         state="paused" if paused else state,
         account=meta.get("account", str(data.get("account", "default"))),
+        accounts=_accounts(meta, data),
         template=meta.get("template", str(data.get("message", ""))),
         total=int(meta.get("total", data.get("total", 0)) or 0),
         created_ms=int(meta.get("created_ms", 0) or (job.timestamp if job else 0)),
