@@ -53,6 +53,13 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        for _ in range(5):
+            if self._start():
+                return
+            self.port = free_port()  # another process took the port first: try another
+        raise RuntimeError("redis-server did not start")
+
+    def _start(self) -> bool:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
@@ -75,13 +82,18 @@ class Redis:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return
+                client = redis.Redis(port=self.port, socket_timeout=0.5, decode_responses=True)
+                # The server on the port must be ours (the port may have been taken meanwhile).
+                if client.config_get("dir").get("dir") == str(self.dir.resolve()):
+                    return True
             except redis.RedisError:
                 time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -153,7 +165,7 @@ def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[s
                 time.sleep(0.5)
                 store.start()
                 restarted_redis = True
-        finished = _wait_all(http, jobs, timeout_s=300)
+        finished = _wait_all(http, jobs, timeout_s=float(os.environ.get("CHAOS_WAIT_S", "300")))
         return _tally(http, store, jobs, done_kills, finished)
     finally:
         http.close()
@@ -165,7 +177,10 @@ def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[s
                 except subprocess.TimeoutExpired:
                     proc.kill()
         store.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("CHAOS_KEEP"):
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _submit(http: httpx.Client, rows: list[dict[str, str]]) -> str:

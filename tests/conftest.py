@@ -59,6 +59,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        for _ in range(5):
+            if self._start():
+                return
+            self.port = free_port()  # another process took the port first: try another
+        raise RuntimeError("redis-server did not start")
+
+    def _start(self) -> bool:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
@@ -81,13 +88,18 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return
+                client = redis.Redis(port=self.port, socket_timeout=0.5, decode_responses=True)
+                # The server on the port must be ours (the port may have been taken meanwhile).
+                if client.config_get("dir").get("dir") == str(self.dir.resolve()):
+                    return True
             except redis.RedisError:
                 time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:

@@ -189,3 +189,43 @@ async def test_breaker_trips_on_a_spam_storm(redis_url: str, tmp_path: Path) -> 
         resumed = (await app.post("/api/accounts/hot/resume")).json()["data"]
         assert resumed["paused"] is False and resumed["today"]["reduced"] is True
         assert resumed["today"]["hourly"] == 50  # half of the trusted tier's 100
+
+
+async def test_spread_over_accounts_respects_each_cap(redis_url: str, tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with App(make_settings(redis_url, tmp_path), clock=clock) as app:
+        for name in ("a1", "a2", "a3", "a4"):
+            await app.post(
+                "/api/accounts",
+                json={"name": name, "tier": "new", "hourlyCap": 3, "warmup": False},
+            )
+        await app.post("/api/accounts/a4/pause")
+        resp = await app.post(
+            "/api/messages/send-bulk",
+            json={
+                "recipients": recipients(20),
+                "message": "Hi {name}",
+                "accounts": ["a1", "a2", "a3", "a4"],
+            },
+        )
+        data = resp.json()["data"]
+        assert data["accounts"] == ["a1", "a2", "a3"]
+        assert data["skippedAccounts"][0]["account"] == "a4"
+        job_id = data["jobId"]
+        for window in range(3):
+            job = await wait_for_job(app.get, job_id, states=("delayed", "completed"))
+            if job["status"] == "completed":
+                break
+            assert job["recipients"]["sent"] == 9 * (window + 1)  # 3 per account per hour
+            clock.advance(HOUR)
+            await app.post(f"/api/queue/jobs/{job_id}/promote")
+        job = await wait_for_job(app.get, job_id)
+        assert job["recipients"]["sent"] == 20
+        rows = (await app.get("/api/simulator/messages", params={"limit": 100})).json()["data"]
+        sender_of = {m["phone"]: m["account"] for m in rows["messages"]}
+        for i in range(20):
+            assert sender_of[f"+9665{i:08d}"] == ("a1", "a2", "a3")[i % 3]
+        for name in ("a1", "a2", "a3"):
+            today = (await app.get(f"/api/accounts/{name}")).json()["data"]["today"]
+            assert today["sentLast24h"] == {"a1": 7, "a2": 7, "a3": 6}[name]
+            assert today["backlog"] == 0

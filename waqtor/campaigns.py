@@ -82,6 +82,11 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     """Why a small list cannot go out right now on this account (then it is queued)."""
     if await s.engine.is_paused():
         return "the queue is paused: queued instead of sent now"
+    return await unavailable(s, account_name, recipients)
+
+
+async def unavailable(s: Services, account_name: str, recipients: int) -> str | None:
+    """Why the account cannot send ``recipients`` messages now: paused, resting or capped."""
     account = await s.accounts.get(account_name)
     if account is None:
         return None
@@ -103,26 +108,38 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
 
 
 async def enqueue(
-    s: Services, parsed: Parsed, account: str = DEFAULT_ACCOUNT
+    s: Services, parsed: Parsed, accounts: list[str] | str | None = None
 ) -> tuple[str, Estimate]:
-    """Write the campaign's recipients, ledger and job atomically; returns its id and ETA."""
-    eta = await estimate(s, account, len(parsed.accepted))
+    """Write the campaign's recipients, ledger and job atomically; returns its id and ETA.
+
+    With several accounts, recipient ``i`` goes out from ``accounts[i % k]``: each account
+    sends its share at its own pace and caps, side by side.
+    """
+    senders = [accounts] if isinstance(accounts, str) else (accounts or [DEFAULT_ACCOUNT])
+    n = len(parsed.accepted)
+    shares = [
+        await estimate(s, name, len(range(lane, n, len(senders))))
+        for lane, name in enumerate(senders)
+    ]
+    eta = max(shares, key=lambda e: e.ms)
     now = s.clock.now_ms()
     cid = new_id(now)
-    data = {
+    data: dict[str, Any] = {
         "campaignId": cid,
-        "account": account,
+        "account": senders[0],
         "total": len(parsed.accepted),
         "message": parsed.template[:120],
         "createdAt": now,
     }
+    if len(senders) > 1:
+        data["accounts"] = senders
     await s.engine.add_campaign(
         cid,
         data,
         lambda pipe: s.ledger.stage(
             pipe,
             cid,
-            account=account,
+            accounts=senders,
             template=parsed.template,
             recipients=parsed.accepted,
             mode="queue",
@@ -149,7 +166,7 @@ async def send_instant(
         lambda pipe: s.ledger.stage(
             pipe,
             cid,
-            account=account,
+            accounts=[account],
             template=parsed.template,
             recipients=parsed.accepted,
             mode="instant",
@@ -157,7 +174,7 @@ async def send_instant(
         ),
         delay_ms=max(net_ms, 10_000),
     )
-    campaign = Campaign(cid, account, parsed.template)
+    campaign = Campaign(cid, [account], parsed.template)
     outcome: dict[int, Step] = {}
     while True:
         step = await sender.step(campaign, token="")

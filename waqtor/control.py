@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from waqtor.domain.status import RecipientStatus
 from waqtor.services import Services
+from waqtor.store.ledger import accounts_of
 
 FINISHED = ("completed", "failed")
 
@@ -61,7 +62,7 @@ async def cancel(s: Services, cid: str) -> Outcome:
     meta = await s.ledger.meta(cid)
     await s.ledger.set_flag(cid, "canceled", "1")
     changed = await s.ledger.close_open(
-        cid, meta.get("account", "default"), RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
+        cid, accounts_of(meta), RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
     )
     await s.engine.promote(cid)  # let a delayed or parked job finish now
     return Outcome(f"Campaign canceled: {changed} unsent recipient(s) canceled", changed)
@@ -72,9 +73,7 @@ async def retry_failed(s: Services, cid: str, codes: Sequence[str] = ()) -> Outc
     meta = await s.ledger.meta(cid)
     if meta.get("canceled") == "1":
         raise ControlError(409, "Campaign was canceled")
-    changed = await s.ledger.retry_failed(
-        cid, meta.get("account", "default"), codes, s.clock.now_ms()
-    )
+    changed = await s.ledger.retry_failed(cid, accounts_of(meta), list(codes), s.clock.now_ms())
     if changed:
         if state in FINISHED:
             await s.engine.reprocess(cid)
@@ -105,7 +104,7 @@ async def resolve(s: Services, cid: str, index: int, action: str, message_id: st
     if not 0 <= index < int(meta.get("total", "0")):
         raise ControlError(404, "Recipient not found")
     done = await s.ledger.resolve(
-        cid, meta.get("account", "default"), index, action, s.clock.now_ms(), message_id
+        cid, accounts_of(meta), index, action, s.clock.now_ms(), message_id
     )
     if not done:
         raise ControlError(409, "Recipient is not unknown")

@@ -49,8 +49,19 @@ class Step:
 @dataclass(frozen=True)
 class Campaign:
     id: str
-    account: str
+    accounts: list[str]  # one per lane: recipient i is sent by accounts[i % len(accounts)]
     template: str
+
+    @property
+    def account(self) -> str:
+        return self.accounts[0]
+
+    @property
+    def lanes(self) -> range:
+        return range(len(self.accounts))
+
+    def lane_of(self, index: int) -> int:
+        return index % len(self.accounts)
 
 
 class Sender:
@@ -71,12 +82,20 @@ class Sender:
         base = self.s.settings.retry_backoff_ms * (2 ** max(0, attempt - 1))
         return int(base * self._rng.uniform(0.5, 1.5))
 
-    async def step(self, campaign: Campaign, token: str, wake: asyncio.Event | None = None) -> Step:
+    async def step(
+        self,
+        campaign: Campaign,
+        token: str,
+        wake: asyncio.Event | None = None,
+        lane: int = 0,
+    ) -> Step:
+        """Send (at most) one recipient of ``lane``: those of ``campaign.accounts[lane]``."""
         s = self.s
         clock = s.clock
-        account = await s.accounts.get(campaign.account)
+        name = campaign.accounts[lane]
+        account = await s.accounts.get(name)
         if account is None:
-            return Step("account_paused", error=f"account {campaign.account} no longer exists")
+            return Step("account_paused", error=f"account {name} no longer exists")
         if account.paused:
             return Step("account_paused", error=account.pausedReason or "account paused")
         try:
@@ -87,7 +106,7 @@ class Sender:
         caps = effective_caps(account, date.today(), now)
         delay = gap_ms(account, s.settings.message_delay, now)
         jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
-        slot = await s.pacer.reserve(campaign.account, now, delay, jitter)
+        slot = await s.pacer.reserve(name, now, delay, jitter)
         if not await clock.sleep_until(slot, wake):
             return Step("interrupted")
         attempt_id = uuid.uuid4().hex
@@ -99,10 +118,12 @@ class Sender:
                 now_ms=clock.now_ms(),
                 worker_id=self.worker_id,
                 lease_ms=s.settings.send_lease_ms,
-                account=campaign.account,
+                account=name,
                 min_gap_ms=delay,
                 hourly_cap=caps.hourly,
                 daily_cap=caps.daily,
+                lane=lane,
+                lanes=len(campaign.accounts),
             )
             if claim.kind != "early":
                 break
@@ -116,11 +137,12 @@ class Sender:
         async def finish(status: RecipientStatus, **kw: object) -> None:
             await s.ledger.finish(
                 campaign.id,
-                campaign.account,
+                name,
                 idx,
                 attempt_id,
                 status,
                 now_ms=clock.now_ms(),
+                lane=lane,
                 **kw,  # type: ignore[arg-type]
             )
 
@@ -136,18 +158,20 @@ class Sender:
             await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)
             return Step("failed", idx, error=exc.reason, error_code="template")
 
-        message = OutgoingMessage(campaign.account, recipient.phone, text, campaign.id, attempt_id)
+        message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id)
         started = clock.now_ms()
         timeout = s.settings.provider_timeout_ms / 1000.0
         try:
             result = await asyncio.wait_for(provider.send(message), timeout)
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
-            await self.breaker.record(campaign.account, True, exc.code)
+            await self.breaker.record(name, True, exc.code)
             return Step("failed", idx, error=exc.reason, error_code=exc.code)
         except TransientError as exc:
-            if not isinstance(exc, UnavailableError):  # an outage is not the account's fault
-                await self.breaker.record(campaign.account, True, exc.code)
+            if isinstance(exc, RateLimitedError):
+                # Throttling is about the account; a 5xx or an outage is the provider's problem
+                # and must not pause the account.
+                await self.breaker.record(name, True, exc.code)
             if isinstance(exc, RateLimitedError):
                 due = clock.now_ms() + int(exc.retry_after_s * 1000)
             else:
@@ -172,8 +196,8 @@ class Sender:
             log.warning("outcome unknown for %s: %s", mask(recipient.phone), reason)
             return Step("unknown", idx, error=reason, error_code=code)
         await finish(RecipientStatus.SENT, message_id=result.message_id)
-        await self.breaker.record(campaign.account, False)
-        await self._observe(campaign.account, clock.now_ms() - started)
+        await self.breaker.record(name, False)
+        await self._observe(name, clock.now_ms() - started)
         return Step("sent", idx, message_id=result.message_id)
 
     async def _observe(self, account: str, elapsed_ms: float) -> None:
@@ -194,12 +218,14 @@ class Sender:
         """
         s = self.s
         pending_until: int | None = None
-        account = await s.accounts.get(campaign.account) or s.accounts.default()
-        try:
-            provider = s.providers.get(account)
-        except UnknownProvider:
-            return None
         for index, attempt_id, lease_end, attempts in await s.ledger.unsettled(campaign.id):
+            lane = campaign.lane_of(index)
+            name = campaign.accounts[lane]
+            account = await s.accounts.get(name) or s.accounts.default()
+            try:
+                provider = s.providers.get(account)
+            except UnknownProvider:
+                continue
             try:
                 message_id = await provider.lookup(attempt_id)
             except NotImplementedError:
@@ -209,32 +235,35 @@ class Sender:
             if message_id:
                 await s.ledger.finish(
                     campaign.id,
-                    campaign.account,
+                    name,
                     index,
                     attempt_id,
                     RecipientStatus.SENT,
                     now_ms=now,
+                    lane=lane,
                     message_id=message_id,
                 )
             elif now >= lease_end and attempts > s.settings.max_retries:
                 await s.ledger.finish(
                     campaign.id,
-                    campaign.account,
+                    name,
                     index,
                     attempt_id,
                     RecipientStatus.FAILED,
                     now_ms=now,
+                    lane=lane,
                     error_code="not_delivered",
                     reason="provider has no record of any attempt; retries used up",
                 )
             elif now >= lease_end:
                 await s.ledger.finish(
                     campaign.id,
-                    campaign.account,
+                    name,
                     index,
                     attempt_id,
                     RecipientStatus.RETRY,
                     now_ms=now,
+                    lane=lane,
                     error_code="not_delivered",
                     reason="provider has no record of the attempt; sending again",
                     due_ms=now,

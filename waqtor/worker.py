@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from waqtor.domain.eta import clock_text
@@ -22,6 +23,7 @@ from waqtor.engine import DelayedError
 from waqtor.sender import Campaign, Sender
 from waqtor.services import Services
 from waqtor.store.connection import connect
+from waqtor.store.ledger import accounts_of
 
 log = logging.getLogger("waqtor.worker")
 
@@ -44,6 +46,7 @@ class CampaignWorker:
         self.name = name or self.id
         self.sender = Sender(services, self.id)
         self.stopping = asyncio.Event()
+        self._runs: set[_Run] = set()
         self.active: set[str] = set()
         self._bull: Any = None
         self._run_task: asyncio.Task[Any] | None = None
@@ -70,6 +73,8 @@ class CampaignWorker:
     async def stop(self) -> None:
         """Graceful: in-flight sends finish and are recorded, then jobs go straight back."""
         self.stopping.set()
+        for run in list(self._runs):
+            run.halt_with("stopping")  # wake lanes sleeping for a pacing slot
         if self._bull is not None:
             await self._bull.close()
         if self._run_task is not None:
@@ -120,71 +125,107 @@ class CampaignWorker:
         meta = await s.ledger.meta(cid)
         if not meta:
             raise RuntimeError(f"campaign {cid} has no ledger")
-        campaign = Campaign(cid, meta.get("account", "default"), meta.get("template", ""))
+        campaign = Campaign(cid, accounts_of(meta), meta.get("template", ""))
         if "wait" in meta:
             await s.redis.hdel(s.keys.meta(cid), "wait")
-        lost = await s.ledger.recover(cid, campaign.account, token, s.clock.now_ms())
+        lost = await s.ledger.recover(cid, campaign.accounts, token, s.clock.now_ms())
         if lost:
             await job.log(f"{len(lost)} recipient(s) were in flight when a worker stopped: unknown")
             log.warning("campaign %s: %d in-flight send(s) left by a dead worker", cid, len(lost))
         await self.sender.settle(campaign)
-        total = max(1, int(meta.get("total", "1")))
-        last_pct = -1
-        while True:
+        run = _Run(job, token, campaign, max(1, int(meta.get("total", "1"))))
+        if self.stopping.is_set():
+            run.halt_with("stopping")
+        self._runs.add(run)
+        try:
+            # One lane per sender account, side by side: each waits only for its own account.
+            ends = await asyncio.gather(*(self._lane(run, lane) for lane in campaign.lanes))
+        finally:
+            self._runs.discard(run)
+        stop = run.stop
+        if stop is not None:
+            await self._halt(run, stop)
+        waits = [end for end in ends if end.kind != "done"]
+        if waits:
+            first = min(waits, key=lambda end: end.due_ms)
+            if first.reason:
+                await s.redis.hset(
+                    s.keys.meta(cid),
+                    "wait",
+                    json.dumps({"reason": first.reason, "until": first.due_ms}),
+                )
+                await job.log(first.reason)
+            raise await self._delay(job, token, first.due_ms)
+        again = await self.sender.settle(campaign)
+        if again is not None:
+            raise await self._delay(job, token, again)
+        counts = await s.ledger.counts(cid)
+        await job.updateProgress(100)
+        return {k: v for k, v in counts.items() if v} | {"total": int(meta.get("total", "0"))}
+
+    async def _lane(self, run: _Run, lane: int) -> _End:
+        """Send one lane's recipients until it is done, must wait, or the campaign stops."""
+        s = self.s
+        campaign = run.campaign
+        while run.stop is None:
             if self.stopping.is_set():
-                raise await self._delay(job, token, s.clock.now_ms())
-            step = await self.sender.step(campaign, token, self.stopping)
+                run.stop = "stopping"
+                break
+            step = await self.sender.step(campaign, run.token, run.halt, lane)
             if step.kind in ("sent", "failed", "retry", "unknown"):
                 if step.unavailable:
-                    await self._provider_down(job, campaign, step.error or "unavailable")
-                pct = await self._progress(cid, total)
-                if pct != last_pct:
-                    last_pct = pct
-                    await job.updateProgress(pct)
+                    run.halt_with("unavailable", step.error or "unavailable")
+                    break
+                await self._report(run)
                 continue
-            if step.kind == "interrupted":
+            if step.kind in ("interrupted", "early"):
                 continue
-            if step.kind == "lost":
-                # Another worker owns the job now; leave it alone (no complete, no fail).
-                raise DelayedError()
-            if step.kind == "paused":
-                await job.log("campaign paused")
-                parked = await self._delay(job, token, s.clock.now_ms() + PARK_MS)
-                if (await s.ledger.meta(cid)).get("paused") != "1":
-                    await s.engine.promote(cid)  # resumed while we were parking
-                raise parked
-            if step.kind == "paused_queue":
-                raise await self._delay(job, token, s.clock.now_ms() + PAUSE_RECHECK_MS)
-            if step.kind == "wait":
-                raise await self._delay(job, token, step.due_ms)
+            if step.kind == "inflight":
+                await asyncio.sleep(0.05)
+                continue
+            if step.kind in ("lost", "paused", "paused_queue", "canceled"):
+                run.halt_with(step.kind)
+                break
+            if step.kind in ("wait", "settle"):
+                return _End(step.kind, step.due_ms)
             if step.kind in ("capped", "cooling", "account_paused"):
                 until = (
                     step.due_ms
                     if step.kind != "account_paused"
                     else s.clock.now_ms() + ACCOUNT_RECHECK_MS
                 )
-                reason = _wait_reason(step.kind, step.error, campaign.account, until)
-                await s.redis.hset(
-                    s.keys.meta(cid), "wait", json.dumps({"reason": reason, "until": until})
-                )
-                await job.log(reason)
-                raise await self._delay(job, token, until)
-            if step.kind == "settle":
-                again = await self.sender.settle(campaign)
-                if again is not None:
-                    raise await self._delay(job, token, again)
-                continue
-            if step.kind == "inflight":
-                await asyncio.sleep(0.05)
-                continue
-            if step.kind == "canceled":
-                await s.ledger.close_open(
-                    cid, campaign.account, RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
-                )
-            break
-        counts = await s.ledger.counts(cid)
-        await job.updateProgress(100)
-        return {k: v for k, v in counts.items() if v} | {"total": int(meta.get("total", "0"))}
+                account = campaign.accounts[lane]
+                return _End(step.kind, until, _wait_reason(step.kind, step.error, account, until))
+            break  # done, lane_done
+        return _End("done")
+
+    async def _report(self, run: _Run) -> None:
+        pct = await self._progress(run.campaign.id, run.total)
+        if pct != run.last_pct:
+            run.last_pct = pct
+            await run.job.updateProgress(pct)
+
+    async def _halt(self, run: _Run, why: str) -> None:
+        """A campaign-wide stop that one lane saw: every lane has ended; act once."""
+        s, job, token, cid = self.s, run.job, run.token, run.campaign.id
+        if why == "lost":
+            raise DelayedError()  # another worker owns the job now: leave it alone
+        if why == "stopping":
+            raise await self._delay(job, token, s.clock.now_ms())  # hand it back at once
+        if why == "unavailable":
+            await self._provider_down(job, run.campaign, run.detail)
+        if why == "paused":
+            await job.log("campaign paused")
+            parked = await self._delay(job, token, s.clock.now_ms() + PARK_MS)
+            if (await s.ledger.meta(cid)).get("paused") != "1":
+                await s.engine.promote(cid)  # resumed while we were parking
+            raise parked
+        if why == "paused_queue":
+            raise await self._delay(job, token, s.clock.now_ms() + PAUSE_RECHECK_MS)
+        if why == "canceled":
+            await s.ledger.close_open(
+                cid, run.campaign.accounts, RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
+            )
 
     async def _progress(self, cid: str, total: int) -> int:
         counts = await self.s.ledger.counts(cid)
@@ -196,7 +237,7 @@ class CampaignWorker:
         if int(job.attemptsMade) + 1 >= attempts:
             closed = await self.s.ledger.close_open(
                 campaign.id,
-                campaign.account,
+                campaign.accounts,
                 RecipientStatus.FAILED,
                 now_ms=self.s.clock.now_ms(),
                 error_code="provider_unavailable",
@@ -214,3 +255,31 @@ def _wait_reason(kind: str, detail: str | None, account: str, until_ms: int) -> 
     if kind == "cooling":
         return f"account {account} is cooling down after a ban signal until {at}"
     return f"account {account} is paused ({detail}); checking again at {at}"
+
+
+@dataclass
+class _End:
+    """How a lane ended: ``done``, or a wait until ``due_ms`` (with a reason to show)."""
+
+    kind: str
+    due_ms: int = 0
+    reason: str | None = None
+
+
+@dataclass(eq=False)
+class _Run:
+    """One run of a campaign's job, shared by its lanes."""
+
+    job: Any
+    token: str
+    campaign: Campaign
+    total: int
+    last_pct: int = -1
+    stop: str | None = None
+    detail: str = ""
+    halt: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def halt_with(self, why: str, detail: str = "") -> None:
+        if self.stop is None:
+            self.stop, self.detail = why, detail
+        self.halt.set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,14 @@ class SendBulkRequest(BaseModel):
     )
     account: str | None = Field(
         default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Sender account."
+    )
+    accounts: list[Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]] | None = (
+        Field(
+            default=None,
+            min_length=1,
+            max_length=50,
+            description="Spread the campaign over these accounts; each recipient keeps one.",
+        )
     )
 
 

@@ -49,9 +49,13 @@ _BODY_DOC = {
 
 
 class Submission:
-    def __init__(self, parsed: Parsed, account: str | None) -> None:
+    def __init__(
+        self, parsed: Parsed, account: str | None, accounts: list[str] | None = None
+    ) -> None:
         self.parsed = parsed
-        self.account = account or campaigns.DEFAULT_ACCOUNT
+        names = accounts or [account or campaigns.DEFAULT_ACCOUNT]
+        self.accounts = list(dict.fromkeys(names))  # each once, in the order given
+        self.account = self.accounts[0]
 
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -116,7 +120,9 @@ async def read_submission(
         )
     _check_message(body.message)
     return Submission(
-        parse(body.recipients, body.message, settings.default_region), account or body.account
+        parse(body.recipients, body.message, settings.default_region),
+        account or body.account,
+        body.accounts,
     )
 
 
@@ -140,7 +146,8 @@ async def send_bulk(
     async def run() -> tuple[int, dict[str, Any]]:
         try:
             sub = await read_submission(request, s, message, account)
-            await _known(s, sub.account)
+            for name in sub.accounts:
+                await _known(s, name)
             if dryRun:
                 return 200, ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
             return 200, await _send(s, snd, sub)
@@ -181,7 +188,9 @@ async def _known(s: Services, account: str) -> None:
 
 
 async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
-    parsed, account = sub.parsed, sub.account
+    parsed = sub.parsed
+    senders, skipped = await _usable(s, sub.accounts)
+    account = senders[0]
     invalid = [r.as_dict() for r in parsed.rejected]
     suppressed = await hygiene.drop_suppressed(s, account, parsed)
     if not parsed.accepted:
@@ -212,7 +221,7 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
                 },
                 mode="instant",
             )
-    cid, eta = await campaigns.enqueue(s, parsed, account)
+    cid, eta = await campaigns.enqueue(s, parsed, senders)
     data: dict[str, Any] = {
         "jobId": cid,
         "total": len(parsed.accepted),
@@ -224,6 +233,25 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
     }
     if eta.limited_by:
         data["limitedBy"] = eta.limited_by
+    if len(sub.accounts) > 1:
+        data["accounts"] = senders
+        data["skippedAccounts"] = skipped
     if fallback:
         data["reason"] = fallback
     return ok(data, mode="queue")
+
+
+async def _usable(s: Services, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Of several accounts, those that can send now; paused, resting or capped ones are
+    skipped. If none can, all are kept: the campaign waits for them, and says why."""
+    if len(names) == 1:
+        return names, []
+    usable: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for name in names:
+        reason = await campaigns.unavailable(s, name, 1)
+        if reason is None:
+            usable.append(name)
+        else:
+            skipped.append({"account": name, "reason": reason})
+    return (usable, skipped) if usable else (names, skipped)

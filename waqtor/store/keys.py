@@ -36,23 +36,24 @@ class Keys:
         """Hash: index -> attempt id of a send that has started and not been recorded."""
         return f"{self.prefix}:c:{cid}:f"
 
-    def retry(self, cid: str) -> str:
-        """Sorted set: index scored by when it may be retried (ms)."""
-        return f"{self.prefix}:c:{cid}:q"
+    def retry(self, cid: str, lane: int = 0) -> str:
+        """Sorted set: a lane's indexes scored by when they may be retried (ms)."""
+        return f"{self.prefix}:c:{cid}:q" + (str(lane) if lane else "")
 
     def unsettled(self, cid: str) -> str:
         """Sorted set: unknown recipients scored by when their send lease ends (ms)."""
         return f"{self.prefix}:c:{cid}:u"
 
-    def campaign_keys(self, cid: str) -> list[str]:
+    def campaign_keys(self, cid: str, lanes: int = 1) -> list[str]:
+        """Every key of a campaign; the status string is third (delete.lua relies on it)."""
         return [
             self.meta(cid),
             self.recipients(cid),
             self.status(cid),
             self.detail(cid),
             self.inflight(cid),
-            self.retry(cid),
             self.unsettled(cid),
+            *(self.retry(cid, lane) for lane in range(lanes)),
         ]
 
     @property

@@ -54,6 +54,14 @@ def unpack(raw: str) -> Recipient:
     return Recipient(row[0], row[1], row[2] if len(row) > 2 else None)
 
 
+def accounts_of(meta: dict[str, str]) -> list[str]:
+    """The campaign's sender accounts, one per lane."""
+    if "accounts" in meta:
+        found: list[str] = json.loads(meta["accounts"])
+        return found
+    return [meta.get("account", "default")]
+
+
 def _counts_from_meta(meta: dict[str, str]) -> dict[str, int]:
     out = {status.value: 0 for status in RecipientStatus}
     for status in RecipientStatus:
@@ -73,18 +81,21 @@ class Ledger:
         pipe: Pipeline,
         cid: str,
         *,
-        account: str,
+        accounts: list[str],
         template: str,
         recipients: Sequence[Recipient],
         mode: str,
         created_ms: int,
         extra: dict[str, str] | None = None,
     ) -> None:
+        """Recipient ``i`` is sent by ``accounts[i % len(accounts)]`` (its lane)."""
         k = self.keys
         n = len(recipients)
+        lanes = len(accounts)
         fields: dict[Any, Any] = {
             "id": cid,
-            "account": account,
+            "account": accounts[0],
+            "accounts": json.dumps(list(accounts)),
             "template": template,
             "total": n,
             "cursor": 0,
@@ -99,7 +110,8 @@ class Ledger:
             pipe.rpush(k.recipients(cid), *[pack(r) for r in batch])
         pipe.set(k.status(cid), RecipientStatus.PENDING.code * n)
         pipe.hincrby(k.message_counts, RecipientStatus.PENDING.code, n)
-        pipe.incrby(k.backlog(account), n)
+        for lane, account in enumerate(accounts):
+            pipe.incrby(k.backlog(account), len(range(lane, n, lanes)))
         pipe.zadd(k.campaigns, {cid: created_ms})
         if mode == "queue":
             pipe.zadd(k.jobs, {cid: created_ms})
@@ -118,6 +130,8 @@ class Ledger:
         min_gap_ms: int,
         hourly_cap: int | None = None,
         daily_cap: int | None = None,
+        lane: int = 0,
+        lanes: int = 1,
     ) -> Claim:
         k = self.keys
         res = await self.scripts["claim"](
@@ -127,7 +141,7 @@ class Ledger:
                 k.status(cid),
                 k.detail(cid),
                 k.inflight(cid),
-                k.retry(cid),
+                k.retry(cid, lane),
                 k.message_counts,
                 k.job_lock(cid),
                 k.queue_meta,
@@ -147,6 +161,8 @@ class Ledger:
                 min_gap_ms,
                 -1 if hourly_cap is None else hourly_cap,
                 -1 if daily_cap is None else daily_cap,
+                lane,
+                lanes,
             ],
         )
         kind = str(res[0])
@@ -171,6 +187,7 @@ class Ledger:
         error_code: str = "",
         reason: str = "",
         due_ms: int = 0,
+        lane: int = 0,
     ) -> bool:
         k = self.keys
         res = await self.scripts["finish"](
@@ -179,7 +196,7 @@ class Ledger:
                 k.status(cid),
                 k.detail(cid),
                 k.inflight(cid),
-                k.retry(cid),
+                k.retry(cid, lane),
                 k.message_counts,
                 k.backlog(account),
                 k.unsettled(cid),
@@ -188,7 +205,9 @@ class Ledger:
         )
         return bool(res)
 
-    async def recover(self, cid: str, account: str, token: str, now_ms: int) -> list[LostSend]:
+    async def recover(
+        self, cid: str, accounts: list[str], token: str, now_ms: int
+    ) -> list[LostSend]:
         """Mark sends a dead worker left in flight as unknown. Returns them for settling."""
         k = self.keys
         res = await self.scripts["recover"](
@@ -198,9 +217,9 @@ class Ledger:
                 k.detail(cid),
                 k.inflight(cid),
                 k.message_counts,
-                k.backlog(account),
                 k.job_lock(cid),
                 k.unsettled(cid),
+                *(k.backlog(a) for a in accounts),
             ],
             args=[token, now_ms],
         )
@@ -214,7 +233,7 @@ class Ledger:
     async def close_open(
         self,
         cid: str,
-        account: str,
+        accounts: list[str],
         status: RecipientStatus,
         *,
         now_ms: int,
@@ -227,57 +246,67 @@ class Ledger:
                 k.meta(cid),
                 k.status(cid),
                 k.detail(cid),
-                k.retry(cid),
                 k.message_counts,
-                k.backlog(account),
+                *(k.retry(cid, lane) for lane in range(len(accounts))),
+                *(k.backlog(a) for a in accounts),
             ],
-            args=[status.code, now_ms, error_code, reason],
+            args=[status.code, now_ms, error_code, reason, len(accounts)],
         )
         return int(res)
 
     async def delete(self, cid: str) -> bool:
         k = self.keys
-        account = str(await self.redis.hget(k.meta(cid), "account") or "default")
+        accounts = accounts_of(await self.meta(cid))
+        own = k.campaign_keys(cid, len(accounts))
         res = await self.scripts["delete"](
             keys=[
                 k.meta(cid),
                 k.message_counts,
                 k.campaigns,
-                k.backlog(account),
                 k.jobs,
-                *k.campaign_keys(cid),
+                *own,
+                *(k.backlog(a) for a in accounts),
             ],
-            args=[cid],
+            args=[cid, len(own)],
         )
         return bool(res)
 
-    async def retry_failed(self, cid: str, account: str, codes: Sequence[str], now_ms: int) -> int:
+    async def retry_failed(
+        self, cid: str, accounts: list[str], codes: Sequence[str], now_ms: int
+    ) -> int:
         k = self.keys
         res = await self.scripts["retry_failed"](
             keys=[
                 k.meta(cid),
                 k.status(cid),
                 k.detail(cid),
-                k.retry(cid),
                 k.message_counts,
-                k.backlog(account),
+                *(k.retry(cid, lane) for lane in range(len(accounts))),
+                *(k.backlog(a) for a in accounts),
             ],
-            args=[now_ms, *codes],
+            args=[now_ms, len(accounts), *codes],
         )
         return int(res)
 
     async def resolve(
-        self, cid: str, account: str, index: int, action: str, now_ms: int, message_id: str = ""
+        self,
+        cid: str,
+        accounts: list[str],
+        index: int,
+        action: str,
+        now_ms: int,
+        message_id: str = "",
     ) -> bool:
         k = self.keys
+        lane = index % len(accounts)
         res = await self.scripts["resolve"](
             keys=[
                 k.meta(cid),
                 k.status(cid),
                 k.detail(cid),
-                k.retry(cid),
+                k.retry(cid, lane),
                 k.message_counts,
-                k.backlog(account),
+                k.backlog(accounts[lane]),
                 k.unsettled(cid),
             ],
             args=[index, action, now_ms, message_id],

@@ -5,25 +5,30 @@
 --       15 account cool-down end
 -- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
 --       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY), 7 hourly cap, 8 daily cap
---       (-1: none)
+--       (-1: none), 9 lane, 10 lanes
+-- A campaign spread over k accounts has k lanes: recipient i belongs to lane i mod k and is
+-- sent by that lane's account; the account keys (11-15) and the retry set (6) are the lane's.
 -- Returns {'claimed', index, attempt number, packed recipient} or one of
 -- {'lost'} {'canceled'} {'paused'} {'paused_queue'} {'wait', due_ms} {'settle', due_ms}
 -- {'inflight'} {'done'} {'early', not_before_ms} {'cooling', until_ms}
--- {'capped', reopens_ms, 'hourly'|'daily'}
+-- {'capped', reopens_ms, 'hourly'|'daily'} {'lane_done'} (k > 1: this lane has nothing left)
 local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled, last =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, attempt, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local min_gap = tonumber(ARGV[6])
+local lane, lanes = tonumber(ARGV[9]), tonumber(ARGV[10])
+local cursor_field = 'cursor'
+if lane > 0 then cursor_field = 'cursor:' .. lane end
 
 -- A worker that lost its job's lock (stalled, taken over) must not send: the new owner does.
 if token ~= '' and redis.call('GET', lock) ~= token then return {'lost'} end
-local flags = redis.call('HMGET', meta, 'canceled', 'paused', 'total', 'cursor')
+local flags = redis.call('HMGET', meta, 'canceled', 'paused', 'total', cursor_field)
 if flags[1] == '1' then return {'canceled'} end
 if flags[2] == '1' then return {'paused'} end
 if redis.call('HEXISTS', qmeta, 'paused') == 1 then return {'paused_queue'} end
 
 local total = tonumber(flags[3] or '0')
-local cursor = tonumber(flags[4] or '0')
+local cursor = tonumber(flags[4] or lane)
 local idx = nil
 -- The slot reserved earlier spaces sends out; this check makes the gap exact even when a
 -- previous sender woke late: no two claims of one account closer than MESSAGE_DELAY.
@@ -66,10 +71,10 @@ for _ = 1, 1000 do
     local start = cursor
     while cursor < total do
       local c = redis.call('GETRANGE', status, cursor, cursor)
-      cursor = cursor + 1
-      if c == 'P' then idx = cursor - 1; break end
+      cursor = cursor + lanes
+      if c == 'P' then idx = cursor - lanes; break end
     end
-    if cursor ~= start then redis.call('HSET', meta, 'cursor', cursor) end
+    if cursor ~= start then redis.call('HSET', meta, cursor_field, cursor) end
   end
   if idx == nil then break end
   packed = redis.call('LINDEX', rlist, idx)
@@ -90,6 +95,7 @@ if idx == nil and cursor < total then return {'early', now} end
 if idx == nil then
   local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
   if #nxt > 0 then return {'wait', nxt[2]} end
+  if lanes > 1 then return {'lane_done'} end
   if redis.call('HLEN', inflight) > 0 then return {'inflight'} end
   local unk = redis.call('ZRANGE', unsettled, 0, 0, 'WITHSCORES')
   if #unk > 0 then return {'settle', unk[2]} end

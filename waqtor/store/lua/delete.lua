@@ -1,26 +1,36 @@
 -- Remove a finished campaign's ledger and take its recipients out of the global counts.
--- KEYS: 1 meta, 2 message counts, 3 campaigns index, 4 account backlog, 5 jobs index,
---       6.. the campaign's keys
--- ARGV: 1 campaign id
+-- KEYS: 1 meta, 2 message counts, 3 campaigns index, 4 jobs index, then the campaign's own
+--       keys (ARGV[2] of them), then each lane's account backlog
+-- ARGV: 1 campaign id, 2 how many campaign keys
 -- Returns 1 if the campaign existed.
-local meta, counts, index, backlog, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta, counts, index, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local own = tonumber(ARGV[2])
+local lanes = #KEYS - 4 - own
 redis.call('ZREM', jobs, ARGV[1])
-if redis.call('EXISTS', meta) == 0 then
-  redis.call('ZREM', index, ARGV[1])
-  return 0
-end
+redis.call('ZREM', index, ARGV[1])
+if redis.call('EXISTS', meta) == 0 then return 0 end
 local fields = redis.call('HGETALL', meta)
-local open = 0
 for i = 1, #fields, 2 do
   local name = fields[i]
   if string.sub(name, 1, 2) == 'n:' then
-    local code = string.sub(name, 3)
     local n = tonumber(fields[i + 1])
-    if n ~= 0 then redis.call('HINCRBY', counts, code, -n) end
-    if code == 'P' or code == 'R' or code == 'S' then open = open + n end
+    if n ~= 0 then redis.call('HINCRBY', counts, string.sub(name, 3), -n) end
   end
 end
-if open > 0 then redis.call('DECRBY', backlog, open) end
-for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
-redis.call('ZREM', index, ARGV[1])
+-- Recipients still to send leave their account's backlog.
+local s = redis.call('GET', KEYS[7]) or ''  -- the status string (3rd of the campaign keys)
+if lanes > 0 then
+  local per_lane = {}
+  for i = 1, #s do
+    local c = string.sub(s, i, i)
+    if c == 'P' or c == 'R' or c == 'S' then
+      local lane = (i - 1) % lanes
+      per_lane[lane] = (per_lane[lane] or 0) + 1
+    end
+  end
+  for lane = 0, lanes - 1 do
+    if per_lane[lane] then redis.call('DECRBY', KEYS[5 + own + lane], per_lane[lane]) end
+  end
+end
+for i = 5, 4 + own do redis.call('DEL', KEYS[i]) end
 return 1

@@ -1,10 +1,11 @@
 -- A new owner of a campaign marks every send left in flight by a dead worker as unknown.
--- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 message counts, 6 account backlog,
---       7 job lock, 8 unsettled
+-- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 message counts, 6 job lock, 7 unsettled,
+--       8.. the backlog of each lane's account (lane = index mod their count)
 -- ARGV: 1 lock token ('' = none), 2 now ms
 -- Returns a flat list {index, attempt id, lease end ms, ...} of the recipients marked unknown.
-local meta, status, detail, inflight, counts, backlog, lock, unsettled =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local meta, status, detail, inflight, counts, lock, unsettled =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local lanes = #KEYS - 7
 if ARGV[1] ~= '' and redis.call('GET', lock) ~= ARGV[1] then return -1 end
 local now = tonumber(ARGV[2])
 local out = {}
@@ -18,7 +19,7 @@ for i = 1, #entries, 2 do
     redis.call('HINCRBY', meta, 'n:U', 1)
     redis.call('HINCRBY', counts, 'S', -1)
     redis.call('HINCRBY', counts, 'U', 1)
-    redis.call('DECR', backlog)
+    redis.call('DECR', KEYS[8 + idx % lanes])
     rec['st'] = 'U'
     rec['tU'] = now
     rec['e'] = 'worker_lost'

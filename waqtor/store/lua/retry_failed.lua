@@ -1,13 +1,14 @@
 -- Put failed recipients back in line (operator retry), optionally only some error codes.
--- KEYS: 1 meta, 2 status, 3 detail, 4 retry, 5 message counts, 6 account backlog
--- ARGV: 1 now ms, 2.. error codes to retry (none = every failed recipient)
+-- KEYS: 1 meta, 2 status, 3 detail, 4 message counts, then each lane's retry set, then each
+--       lane's account backlog
+-- ARGV: 1 now ms, 2 lanes, 3.. error codes to retry (none = every failed recipient)
 -- Returns how many recipients were re-queued.
-local meta, status, detail, retry, counts, backlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now = tonumber(ARGV[1])
+local meta, status, detail, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, lanes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wanted = nil
-if #ARGV > 1 then
+if #ARGV > 2 then
   wanted = {}
-  for i = 2, #ARGV do wanted[ARGV[i]] = true end
+  for i = 3, #ARGV do wanted[ARGV[i]] = true end
 end
 local s = redis.call('GET', status) or ''
 local n = 0
@@ -18,11 +19,13 @@ while pos do
   local rec = {}
   if raw then rec = cjson.decode(raw) end
   if wanted == nil or (rec['e'] and wanted[rec['e']]) then
+    local lane = idx % lanes
     redis.call('SETRANGE', status, idx, 'R')
     rec['st'] = 'R'
     rec['a'] = 0  -- a fresh budget of retries: the operator decided to try again
     redis.call('HSET', detail, idx, cjson.encode(rec))
-    redis.call('ZADD', retry, now, idx)
+    redis.call('ZADD', KEYS[5 + lane], now, idx)
+    redis.call('INCR', KEYS[5 + lanes + lane])
     n = n + 1
   end
   pos = string.find(s, 'F', pos + 1, true)
@@ -32,6 +35,5 @@ if n > 0 then
   redis.call('HINCRBY', meta, 'n:R', n)
   redis.call('HINCRBY', counts, 'F', -n)
   redis.call('HINCRBY', counts, 'R', n)
-  redis.call('INCRBY', backlog, n)
 end
 return n
