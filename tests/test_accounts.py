@@ -229,3 +229,26 @@ async def test_spread_over_accounts_respects_each_cap(redis_url: str, tmp_path: 
             today = (await app.get(f"/api/accounts/{name}")).json()["data"]["today"]
             assert today["sentLast24h"] == {"a1": 7, "a2": 7, "a3": 6}[name]
             assert today["backlog"] == 0
+
+
+async def test_instant_goes_ahead_of_bulk(redis_url: str, tmp_path: Path) -> None:
+    async with App(make_settings(redis_url, tmp_path, message_delay=100)) as app:
+        bulk = await app.post(
+            "/api/messages/send-bulk", json={"recipients": recipients(40), "message": "Bulk"}
+        )
+        job_id = bulk.json()["data"]["jobId"]
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        urgent = await app.post(
+            "/api/messages/send-bulk",
+            json={"recipients": ["966509999999"], "message": "Your code is 1234"},
+        )
+        took = time.monotonic() - started
+        assert urgent.json()["mode"] == "instant" and urgent.json()["data"]["successful"] == 1
+        assert took < 0.6, f"instant send waited {took:.2f}s behind the bulk campaign"
+        job = (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]
+        assert job["status"] == "active"  # the bulk campaign was still running
+        rows = (await app.get("/api/simulator/messages", params={"limit": 100})).json()["data"]
+        stamps = sorted(m["ts"] for m in rows["messages"])
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert min(gaps) >= 90  # and the account's gap still held around it

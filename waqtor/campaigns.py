@@ -177,7 +177,7 @@ async def send_instant(
     campaign = Campaign(cid, [account], parsed.template)
     outcome: dict[int, Step] = {}
     while True:
-        step = await sender.step(campaign, token="")
+        step = await sender.step(campaign, token="", priority=True)
         if step.index >= 0:
             outcome[step.index] = step
             continue

@@ -88,6 +88,7 @@ class Sender:
         token: str,
         wake: asyncio.Event | None = None,
         lane: int = 0,
+        priority: bool = False,
     ) -> Step:
         """Send (at most) one recipient of ``lane``: those of ``campaign.accounts[lane]``."""
         s = self.s
@@ -106,7 +107,10 @@ class Sender:
         caps = effective_caps(account, date.today(), now)
         delay = gap_ms(account, s.settings.message_delay, now)
         jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
-        slot = await s.pacer.reserve(name, now, delay, jitter)
+        if delay == 0:
+            slot = now  # nothing to space out: skip the round trip
+        else:
+            slot = await s.pacer.reserve(name, now, delay, jitter, priority)
         if not await clock.sleep_until(slot, wake):
             return Step("interrupted")
         attempt_id = uuid.uuid4().hex

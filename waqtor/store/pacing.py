@@ -41,10 +41,14 @@ class Pacer:
         now_ms: int,
         delay_ms: int | None = None,
         jitter: float | None = None,
+        priority: bool = False,
     ) -> int:
-        """Reserve the account's next send slot; returns when (ms) the caller may send."""
+        """Reserve the account's next send slot; returns when (ms) the caller may send.
+
+        ``priority`` (instant mode) goes ahead of bulk campaigns' reservations."""
         slot = await self.scripts["reserve"](
-            keys=[self.keys.next_slot_ms(account)], args=[now_ms, self.gap_ms(delay_ms, jitter)]
+            keys=[self.keys.next_slot_ms(account), self.keys.last_send_ms(account)],
+            args=[now_ms, self.gap_ms(delay_ms, jitter), "1" if priority else "0"],
         )
         return int(slot)
 
