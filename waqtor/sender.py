@@ -11,13 +11,16 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from waqtor import concurrency
 from waqtor.breaker import Breaker
 from waqtor.domain.accounts import effective_caps, gap_ms
 from waqtor.domain.phones import mask
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
+from waqtor.providers import content
 from waqtor.providers.base import (
     AmbiguousError,
     OutgoingMessage,
@@ -28,6 +31,7 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.registry import UnknownProvider
 from waqtor.services import Services
+from waqtor.store import delivery
 
 log = logging.getLogger("waqtor.sender")
 
@@ -51,6 +55,9 @@ class Campaign:
     id: str
     accounts: list[str]  # one per lane: recipient i is sent by accounts[i % len(accounts)]
     template: str
+    #: An approved WhatsApp template or media by URL (``providers.content``), if any.
+    wa_template: dict[str, Any] | None = None
+    media: dict[str, Any] | None = None
 
     @property
     def account(self) -> str:
@@ -113,6 +120,8 @@ class Sender:
             slot = await s.pacer.reserve(name, now, delay, jitter, priority)
         if not await clock.sleep_until(slot, wake):
             return Step("interrupted")
+        if not await concurrency.throttle(s, name, provider, wake):  # the provider's msgs/s
+            return Step("interrupted")
         attempt_id = uuid.uuid4().hex
         while True:
             claim = await s.ledger.claim_next(
@@ -137,9 +146,20 @@ class Sender:
             return Step(claim.kind, due_ms=claim.due_ms, error=claim.reason or None)
         recipient = claim.recipient
         idx = claim.index
+        track = delivery.Tracker(
+            s,
+            campaign.id,
+            name,
+            idx,
+            attempt_id,
+            recipient.phone,
+            indexed=getattr(provider, "settles_by_webhook", False),
+        )
+        await track.claimed()  # before the request: a status webhook can find this attempt
 
         async def finish(status: RecipientStatus, **kw: object) -> None:
-            await s.ledger.finish(
+            await track.before(status, kw)
+            applied = await s.ledger.finish(
                 campaign.id,
                 name,
                 idx,
@@ -149,20 +169,23 @@ class Sender:
                 lane=lane,
                 **kw,  # type: ignore[arg-type]
             )
+            await track.after(status, applied, kw)
 
         local_now = datetime.now(self._zone)
+        builtins = builtin_values(recipient.phone, s.settings.signature, local_now)
+        seed = f"{campaign.id}:{idx}"
         try:
             text = render(
-                recipient.message or campaign.template,
-                recipient.variables,
-                builtin_values(recipient.phone, s.settings.signature, local_now),
-                seed=f"{campaign.id}:{idx}",
+                recipient.message or campaign.template, recipient.variables, builtins, seed=seed
+            )
+            extras = content.for_recipient(
+                campaign.wa_template, campaign.media, recipient.variables, builtins, seed, text
             )
         except TemplateError as exc:
             await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)
             return Step("failed", idx, error=exc.reason, error_code="template")
 
-        message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id)
+        message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id, **extras)
         started = clock.now_ms()
         timeout = s.settings.provider_timeout_ms / 1000.0
         try:
@@ -236,8 +259,11 @@ class Sender:
                 await s.ledger.drop_unsettled(campaign.id, index)
                 continue
             now = s.clock.now_ms()
+            settled: RecipientStatus | None = None
+            outcome: dict[str, object] = {}
             if message_id:
-                await s.ledger.finish(
+                settled, outcome = RecipientStatus.SENT, {"message_id": message_id}
+                applied = await s.ledger.finish(
                     campaign.id,
                     name,
                     index,
@@ -248,7 +274,8 @@ class Sender:
                     message_id=message_id,
                 )
             elif now >= lease_end and attempts > s.settings.max_retries:
-                await s.ledger.finish(
+                settled, outcome = RecipientStatus.FAILED, {"error_code": "not_delivered"}
+                applied = await s.ledger.finish(
                     campaign.id,
                     name,
                     index,
@@ -260,7 +287,8 @@ class Sender:
                     reason="provider has no record of any attempt; retries used up",
                 )
             elif now >= lease_end:
-                await s.ledger.finish(
+                settled, outcome = RecipientStatus.RETRY, {}
+                applied = await s.ledger.finish(
                     campaign.id,
                     name,
                     index,
@@ -274,4 +302,8 @@ class Sender:
                 )
             else:
                 pending_until = min(pending_until or lease_end, lease_end)
+            if settled is not None and applied:
+                await delivery.changed(
+                    s, campaign.id, name, index, settled, RecipientStatus.UNKNOWN, outcome
+                )
         return pending_until
