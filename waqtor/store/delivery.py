@@ -173,3 +173,90 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
         RecipientStatus.from_code(prev) if prev else None,
         new,
     )
+
+
+# ---------------- the send path's side ----------------
+class Tracker:
+    """One attempt, as the send path sees it: indexes it for status webhooks (providers that
+    settle by webhook) and queues the status callback of every change it records."""
+
+    def __init__(
+        self,
+        s: Services,
+        campaign_id: str,
+        account: str,
+        index: int,
+        attempt_id: str,
+        phone: str,
+        *,
+        indexed: bool,
+    ) -> None:
+        self.s = s
+        self.campaign_id = campaign_id
+        self.account = account
+        self.index = index
+        self.attempt_id = attempt_id
+        self.phone = phone
+        self.indexed = indexed
+
+    async def claimed(self) -> None:
+        """Right after the claim, before the provider call."""
+        if self.indexed:
+            await remember_attempt(self.s, self.campaign_id, self.attempt_id, self.index)
+
+    async def before(self, status: RecipientStatus, outcome: dict[str, object]) -> None:
+        """Before the ledger records ``status``."""
+        message_id = outcome.get("message_id")
+        if self.indexed and message_id:
+            await remember_message(
+                self.s,
+                self.campaign_id,
+                self.index,
+                self.attempt_id,
+                str(message_id),
+                self.s.clock.now_ms(),
+            )
+
+    async def after(
+        self, status: RecipientStatus, applied: bool, outcome: dict[str, object]
+    ) -> None:
+        """After the ledger recorded (or refused, when ``applied`` is false) ``status``."""
+        if self.indexed and status in (RecipientStatus.FAILED, RecipientStatus.RETRY):
+            await forget_attempt(self.s, self.campaign_id, self.attempt_id)
+        if applied:
+            await changed(
+                self.s,
+                self.campaign_id,
+                self.account,
+                self.index,
+                status,
+                RecipientStatus.SENDING,
+                outcome,
+                phone=self.phone,
+            )
+
+
+async def changed(
+    s: Services,
+    campaign_id: str,
+    account: str,
+    index: int,
+    status: RecipientStatus,
+    previous: RecipientStatus,
+    outcome: dict[str, object],
+    *,
+    phone: str | None = None,
+) -> None:
+    """Queue the status callback of a recipient change the send path recorded."""
+    await callbacks.recipient_event(
+        s,
+        campaign_id,
+        account,
+        index,
+        phone,
+        status.value,
+        previous.value,
+        message_id=str(outcome.get("message_id") or "") or None,
+        error_code=str(outcome.get("error_code") or "") or None,
+        error=str(outcome.get("reason") or "") or None,
+    )
