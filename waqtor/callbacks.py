@@ -279,10 +279,15 @@ class Dispatcher:
         if self._task is None:
             self._task = asyncio.ensure_future(self._loop())
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 3.0) -> None:
+        """Stop polling; a batch being delivered gets ``grace_s`` to finish. One cut short is
+        delivered again when its lease runs out (receivers dedupe on X-Waqtor-Delivery)."""
         self._stop.set()
         if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait({self._task}, timeout=grace_s)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._own_client:
             await self._client.aclose()

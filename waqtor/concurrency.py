@@ -100,6 +100,16 @@ class Pipeline:
             self._width_at = now
         return self._width
 
+    async def drain(self) -> None:
+        """Let the sends still in flight finish (each records its own outcome), dropping
+        their reports: for a loop that stops before the pipeline said so."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        self._running.clear()
+        self._ready.clear()
+        self._control = None
+        self._error = None
+
     async def next(self) -> Step:
         if not self._running and not self._ready and self._control is None:
             if await self._current_width() <= 1:
