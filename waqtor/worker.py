@@ -17,9 +17,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from waqtor import callbacks, concurrency
 from waqtor.domain.eta import clock_text
 from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.engine import DelayedError
+from waqtor.providers import content
 from waqtor.sender import Campaign, Sender
 from waqtor.services import Services
 from waqtor.store.connection import connect
@@ -51,6 +53,7 @@ class CampaignWorker:
         self._bull: Any = None
         self._run_task: asyncio.Task[Any] | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        self._callbacks: callbacks.Dispatcher | None = None
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -68,11 +71,15 @@ class CampaignWorker:
         self._bull.on("error", lambda err, *_: log.warning("queue error: %s", err))
         self._run_task = asyncio.ensure_future(self._bull.run())
         self._beat_task = asyncio.ensure_future(self._heartbeat())
+        self._callbacks = callbacks.Dispatcher(self.s)  # status callbacks out, from the outbox
+        self._callbacks.start()
         log.info("worker %s started (concurrency %d)", self.id, st.worker_concurrency)
 
     async def stop(self) -> None:
         """Graceful: in-flight sends finish and are recorded, then jobs go straight back."""
         self.stopping.set()
+        if self._callbacks is not None:
+            await self._callbacks.stop()
         for run in list(self._runs):
             run.halt_with("stopping")  # wake lanes sleeping for a pacing slot
         if self._bull is not None:
@@ -125,7 +132,9 @@ class CampaignWorker:
         meta = await s.ledger.meta(cid)
         if not meta:
             raise RuntimeError(f"campaign {cid} has no ledger")
-        campaign = Campaign(cid, accounts_of(meta), meta.get("template", ""))
+        campaign = Campaign(
+            cid, accounts_of(meta), meta.get("template", ""), **content.from_meta(meta)
+        )
         if "wait" in meta:
             await s.redis.hdel(s.keys.meta(cid), "wait")
         lost = await s.ledger.recover(cid, campaign.accounts, token, s.clock.now_ms())
@@ -133,6 +142,7 @@ class CampaignWorker:
             await job.log(f"{len(lost)} recipient(s) were in flight when a worker stopped: unknown")
             log.warning("campaign %s: %d in-flight send(s) left by a dead worker", cid, len(lost))
         await self.sender.settle(campaign)
+        await callbacks.campaign_event(s, cid, campaign.account, "active")
         run = _Run(job, token, campaign, max(1, int(meta.get("total", "1"))))
         if self.stopping.is_set():
             run.halt_with("stopping")
@@ -161,17 +171,30 @@ class CampaignWorker:
             raise await self._delay(job, token, again)
         counts = await s.ledger.counts(cid)
         await job.updateProgress(100)
+        await callbacks.campaign_event(s, cid, campaign.account, "completed", counts=counts)
         return {k: v for k, v in counts.items() if v} | {"total": int(meta.get("total", "0"))}
 
     async def _lane(self, run: _Run, lane: int) -> _End:
-        """Send one lane's recipients until it is done, must wait, or the campaign stops."""
+        """Send one lane's recipients until it is done, must wait, or the campaign stops:
+        several at once where the provider allows it (``concurrency.Pipeline``)."""
+        pipe = concurrency.Pipeline(
+            self.s,
+            run.campaign.accounts[lane],
+            lambda: self.sender.step(run.campaign, run.token, run.halt, lane),
+        )
+        try:
+            return await self._lane_steps(run, lane, pipe)
+        finally:
+            await pipe.drain()  # nothing of this lane left in flight
+
+    async def _lane_steps(self, run: _Run, lane: int, pipe: concurrency.Pipeline) -> _End:
         s = self.s
         campaign = run.campaign
         while run.stop is None:
             if self.stopping.is_set():
                 run.stop = "stopping"
                 break
-            step = await self.sender.step(campaign, run.token, run.halt, lane)
+            step = await pipe.next()
             if step.kind in ("sent", "failed", "retry", "unknown"):
                 if step.unavailable:
                     run.halt_with("unavailable", step.error or "unavailable")
@@ -216,6 +239,7 @@ class CampaignWorker:
             await self._provider_down(job, run.campaign, run.detail)
         if why == "paused":
             await job.log("campaign paused")
+            await callbacks.campaign_event(s, cid, run.campaign.account, "paused")
             parked = await self._delay(job, token, s.clock.now_ms() + PARK_MS)
             if (await s.ledger.meta(cid)).get("paused") != "1":
                 await s.engine.promote(cid)  # resumed while we were parking
@@ -225,6 +249,9 @@ class CampaignWorker:
         if why == "canceled":
             await s.ledger.close_open(
                 cid, run.campaign.accounts, RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
+            )
+            await callbacks.campaign_event(
+                s, cid, run.campaign.account, "canceled", counts=await s.ledger.counts(cid)
             )
 
     async def _progress(self, cid: str, total: int) -> int:
@@ -244,6 +271,14 @@ class CampaignWorker:
                 reason=reason,
             )
             await job.log(f"provider unavailable on the last attempt: {closed} recipient(s) failed")
+            await callbacks.campaign_event(
+                self.s,
+                campaign.id,
+                campaign.account,
+                "failed",
+                counts=await self.s.ledger.counts(campaign.id),
+                reason=f"provider unavailable: {reason}",
+            )
         raise JobUnavailable(f"provider unavailable: {reason}")
 
 
