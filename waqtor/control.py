@@ -43,6 +43,7 @@ async def pause(s: Services, cid: str) -> Outcome:
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to pause")
     await s.ledger.set_flag(cid, "paused", "1")
+    await s.redis.sadd(s.keys.paused_campaigns, cid)
     return Outcome("Campaign paused: no message goes out until it is resumed")
 
 
@@ -51,6 +52,7 @@ async def resume(s: Services, cid: str) -> Outcome:
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to resume")
     await s.ledger.set_flag(cid, "paused", "0")
+    await s.redis.srem(s.keys.paused_campaigns, cid)
     await s.engine.promote(cid)  # a parked job starts again now, at the exact recipient
     return Outcome("Campaign resumed")
 
@@ -61,6 +63,7 @@ async def cancel(s: Services, cid: str) -> Outcome:
         raise ControlError(409, f"Job is {state}; nothing to cancel")
     meta = await s.ledger.meta(cid)
     await s.ledger.set_flag(cid, "canceled", "1")
+    await s.redis.srem(s.keys.paused_campaigns, cid)
     changed = await s.ledger.close_open(
         cid, accounts_of(meta), RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
     )

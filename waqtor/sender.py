@@ -157,6 +157,8 @@ class Sender:
         )
         await track.claimed()  # before the request: a status webhook can find this attempt
 
+        started = 0  # set when the request is handed to the provider
+
         async def finish(status: RecipientStatus, **kw: object) -> None:
             await track.before(status, kw)
             applied = await s.ledger.finish(
@@ -167,6 +169,7 @@ class Sender:
                 status,
                 now_ms=clock.now_ms(),
                 lane=lane,
+                sent_at_ms=started,
                 **kw,  # type: ignore[arg-type]
             )
             await track.after(status, applied, kw)
@@ -189,7 +192,9 @@ class Sender:
         started = clock.now_ms()
         timeout = s.settings.provider_timeout_ms / 1000.0
         try:
-            result = await asyncio.wait_for(provider.send(message), timeout)
+            # asyncio.timeout, not wait_for: no extra task, so the request starts right here.
+            async with asyncio.timeout(timeout):
+                result = await provider.send(message)
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
             await self.breaker.record(name, True, exc.code)

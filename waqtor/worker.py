@@ -9,6 +9,7 @@ settle) move the job to *delayed* instead of holding a sleeping worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,8 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
+#: How long a graceful stop may wait for bullmq to let go (s).
+STOP_TIMEOUT_S = 15.0
 #: How often a job waiting on a paused account looks again (ms).
 ACCOUNT_RECHECK_MS = 15_000
 #: A paused campaign parks its job in *delayed* this long; resume promotes it at once.
@@ -83,19 +86,26 @@ class CampaignWorker:
         for run in list(self._runs):
             run.halt_with("stopping")  # wake lanes sleeping for a pacing slot
         if self._bull is not None:
-            await self._bull.close()
+            try:
+                await asyncio.wait_for(self._bull.close(), STOP_TIMEOUT_S)
+            except TimeoutError:  # e.g. Redis is down: don't hang the shutdown on it
+                log.warning("worker %s: graceful close timed out; forcing", self.id)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._bull.close(force=True), 2)
         if self._run_task is not None:
-            await asyncio.gather(self._run_task, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(self._run_task, return_exceptions=True), STOP_TIMEOUT_S
+                )
         if self._bull is not None:
             # bullmq's run loop can reopen a connection while it winds down; close it for good.
-            await self._bull.backend.close(force=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._bull.backend.close(force=True), 2)
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
-        try:
-            await self.s.redis.hdel(self.s.keys.workers, self.id)
-        except Exception:  # Redis may be gone at shutdown; the heartbeat just ages out
-            pass
+        with contextlib.suppress(Exception):  # Redis may be gone: the heartbeat just ages out
+            await asyncio.wait_for(self.s.redis.hdel(self.s.keys.workers, self.id), 2)
         log.info("worker %s stopped", self.id)
 
     async def _heartbeat(self) -> None:

@@ -24,6 +24,10 @@ DAY_MS = 24 * 3600 * 1000
 @router.get("/stats")
 async def stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     counts = await s.engine.counts()
+    # Campaigns paused one by one wait in bullmq's delayed set; the seed would call them paused.
+    held = min(counts["delayed"], int(await s.redis.scard(s.keys.paused_campaigns)))
+    counts["delayed"] -= held
+    counts["paused"] += held
     counts["total"] = sum(counts.values())
     messages = await s.ledger.global_counts()
     return ok({**counts, "messages": messages, "alerts": await account_alerts(s)})

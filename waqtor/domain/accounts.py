@@ -17,8 +17,9 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Tier(StrEnum):
@@ -55,22 +56,42 @@ class Account(BaseModel):
 
     name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     tier: Tier | None = Field(default=Tier.NEW, description="None: no caps (the default account)")
-    hourlyCap: int | None = Field(default=None, ge=0, description="Overrides the tier's")
-    dailyCap: int | None = Field(default=None, ge=0, description="Overrides the tier's")
-    metaDailyLimit: int | None = Field(default=None, ge=0, description="business tier: 24 h cap")
-    delayMs: int | None = Field(default=None, ge=0, description="Overrides MESSAGE_DELAY")
+    hourlyCap: int | None = Field(
+        default=None, ge=0, le=10_000_000, description="Overrides the tier's"
+    )
+    dailyCap: int | None = Field(
+        default=None, ge=0, le=100_000_000, description="Overrides the tier's"
+    )
+    metaDailyLimit: int | None = Field(
+        default=None, ge=0, le=100_000_000, description="business tier: 24 h cap"
+    )
+    delayMs: int | None = Field(
+        default=None, ge=0, le=86_400_000, description="Overrides MESSAGE_DELAY"
+    )
     jitter: float | None = Field(default=None, ge=0, le=5, description="Overrides MESSAGE_JITTER")
     warmup: bool = True
-    startDate: date | None = Field(default=None, description="Warm-up starts here")
-    timezone: str | None = Field(default=None, max_length=64)
+    startDate: date | None = Field(
+        default=None, ge=date(2000, 1, 1), le=date(2100, 1, 1), description="Warm-up starts here"
+    )
+    timezone: str | None = Field(default=None, max_length=64, description="IANA zone")
     quietHours: QuietHours | None = None
     provider: str | None = Field(default=None, max_length=32)
     phoneNumberId: str | None = Field(default=None, max_length=64)
     accessTokenEnv: str | None = Field(default=None, max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    callbackUrl: str | None = Field(default=None, max_length=2048)
+    callbackUrl: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
     paused: bool = False
     pausedReason: str | None = None
     reducedUntilMs: int | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,7 @@ def effective_caps(account: Account, today: date, now_ms: int) -> Caps:
         daily = account.dailyCap
     warming = False
     if account.warmup and daily is not None and account.startDate is not None:
-        days = max(0, (today - account.startDate).days)
+        days = min(max(0, (today - account.startDate).days), 365)
         start = max(WARMUP_MIN_START, math.ceil(daily * WARMUP_START_FRACTION))
         ramped = math.ceil(min(start, daily) * WARMUP_GROWTH**days)
         if ramped < daily:

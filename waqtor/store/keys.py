@@ -67,6 +67,11 @@ class Keys:
         return f"{self.prefix}:jobs"
 
     @property
+    def paused_campaigns(self) -> str:
+        """Set: campaigns paused one by one (their jobs wait in *delayed*), for stats."""
+        return f"{self.prefix}:paused"
+
+    @property
     def message_counts(self) -> str:
         """Hash: status code -> recipients in that status, over every stored campaign."""
         return f"{self.prefix}:stats:msgs"

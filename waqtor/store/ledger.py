@@ -188,6 +188,7 @@ class Ledger:
         reason: str = "",
         due_ms: int = 0,
         lane: int = 0,
+        sent_at_ms: int = 0,
     ) -> bool:
         k = self.keys
         res = await self.scripts["finish"](
@@ -200,8 +201,19 @@ class Ledger:
                 k.message_counts,
                 k.backlog(account),
                 k.unsettled(cid),
+                k.last_send_ms(account),
             ],
-            args=[index, attempt_id, status.code, now_ms, message_id, error_code, reason, due_ms],
+            args=[
+                index,
+                attempt_id,
+                status.code,
+                now_ms,
+                message_id,
+                error_code,
+                reason,
+                due_ms,
+                sent_at_ms,
+            ],
         )
         return bool(res)
 

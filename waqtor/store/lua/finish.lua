@@ -1,8 +1,9 @@
 -- Record the outcome of one attempt: sending|unknown -> sent|failed|retry|unknown.
 -- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 retry, 6 message counts, 7 account backlog,
---       8 unsettled
+--       8 unsettled, 9 account last-send time
 -- ARGV: 1 index, 2 attempt id, 3 new code (D F R U), 4 now ms, 5 provider message id,
---       6 error code, 7 error reason, 8 retry due ms / unknown lease end ms
+--       6 error code, 7 error reason, 8 retry due ms / unknown lease end ms,
+--       9 when the request was handed to the provider (ms; 0: it never was)
 -- Returns 1 when applied, 0 when the attempt is stale or the recipient already settled.
 local meta, status, detail, inflight, retry, counts, backlog, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -15,6 +16,13 @@ if not raw then return 0 end
 local rec = cjson.decode(raw)
 if rec['id'] ~= attempt then return 0 end
 if cur == new then return 0 end
+
+-- The account's gap counts from when this request really went out, not from its claim: a
+-- next claim must wait for it, however late this send left after being claimed.
+local sent_at = tonumber(ARGV[9] or '0')
+if sent_at > 0 and sent_at + 1 > tonumber(redis.call('GET', KEYS[9]) or '0') then
+  redis.call('SET', KEYS[9], sent_at + 1)
+end
 
 redis.call('SETRANGE', status, idx, new)
 redis.call('HINCRBY', meta, 'n:' .. cur, -1)
