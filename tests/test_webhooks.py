@@ -80,15 +80,17 @@ async def test_meta_verification(app: App) -> None:
     }
 
 
-async def test_unconfigured_webhooks_answer_503(redis_url: str, tmp_path: Path) -> None:
+async def test_unconfigured_webhooks_answer_404_saying_what_is_missing(
+    redis_url: str, tmp_path: Path
+) -> None:
     async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
         get = await app.client.get(
             HOOK, params={"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}
         )
         body, headers = signed({"entry": []})
         post = await app.client.post(HOOK, content=body, headers=headers)
-    assert get.status_code == 503 and "WHATSAPP_VERIFY_TOKEN" in get.json()["error"]
-    assert post.status_code == 503 and "WHATSAPP_APP_SECRET" in post.json()["error"]
+    assert get.status_code == 404 and "WHATSAPP_VERIFY_TOKEN" in get.json()["error"]
+    assert post.status_code == 404 and "WHATSAPP_APP_SECRET" in post.json()["error"]
 
 
 async def test_bad_or_missing_signature_is_401_and_stores_nothing(

@@ -13,6 +13,7 @@ from waqtor.domain.eta import clock_text, estimate_capped_ms, humanise, mean_gap
 from waqtor.domain.recipients import Parsed
 from waqtor.domain.status import FINISHED_JOB_STATES, JobState
 from waqtor.engine import JobView
+from waqtor.providers import content
 from waqtor.sender import Campaign, Sender, Step
 from waqtor.services import Services
 
@@ -108,7 +109,10 @@ async def unavailable(s: Services, account_name: str, recipients: int) -> str | 
 
 
 async def enqueue(
-    s: Services, parsed: Parsed, accounts: list[str] | str | None = None
+    s: Services,
+    parsed: Parsed,
+    accounts: list[str] | str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> tuple[str, Estimate]:
     """Write the campaign's recipients, ledger and job atomically; returns its id and ETA.
 
@@ -144,13 +148,18 @@ async def enqueue(
             recipients=parsed.accepted,
             mode="queue",
             created_ms=now,
+            extra=extra,  # WhatsApp template or media, callbackUrl
         ),
     )
     return cid, eta
 
 
 async def send_instant(
-    s: Services, sender: Sender, parsed: Parsed, account: str = DEFAULT_ACCOUNT
+    s: Services,
+    sender: Sender,
+    parsed: Parsed,
+    account: str = DEFAULT_ACCOUNT,
+    extra: dict[str, str] | None = None,
 ) -> InstantResult:
     """Send a small list now, through the same ledger, pacing and provider as the worker."""
     now = s.clock.now_ms()
@@ -171,10 +180,11 @@ async def send_instant(
             recipients=parsed.accepted,
             mode="instant",
             created_ms=now,
+            extra=extra,
         ),
         delay_ms=max(net_ms, 10_000),
     )
-    campaign = Campaign(cid, [account], parsed.template)
+    campaign = Campaign(cid, [account], parsed.template, **content.from_meta(extra or {}))
     outcome: dict[int, Step] = {}
     while True:
         step = await sender.step(campaign, token="", priority=True)

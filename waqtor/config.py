@@ -109,10 +109,10 @@ class Settings(BaseSettings):
     """Keep-alive HTTP connections per phone number."""
     whatsapp_verify_token: str | None = None
     """The verify token you typed into Meta's webhook settings. Unset: GET
-    /webhooks/whatsapp answers 503."""
+    /webhooks/whatsapp answers 404."""
     whatsapp_app_secret: str | None = None
     """The Meta app secret that signs webhooks (X-Hub-Signature-256). Unset: POST
-    /webhooks/whatsapp answers 503. ``WHATSAPP_APP_SECRET_FILE`` may name a file instead."""
+    /webhooks/whatsapp answers 404. ``WHATSAPP_APP_SECRET_FILE`` may name a file instead."""
     whatsapp_app_secret_file: Path | None = None
     opt_out_keywords: str = (
         "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,OPT OUT,إلغاء,ايقاف,توقف,إلغاء الاشتراك"

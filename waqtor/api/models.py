@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from waqtor.providers.content import MediaSpec, TemplateSpec
 
 
 class SendBulkRequest(BaseModel):
@@ -20,6 +22,20 @@ class SendBulkRequest(BaseModel):
     message: str | None = Field(
         default=None, description="Template for recipients without their own message."
     )
+    template: TemplateSpec | None = Field(
+        default=None,
+        description="An approved WhatsApp template (Cloud API accounts); message is then "
+        "optional (reports show a readable copy).",
+    )
+    media: MediaSpec | None = Field(
+        default=None, description="An image or a document by URL; message is its caption."
+    )
+    callbackUrl: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://\S+$",
+        description="Status callbacks of this campaign go here (else to the account's).",
+    )
     account: str | None = Field(
         default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Sender account."
     )
@@ -31,6 +47,14 @@ class SendBulkRequest(BaseModel):
             description="Spread the campaign over these accounts; each recipient keeps one.",
         )
     )
+
+    @model_validator(mode="after")
+    def _whatsapp_content(self) -> SendBulkRequest:
+        if self.template is not None and self.media is not None:
+            raise ValueError("template, media: give one of them, not both")
+        if self.template is not None and not self.message:
+            self.message = self.template.readable()
+        return self
 
 
 class CleanRequest(BaseModel):

@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from waqtor import campaigns, hygiene, idempotency, preview
+from waqtor import callbacks, campaigns, hygiene, idempotency, preview
 from waqtor.api.deps import sender, services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
 from waqtor.domain.recipients import Parsed, parse
 from waqtor.domain.templates import MAX_MESSAGE_CHARS
 from waqtor.intake import CsvError, parse_csv
+from waqtor.providers import content
 from waqtor.sender import Sender
 from waqtor.services import Services
 
@@ -50,9 +51,15 @@ _BODY_DOC = {
 
 class Submission:
     def __init__(
-        self, parsed: Parsed, account: str | None, accounts: list[str] | None = None
+        self,
+        parsed: Parsed,
+        account: str | None,
+        accounts: list[str] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.parsed = parsed
+        #: Campaign meta from the JSON body: WhatsApp template or media, callbackUrl.
+        self.extra = extra or {}
         names = accounts or [account or campaigns.DEFAULT_ACCOUNT]
         self.accounts = list(dict.fromkeys(names))  # each once, in the order given
         self.account = self.accounts[0]
@@ -119,10 +126,14 @@ async def read_submission(
             f"{settings.max_recipients} per request",
         )
     _check_message(body.message)
+    extra = content.meta_fields(body.template, body.media)
+    if body.callbackUrl:
+        extra[callbacks.META_FIELD] = body.callbackUrl
     return Submission(
         parse(body.recipients, body.message, settings.default_region),
         account or body.account,
         body.accounts,
+        extra,
     )
 
 
@@ -210,7 +221,7 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
     if len(parsed.accepted) <= s.settings.instant_threshold:
         fallback = await campaigns.instant_blocker(s, account, len(parsed.accepted))
         if fallback is None:
-            sent = await campaigns.send_instant(s, snd, parsed, account)
+            sent = await campaigns.send_instant(s, snd, parsed, account, sub.extra)
             return ok(
                 {
                     "total": len(parsed.accepted),
@@ -221,7 +232,7 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
                 },
                 mode="instant",
             )
-    cid, eta = await campaigns.enqueue(s, parsed, senders)
+    cid, eta = await campaigns.enqueue(s, parsed, senders, sub.extra)
     data: dict[str, Any] = {
         "jobId": cid,
         "total": len(parsed.accepted),

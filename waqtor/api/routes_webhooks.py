@@ -2,7 +2,8 @@
 
 No X-API-Key here: Meta cannot send one. GET answers Meta's verification with the verify
 token; POST is accepted only with a valid ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw
-body with the app secret). Both answer 503 until their secret is configured.
+body with the app secret). Both answer 404, saying which setting is missing, until their
+secret is configured.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def verify(request: Request, s: Annotated[Services, Depends(services)]) ->
     expected = s.settings.whatsapp_verify_token
     if not expected:
         raise ApiError(
-            503,
+            404,
             "WhatsApp webhooks are not configured: set WHATSAPP_VERIFY_TOKEN (and the app secret)",
         )
     query = request.query_params
@@ -54,7 +55,7 @@ async def receive(request: Request, s: Annotated[Services, Depends(services)]) -
     more than once, and out of order."""
     secret = read_secret(s.settings.whatsapp_app_secret, s.settings.whatsapp_app_secret_file)
     if not secret:
-        raise ApiError(503, "WhatsApp webhooks are not configured: set WHATSAPP_APP_SECRET")
+        raise ApiError(404, "WhatsApp webhooks are not configured: set WHATSAPP_APP_SECRET")
     body = await request.body()
     if not webhooks.signature_ok(secret, body, request.headers.get(webhooks.SIGNATURE_HEADER)):
         log.warning("webhook with a bad or missing %s rejected", webhooks.SIGNATURE_HEADER)
