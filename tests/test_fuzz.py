@@ -26,6 +26,10 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "REDIS_URL": redis.url,
         "API_KEY": KEY,
         "WAQTOR_DATA_DIR": str(tmp / "data"),
+        # Configured, so the webhook routes are fuzzed past "not configured".
+        "WHATSAPP_VERIFY_TOKEN": "fuzz-verify-token-0123",
+        "WHATSAPP_APP_SECRET": "fuzz-app-secret-0123456789",
+        "CALLBACK_SECRET": "fuzz-callback-secret-0123",
     }
     serve = Proc(["serve", "--port", str(port)], env, tmp / "serve.log").start()
     try:
