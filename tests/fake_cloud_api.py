@@ -453,3 +453,22 @@ class Receiver:
         self.answered.append(status)
         headers = {"Retry-After": "0"} if status == 429 else {}
         return Response(status, b"ok" if status < 300 else b"nope", headers)
+
+
+# ---------------------------------------------------------------- test helpers
+TOKEN_ENV = "WQ_TEST_CLOUD_TOKEN"
+
+
+def cloud_account(name: str = "cloud", **extra: Any) -> dict[str, Any]:
+    """A Cloud API account (business tier, no delay) using the fake's phone-number id; the
+    token is read from ``$WQ_TEST_CLOUD_TOKEN``."""
+    return {
+        "name": name,
+        "tier": "business",
+        "warmup": False,
+        "delayMs": 0,
+        "provider": "cloud_api",
+        "phoneNumberId": PHONE_NUMBER_ID,
+        "accessTokenEnv": TOKEN_ENV,
+        **extra,
+    }

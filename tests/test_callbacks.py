@@ -13,8 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import App, make_settings
-from tests.fake_cloud_api import Receiver
+from tests.conftest import App, make_settings, wait_for_job
+from tests.fake_cloud_api import (
+    APP_SECRET,
+    TOKEN,
+    TOKEN_ENV,
+    FakeCloudApi,
+    Receiver,
+    cloud_account,
+    signed,
+)
 from waqtor import callbacks
 from waqtor.services import Services, build
 
@@ -200,3 +208,72 @@ async def test_outbox_is_visible_in_the_api(redis_url: str, tmp_path: Path) -> N
     assert stats.json()["data"]["pending"] == 1
     assert bad.status_code == 404
     assert unauth.status_code == 401
+
+
+async def test_status_changes_of_a_campaign_reach_its_callback_url(
+    redis_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recipient changes from the worker and from webhooks, and the campaign's own states,
+    all signed, through the outbox, to the campaign's callbackUrl (over the account's)."""
+    fake = FakeCloudApi().start()
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    settings = make_settings(
+        redis_url,
+        tmp_path,
+        cloud_api_base_url=fake.url,
+        whatsapp_app_secret=APP_SECRET,
+        callback_secret=SECRET,
+        instant_threshold=0,
+    )
+    try:
+        async with App(settings) as app:
+            account = cloud_account(callbackUrl=receiver.url("/account-hook"))
+            assert (await app.post("/api/accounts", json=account)).status_code == 201
+            resp = await app.post(
+                "/api/messages/send-bulk",
+                json={
+                    "recipients": ["966500000001", "966500000002"],
+                    "message": "Hi",
+                    "account": "cloud",
+                    "callbackUrl": receiver.url("/campaign-hook"),
+                },
+            )
+            job = resp.json()["data"]["jobId"]
+            await wait_for_job(app.get, job)
+            body, headers = signed(fake.status_webhook(fake.by_to("966500000001"), "delivered"))
+            assert (
+                await app.client.post("/webhooks/whatsapp", content=body, headers=headers)
+            ).status_code == 200
+            deadline = time.monotonic() + 10
+            while len(receiver.got) < 5:
+                assert time.monotonic() < deadline, [r.body for r in receiver.got]
+                await asyncio.sleep(0.05)
+    finally:
+        fake.stop()
+    events = [json.loads(r.body) for r in receiver.got]
+    assert {r.path for r in receiver.got} == {"/campaign-hook"}
+    assert all(
+        callbacks.verify(
+            SECRET, r.body, r.headers["x-waqtor-timestamp"], r.headers["x-waqtor-signature"]
+        )
+        for r in receiver.got
+    )
+    states = [e["status"] for e in events if e["event"] == "campaign.status"]
+    assert states == ["active", "completed"]
+    done = next(e for e in events if e["status"] == "completed")
+    assert done["recipients"] == {"sent": 2} and done["campaignId"] == job
+    changes = sorted(
+        (e["phone"], e["previousStatus"], e["status"], e["source"])
+        for e in events
+        if e["event"] == "message.status"
+    )
+    assert changes == [
+        ("+966500000001", "sending", "sent", "worker"),
+        ("+966500000001", "sent", "delivered", "webhook"),
+        ("+966500000002", "sending", "sent", "worker"),
+    ]
+    delivered = next(e for e in events if e["status"] == "delivered")
+    assert delivered["messageId"] == fake.by_to("966500000001").message_id
