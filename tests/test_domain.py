@@ -134,3 +134,28 @@ def test_spintax_is_per_recipient_and_repeatable() -> None:
     )
     assert spin("no spin {name}", "x") == "no spin {name}"
     assert missing("{Hi|Hello} {name} {code}", {}) == ["code"]
+
+
+def test_daily_windows_and_quiet_hours_cross_midnight() -> None:
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from waqtor.domain.schedule import Daily, recipient_zone
+
+    def ms(text: str) -> int:
+        return int(dt.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+    window = Daily("09:00", "18:00", "UTC")
+    assert window.inside(ms("2026-11-29T10:00")) == (True, ms("2026-11-29T18:00"))
+    assert window.inside(ms("2026-11-29T19:00")) == (False, ms("2026-11-30T09:00"))
+    quiet = Daily("21:00", "09:00", "UTC")
+    assert quiet.inside(ms("2026-11-29T23:30")) == (True, ms("2026-11-30T09:00"))
+    assert quiet.inside(ms("2026-11-30T03:00")) == (True, ms("2026-11-30T09:00"))
+    assert quiet.inside(ms("2026-11-30T12:00"))[0] is False
+    # Riyadh is UTC+3: 19:00 UTC is 22:00 there, inside quiet hours; 12:00 UTC is not.
+    assert recipient_zone("+966501234567", "UTC") == "Asia/Riyadh"
+    assert quiet.inside(ms("2026-11-29T19:00"), "Asia/Riyadh")[0] is True
+    assert quiet.inside(ms("2026-11-29T12:00"), "Asia/Riyadh")[0] is False
+    # A region with several zones falls back to the account's.
+    assert recipient_zone("+12025550123", "Europe/London") in ("America/New_York", "Europe/London")
+    assert recipient_zone("+79161234567", "Europe/Berlin") == "Europe/Berlin"

@@ -113,6 +113,7 @@ async def enqueue(
     parsed: Parsed,
     accounts: list[str] | str | None = None,
     extra: dict[str, str] | None = None,
+    delay_ms: int = 0,
 ) -> tuple[str, Estimate]:
     """Write the campaign's recipients, ledger and job atomically; returns its id and ETA.
 
@@ -148,9 +149,12 @@ async def enqueue(
             recipients=parsed.accepted,
             mode="queue",
             created_ms=now,
-            extra=extra,  # WhatsApp template or media, callbackUrl
+            extra=extra,  # WhatsApp template or media, callbackUrl, timing
         ),
+        delay_ms=delay_ms,
     )
+    if delay_ms:
+        eta = Estimate(eta.ms + delay_ms, humanise(eta.ms + delay_ms), eta.backlog_ahead)
     return cid, eta
 
 

@@ -6,6 +6,7 @@ pacing slot -> ledger claim (pending -> sending) -> provider.send -> ledger outc
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import uuid
@@ -16,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 from waqtor import concurrency
 from waqtor.breaker import Breaker
-from waqtor.domain.accounts import effective_caps, gap_ms
+from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.domain.phones import mask
+from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
 from waqtor.providers import content
@@ -58,6 +60,8 @@ class Campaign:
     #: An approved WhatsApp template or media by URL (``providers.content``), if any.
     wa_template: dict[str, Any] | None = None
     media: dict[str, Any] | None = None
+    #: Expiry, sending window, quiet hours, duplicate guard (``domain.schedule``), if any.
+    schedule: Schedule | None = None
 
     @property
     def account(self) -> str:
@@ -158,6 +162,7 @@ class Sender:
         await track.claimed()  # before the request: a status webhook can find this attempt
 
         started = 0  # set when the request is handed to the provider
+        text_hash = ""
 
         async def finish(status: RecipientStatus, **kw: object) -> None:
             await track.before(status, kw)
@@ -170,9 +175,24 @@ class Sender:
                 now_ms=clock.now_ms(),
                 lane=lane,
                 sent_at_ms=started,
+                text_hash=text_hash if status is RecipientStatus.SENT else "",
                 **kw,  # type: ignore[arg-type]
             )
             await track.after(status, applied, kw)
+
+        quiet = _quiet_hours(campaign, account)
+        if quiet is not None:
+            zone = recipient_zone(recipient.phone, quiet.zone)
+            inside, ends = quiet.inside(clock.now_ms(), zone)
+            if inside:  # deferred, not skipped: it goes out when its quiet hours end
+                await finish(
+                    RecipientStatus.RETRY,
+                    error_code="quiet_hours",
+                    reason=f"quiet hours {quiet.start}-{quiet.end} in {zone}",
+                    due_ms=ends,
+                    deferral=True,
+                )
+                return Step("deferred", idx, due_ms=ends)
 
         local_now = datetime.now(self._zone)
         builtins = builtin_values(recipient.phone, s.settings.signature, local_now)
@@ -187,6 +207,13 @@ class Sender:
         except TemplateError as exc:
             await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)
             return Step("failed", idx, error=exc.reason, error_code="template")
+
+        text_hash = hashlib.sha1(f"{recipient.phone}\0{text}".encode()).hexdigest()[:16]
+        dedupe = campaign.schedule.dedupe_ms if campaign.schedule else 0
+        if dedupe and await _sent_recently(s, name, text_hash, clock.now_ms() - dedupe):
+            reason = "got the same text from this account recently"
+            await finish(RecipientStatus.SKIPPED, error_code="duplicate_text", reason=reason)
+            return Step("skipped", idx, error=reason, error_code="duplicate_text")
 
         message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id, **extras)
         started = clock.now_ms()
@@ -312,3 +339,18 @@ class Sender:
                     s, campaign.id, name, index, settled, RecipientStatus.UNKNOWN, outcome
                 )
         return pending_until
+
+
+def _quiet_hours(campaign: Campaign, account: Account) -> Daily | None:
+    """The campaign's quiet hours, else the account's (falling back to its time zone)."""
+    if campaign.schedule and campaign.schedule.quiet:
+        return campaign.schedule.quiet
+    if account.quietHours is not None:
+        hours = account.quietHours
+        return Daily(hours.start, hours.end, account.timezone or "UTC")
+    return None
+
+
+async def _sent_recently(s: Services, account: str, text_hash: str, since_ms: int) -> bool:
+    score = await s.redis.zscore(s.keys.sent_texts(account), text_hash)
+    return score is not None and score >= since_ms

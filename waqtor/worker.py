@@ -20,6 +20,7 @@ from typing import Any
 
 from waqtor import callbacks, concurrency
 from waqtor.domain.eta import clock_text
+from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.engine import DelayedError
 from waqtor.providers import content
@@ -143,7 +144,11 @@ class CampaignWorker:
         if not meta:
             raise RuntimeError(f"campaign {cid} has no ledger")
         campaign = Campaign(
-            cid, accounts_of(meta), meta.get("template", ""), **content.from_meta(meta)
+            cid,
+            accounts_of(meta),
+            meta.get("template", ""),
+            **content.from_meta(meta),
+            schedule=Schedule.from_meta(meta),
         )
         if "wait" in meta:
             await s.redis.hdel(s.keys.meta(cid), "wait")
@@ -204,7 +209,19 @@ class CampaignWorker:
             if self.stopping.is_set():
                 run.stop = "stopping"
                 break
+            window = campaign.schedule.window if campaign.schedule else None
+            if window is not None:
+                inside, change = window.inside(s.clock.now_ms())
+                if not inside:
+                    reason = (
+                        f"outside the sending window {window.start}-{window.end} {window.zone};"
+                        f" resumes at {clock_text(change, window.zone)}"
+                    )
+                    return _End("wait", change, reason)
+                await self._spread(run, change)
             step = await pipe.next()
+            if step.kind in ("deferred", "skipped"):
+                continue
             if step.kind in ("sent", "failed", "retry", "unknown"):
                 if step.unavailable:
                     run.halt_with("unavailable", step.error or "unavailable")
@@ -216,7 +233,7 @@ class CampaignWorker:
             if step.kind == "inflight":
                 await asyncio.sleep(0.05)
                 continue
-            if step.kind in ("lost", "paused", "paused_queue", "canceled"):
+            if step.kind in ("lost", "paused", "paused_queue", "canceled", "expired"):
                 run.halt_with(step.kind)
                 break
             if step.kind in ("wait", "settle"):
@@ -231,6 +248,18 @@ class CampaignWorker:
                 return _End(step.kind, until, _wait_reason(step.kind, step.error, account, until))
             break  # done, lane_done
         return _End("done")
+
+    async def _spread(self, run: _Run, window_end_ms: int) -> None:
+        """Pace a windowed campaign so its remaining recipients end inside today's window."""
+        counts = await self.s.ledger.counts(run.campaign.id)
+        left = counts["pending"] + counts["retry"]
+        if left <= 0:
+            return
+        now = self.s.clock.now_ms()
+        gap = (window_end_ms - now) / left
+        if run.last_send_ms and gap > 0:
+            await self.s.clock.sleep_until(int(run.last_send_ms + gap), run.halt)
+        run.last_send_ms = self.s.clock.now_ms()
 
     async def _report(self, run: _Run) -> None:
         pct = await self._progress(run.campaign.id, run.total)
@@ -260,6 +289,16 @@ class CampaignWorker:
             await s.ledger.close_open(
                 cid, run.campaign.accounts, RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
             )
+        if why == "expired":
+            closed = await s.ledger.close_open(
+                cid,
+                run.campaign.accounts,
+                RecipientStatus.EXPIRED,
+                now_ms=s.clock.now_ms(),
+                error_code="expired",
+                reason="not sent before the campaign's validUntil",
+            )
+            await job.log(f"campaign expired: {closed} unsent recipient(s) expired")
             await callbacks.campaign_event(
                 s, cid, run.campaign.account, "canceled", counts=await s.ledger.counts(cid)
             )
@@ -320,6 +359,7 @@ class _Run:
     campaign: Campaign
     total: int
     last_pct: int = -1
+    last_send_ms: int = 0
     stop: str | None = None
     detail: str = ""
     halt: asyncio.Event = field(default_factory=asyncio.Event)

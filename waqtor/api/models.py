@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from waqtor.api.scheduling import Timing
 from waqtor.providers.content import MediaSpec, TemplateSpec
 
 
-class SendBulkRequest(BaseModel):
+class SendBulkRequest(Timing):
     model_config = ConfigDict(extra="ignore")
 
     recipients: list[Any] = Field(

@@ -19,6 +19,7 @@ from waqtor import callbacks, campaigns, hygiene, idempotency, preview
 from waqtor.api.deps import sender, services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
+from waqtor.api.scheduling import plan, timing_fields
 from waqtor.domain.recipients import Parsed, parse
 from waqtor.domain.templates import MAX_MESSAGE_CHARS
 from waqtor.intake import CsvError, parse_csv
@@ -58,8 +59,9 @@ class Submission:
         extra: dict[str, str] | None = None,
     ) -> None:
         self.parsed = parsed
-        #: Campaign meta from the JSON body: WhatsApp template or media, callbackUrl.
+        #: Campaign meta from the JSON body: WhatsApp template or media, callbackUrl, timing.
         self.extra = extra or {}
+        self.delay_ms = 0  # sendAt in the future
         names = accounts or [account or campaigns.DEFAULT_ACCOUNT]
         self.accounts = list(dict.fromkeys(names))  # each once, in the order given
         self.account = self.accounts[0]
@@ -129,12 +131,16 @@ async def read_submission(
     extra = content.meta_fields(body.template, body.media)
     if body.callbackUrl:
         extra[callbacks.META_FIELD] = body.callbackUrl
-    return Submission(
+    timing, delay = plan(timing_fields(body), s.clock.now_ms(), settings.timezone)
+    extra.update(timing)
+    submission = Submission(
         parse(body.recipients, body.message, settings.default_region),
         account or body.account,
         body.accounts,
         extra,
     )
+    submission.delay_ms = delay
+    return submission
 
 
 @router.post("/send-bulk", openapi_extra=_BODY_DOC)
@@ -218,7 +224,10 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
         "warnings": hygiene.identical_text(parsed, s.settings.identical_text_warn),
     }
     fallback: str | None = None
-    if len(parsed.accepted) <= s.settings.instant_threshold:
+    timed = sub.delay_ms > 0 or any(k in sub.extra for k in ("window", "quiet", "expires_ms"))
+    if timed:
+        fallback = "scheduled (sendAt, window, quiet hours or validUntil): queued"
+    elif len(parsed.accepted) <= s.settings.instant_threshold:
         fallback = await campaigns.instant_blocker(s, account, len(parsed.accepted))
         if fallback is None:
             sent = await campaigns.send_instant(s, snd, parsed, account, sub.extra)
@@ -232,7 +241,7 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
                 },
                 mode="instant",
             )
-    cid, eta = await campaigns.enqueue(s, parsed, senders, sub.extra)
+    cid, eta = await campaigns.enqueue(s, parsed, senders, sub.extra, delay_ms=sub.delay_ms)
     data: dict[str, Any] = {
         "jobId": cid,
         "total": len(parsed.accepted),

@@ -16,6 +16,8 @@ class RecipientStatus(StrEnum):
     UNKNOWN = "unknown"
     CANCELED = "canceled"
     SUPPRESSED = "suppressed"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
 
     @property
     def code(self) -> str:
@@ -38,6 +40,8 @@ _CODES: dict[RecipientStatus, str] = {
     RecipientStatus.UNKNOWN: "U",
     RecipientStatus.CANCELED: "C",
     RecipientStatus.SUPPRESSED: "Z",
+    RecipientStatus.EXPIRED: "X",
+    RecipientStatus.SKIPPED: "K",
 }
 _BY_CODE = {code: status for status, code in _CODES.items()}
 
@@ -51,6 +55,8 @@ TERMINAL = frozenset(
         RecipientStatus.UNKNOWN,
         RecipientStatus.CANCELED,
         RecipientStatus.SUPPRESSED,
+        RecipientStatus.EXPIRED,
+        RecipientStatus.SKIPPED,
     }
 )
 #: Statuses that still need work from a worker.

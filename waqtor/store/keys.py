@@ -107,6 +107,11 @@ class Keys:
         """String: when (ms) the account's last send was claimed."""
         return f"{self.prefix}:acct:{account}:last_ms"
 
+    def sent_texts(self, account: str) -> str:
+        """Sorted set: hash of (phone, text) sent by the account, scored by ms (7 days kept),
+        for the optional cross-campaign duplicate guard."""
+        return f"{self.prefix}:acct:{account}:texts"
+
     def suppressed(self, account: str) -> str:
         """Set: E.164 numbers that opted out of the account's messages; never sent."""
         return f"{self.prefix}:acct:{account}:suppressed"

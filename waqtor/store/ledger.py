@@ -189,6 +189,8 @@ class Ledger:
         due_ms: int = 0,
         lane: int = 0,
         sent_at_ms: int = 0,
+        text_hash: str = "",
+        deferral: bool = False,
     ) -> bool:
         k = self.keys
         res = await self.scripts["finish"](
@@ -202,6 +204,8 @@ class Ledger:
                 k.backlog(account),
                 k.unsettled(cid),
                 k.last_send_ms(account),
+                k.sent_texts(account),
+                k.sent_window(account),
             ],
             args=[
                 index,
@@ -213,6 +217,8 @@ class Ledger:
                 reason,
                 due_ms,
                 sent_at_ms,
+                text_hash,
+                "1" if deferral else "0",
             ],
         )
         return bool(res)
