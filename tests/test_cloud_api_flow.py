@@ -287,3 +287,29 @@ async def test_events_for_messages_that_are_not_ours_are_counted_not_applied(
     assert out["statuses"] == {"unmatched": 1}
     (row,) = await rows(app, job)
     assert row["status"] == "sent"
+
+
+async def test_instant_send_with_a_template(
+    redis_url: str, tmp_path: Path, fake: FakeCloudApi
+) -> None:
+    async with App(settings(redis_url, tmp_path, fake, instant_threshold=10)) as running:
+        app = await start(running)
+        resp = await app.post(
+            "/api/messages/send-bulk",
+            json={
+                "recipients": [{"phone": "966500000071", "code": "4411"}],
+                "account": "cloud",
+                "template": {
+                    "name": "otp",
+                    "language": "en_US",
+                    "components": [
+                        {"type": "body", "parameters": [{"type": "text", "text": "{code}"}]}
+                    ],
+                },
+            },
+        )
+    body = resp.json()
+    assert body["mode"] == "instant" and body["data"]["successful"] == 1, body
+    sent = fake.by_to("966500000071")
+    assert body["data"]["results"][0]["messageId"] == sent.message_id
+    assert sent.body["template"]["components"][0]["parameters"][0]["text"] == "4411"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from waqtor import callbacks
 from waqtor.domain.accounts import effective_caps, gap_ms
 from waqtor.domain.eta import clock_text, estimate_capped_ms, humanise, mean_gap_ms
 from waqtor.domain.recipients import Parsed
@@ -207,6 +208,8 @@ async def send_instant(
         await s.engine.promote(cid)
     else:
         await s.engine.discard(cid)
+        counts = await s.ledger.counts(cid)
+        await callbacks.campaign_event(s, cid, account, "completed", counts=counts)
     result = InstantResult(cid)
     for position, recipient in enumerate(parsed.accepted):
         st = outcome.get(position)
