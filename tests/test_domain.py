@@ -159,3 +159,31 @@ def test_daily_windows_and_quiet_hours_cross_midnight() -> None:
     # A region with several zones falls back to the account's.
     assert recipient_zone("+12025550123", "Europe/London") in ("America/New_York", "Europe/London")
     assert recipient_zone("+79161234567", "Europe/Berlin") == "Europe/Berlin"
+
+
+def test_fast_phone_path_agrees_with_phonenumbers() -> None:
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(7)
+    codes = [966, 971, 20, 44, 1, 49, 33, 39, 91, 234, 7, 55, 62, 81, 86, 90, 212, 962, 974]
+    for _ in range(5000):
+        digits = str(rng.choice(codes)) + "".join(
+            rng.choice("0123456789") for _ in range(rng.randint(6, 12))
+        )
+        try:
+            number = phonenumbers.parse("+" + digits, None)
+            valid = phonenumbers.is_valid_number(number)
+            expected = (
+                phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                if valid
+                else None
+            )
+        except phonenumbers.NumberParseException:
+            expected = None
+        try:
+            got: str | None = normalise(digits)
+        except PhoneError:
+            got = None
+        assert got == expected, digits

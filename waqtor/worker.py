@@ -33,6 +33,8 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
+#: Progress is written at most this often (ms).
+PROGRESS_EVERY_MS = 250
 #: How long a graceful stop may wait for bullmq to let go (s).
 STOP_TIMEOUT_S = 15.0
 #: How often a job waiting on a paused account looks again (ms).
@@ -262,6 +264,10 @@ class CampaignWorker:
         run.last_send_ms = self.s.clock.now_ms()
 
     async def _report(self, run: _Run) -> None:
+        now = self.s.clock.now_ms()
+        if now - run.reported_ms < PROGRESS_EVERY_MS:
+            return  # progress is read by people: a few updates a second, not one per message
+        run.reported_ms = now
         pct = await self._progress(run.campaign.id, run.total)
         if pct != run.last_pct:
             run.last_pct = pct
@@ -360,6 +366,7 @@ class _Run:
     total: int
     last_pct: int = -1
     last_send_ms: int = 0
+    reported_ms: int = 0
     stop: str | None = None
     detail: str = ""
     halt: asyncio.Event = field(default_factory=asyncio.Event)

@@ -8,11 +8,11 @@ from waqtor.sender import Sender
 from waqtor.services import Services
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     s: Services = request.app.state.services
     return s
 
 
-def sender(request: Request) -> Sender:
+async def sender(request: Request) -> Sender:
     snd: Sender = request.app.state.sender
     return snd
