@@ -44,9 +44,11 @@ async def throttle(
     mps = getattr(provider, "messages_per_second", None)
     if not mps:
         return True
+    # The limit belongs to the phone number: accounts sharing one share its slots.
+    owner = str(getattr(provider, "throttle_key", None) or account)
     now = s.clock.now_ms()
     slot = await s.scripts["throttle"](
-        keys=[s.keys.throughput_next_ms(account)], args=[now, 1000.0 / mps, _SLOT_TTL_MS]
+        keys=[s.keys.throughput_next_ms(owner)], args=[now, 1000.0 / mps, _SLOT_TTL_MS]
     )
     return await s.clock.sleep_until(int(slot), wake)
 

@@ -124,6 +124,8 @@ class CloudApiProvider:
         self.max_in_flight = max_in_flight
         #: Outcomes come back by status webhook: the send path indexes attempts and messages.
         self.settles_by_webhook = True
+        #: The throughput limit is the phone number's, whichever account uses it.
+        self.throttle_key = f"cloud_api:{phone_number_id}"
         self.phone_number_id = phone_number_id
         self.token = token
         self.label = label or phone_number_id

@@ -157,10 +157,11 @@ class Keys:
         the epoch, UTC) of sending; each expires 31 days after its last write."""
         return f"{self.prefix}:wamid:{day}"
 
-    def throughput_next_ms(self, account: str) -> str:
-        """String: the earliest time (ms, fractional) the account's next provider request may
-        start under the provider's messages-per-second limit."""
-        return f"{self.prefix}:acct:{account}:mps_next"
+    def throughput_next_ms(self, owner: str) -> str:
+        """String: the earliest time (ms, fractional) the next provider request of ``owner``
+        (a phone number, e.g. ``cloud_api:<phone-number id>``, or an account) may start under
+        the provider's messages-per-second limit."""
+        return f"{self.prefix}:mps:{owner}:next"
 
     @property
     def webhook_stats(self) -> str:
