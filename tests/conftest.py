@@ -21,6 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from waqtor.api.app import create_app
+from waqtor.clock import SystemClock
 from waqtor.config import Settings
 
 KEY = "test-key-0123456789abcdef"
@@ -252,27 +253,14 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-class FakeClock:
+class FakeClock(SystemClock):
     """Real time plus an offset the test moves: caps and windows without waiting an hour."""
 
     def __init__(self) -> None:
         self.offset_ms = 0
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000) + self.offset_ms
+        return super().now_ms() + self.offset_ms
 
     def advance(self, ms: int) -> None:
         self.offset_ms += ms
-
-    async def sleep_until(self, when_ms: int, wake: asyncio.Event | None = None) -> bool:
-        delay = (when_ms - self.now_ms()) / 1000.0
-        if delay <= 0:
-            return True
-        if wake is None:
-            await asyncio.sleep(delay)
-            return True
-        try:
-            await asyncio.wait_for(wake.wait(), timeout=delay)
-        except TimeoutError:
-            return True
-        return False
