@@ -29,7 +29,9 @@ class ProviderRegistry:
         name = account.provider or self.default_name
         if name == self.default_name:
             return self.default
-        key = (name, account.model_dump_json())
+        # Keyed by what the provider is built from, not the whole account: pausing an account
+        # or changing its caps must not build (and leak) another HTTP client.
+        key = (name, f"{account.name}|{account.phoneNumberId}|{account.accessTokenEnv}")
         provider = self._built.get(key)
         if provider is None:
             factory = self.factories.get(name)

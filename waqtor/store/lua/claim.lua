@@ -38,12 +38,14 @@ local idx = nil
 local prev = tonumber(redis.call('GET', last) or '0')
 if now < prev + min_gap then return {'early', prev + min_gap} end
 
--- The account rests after a ban signal, and never goes past its sliding hourly/daily caps.
+-- The account rests after a ban signal, and never goes past its sliding hourly/daily caps
+-- (but a lane with nothing left to send finishes now rather than waiting for either).
+local has_work = cursor < total or redis.call('ZCARD', retry) > 0
 local cool = tonumber(redis.call('GET', KEYS[15]) or '0')
-if now < cool then return {'cooling', cool} end
+if has_work and now < cool then return {'cooling', cool} end
 local hcap, dcap = tonumber(ARGV[7]), tonumber(ARGV[8])
 local capped = hcap >= 0 or dcap >= 0
-if capped then
+if capped and has_work then
   local win = KEYS[14]
   redis.call('ZREMRANGEBYSCORE', win, '-inf', now - 86400000)
   if dcap >= 0 and redis.call('ZCARD', win) >= dcap then
