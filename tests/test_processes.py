@@ -238,3 +238,17 @@ def test_instant_send_survives_the_api_dying_mid_request(tmp_path: Path, redis_u
         assert len(per_phone) == 6 and set(per_phone.values()) == {1}, per_phone
     finally:
         serve.stop()
+
+
+def test_accounts_cli(tmp_path: Path, redis_url: str) -> None:
+    env = {**env_for(), "REDIS_URL": redis_url}
+    add = Proc(["accounts", "add", "shop-1", "--tier", "regular"], env, tmp_path / "a.log")
+    assert add.start().wait(timeout=30) == 0
+    pause = Proc(["accounts", "pause", "shop-1"], env, tmp_path / "p.log")
+    assert pause.start().wait(timeout=30) == 0
+    listing = Proc(["accounts", "list"], env, tmp_path / "l.log")
+    assert listing.start().wait(timeout=30) == 0
+    text = (tmp_path / "l.log").read_text()
+    assert "shop-1" in text and "tier=regular" in text and "paused" in text
+    bad = Proc(["accounts", "remove", "default"], env, tmp_path / "r.log")
+    assert bad.start().wait(timeout=30) == 1

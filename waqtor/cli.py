@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p_worker.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 with a reason")
     p_worker.add_argument("--concurrency", type=int, default=0, help="campaigns at once")
     p_worker.set_defaults(func=worker)
+    from waqtor import cli_accounts
+
+    cli_accounts.register(sub, _worker_url, _settings)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

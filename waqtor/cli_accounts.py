@@ -1,0 +1,98 @@
+"""``waqtor accounts ...``: manage sender accounts from the command line (same store as the API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+
+from waqtor.config import Settings
+from waqtor.domain.accounts import Account, effective_caps
+
+
+def register(sub: Any, worker_url: Any, settings_factory: Any) -> None:
+    p = sub.add_parser("accounts", help="list, add, pause, resume or remove sender accounts")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list", help="every account with its caps in force today")
+    add = verbs.add_parser("add", help="create or replace an account")
+    add.add_argument("name")
+    add.add_argument("--tier", choices=["new", "regular", "trusted", "business"], default="new")
+    add.add_argument("--hourly-cap", type=int)
+    add.add_argument("--daily-cap", type=int)
+    add.add_argument("--delay-ms", type=int)
+    add.add_argument("--no-warmup", action="store_true")
+    add.add_argument("--start-date", type=date.fromisoformat)
+    for verb in ("pause", "resume", "remove"):
+        verbs.add_parser(verb).add_argument("name")
+    p.set_defaults(func=lambda args: _run(args, worker_url, settings_factory))
+
+
+def _run(args: argparse.Namespace, worker_url: Any, settings_factory: Any) -> int:
+    settings: Settings = settings_factory()
+    return asyncio.run(_verb(args, settings, worker_url(settings)))
+
+
+async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
+    from waqtor.breaker import Breaker
+    from waqtor.services import build
+
+    s = build(settings, url)
+    try:
+        store = s.accounts
+        if args.verb == "list":
+            today, now = date.today(), s.clock.now_ms()
+            for account in await store.all():
+                caps = effective_caps(account, today, now)
+                state = f"paused ({account.pausedReason})" if account.paused else "ok"
+                print(
+                    f"{account.name:20s} tier={account.tier or '-':8s} "
+                    f"hourly={caps.hourly if caps.hourly is not None else '-':>6} "
+                    f"daily={caps.daily if caps.daily is not None else '-':>6} {state}"
+                )
+            return 0
+        if args.verb == "add":
+            fields: dict[str, Any] = {"name": args.name, "tier": args.tier}
+            fields.update(
+                hourlyCap=args.hourly_cap,
+                dailyCap=args.daily_cap,
+                delayMs=args.delay_ms,
+                warmup=not args.no_warmup,
+                startDate=args.start_date,
+            )
+            try:
+                account = await store.put(Account(**fields))
+            except ValidationError as exc:
+                print(
+                    f"waqtor: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
+                    file=sys.stderr,
+                )
+                return 2
+            print(json.dumps(account.model_dump(mode="json")))
+            return 0
+        found = await store.get(args.name, fresh=True)
+        if found is None:
+            print(f"waqtor: no account {args.name!r}", file=sys.stderr)
+            return 1
+        if args.verb == "pause":
+            await store.put(
+                found.model_copy(update={"paused": True, "pausedReason": "paused by an operator"})
+            )
+        elif args.verb == "resume":
+            tripped = bool(found.pausedReason and found.pausedReason.startswith("breaker"))
+            await Breaker(s).resume(found, settings.resume_reduced_ms if tripped else 0)
+        elif args.verb == "remove":
+            if args.name == "default" or await s.pacer.backlog(args.name) > 0:
+                print(
+                    "waqtor: the default account, or one with messages left, stays", file=sys.stderr
+                )
+                return 1
+            await store.delete(args.name)
+        print(f"{args.verb}: {args.name}")
+        return 0
+    finally:
+        await s.close()
