@@ -147,3 +147,30 @@ async def test_sending_window(redis_url: str, tmp_path: Path) -> None:
         await asyncio.sleep(0.5)
         stamps = sorted(r["ts"] for r in await outbox(app))
         assert 1 <= len(stamps) < 12  # spread over the minute left, not all at once
+
+
+async def test_dry_run_reports_cap_waits_and_quiet_deferrals(
+    redis_url: str, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    evening = int(datetime(2026, 12, 1, 19, 0, tzinfo=UTC).timestamp() * 1000)
+    clock.advance(evening - clock.now_ms())  # 22:00 in Riyadh, 19:00 in London
+    async with App(make_settings(redis_url, tmp_path), clock=clock) as app:
+        await app.post("/api/accounts", json={"name": "small", "tier": "new", "warmup": False})
+        await app.post("/api/accounts", json={"name": "big", "tier": None, "warmup": False})
+        phones = [f"9665{i:08d}" for i in range(40)] + [f"4474001234{i:02d}" for i in range(40)]
+        resp = await app.post(
+            "/api/messages/preview",
+            json={
+                "recipients": phones,
+                "message": "Hello",
+                "accounts": ["small", "big"],
+                "quietHours": {"start": "21:00", "end": "09:00", "timezone": "Europe/London"},
+            },
+        )
+        plan = resp.json()["data"]["schedule"]
+        assert plan["small"]["recipients"] == 40 and plan["big"]["recipients"] == 40
+        assert "20/hour" in plan["small"]["capWait"] and plan["big"]["capWait"] is None
+        assert plan["small"]["quietHoursDeferred"] == 20  # its Saudi half, asleep at 22:00
+        assert plan["big"]["quietHoursDeferred"] == 20
+        assert plan["small"]["estimatedMs"] >= HOUR  # the second 20 wait for the next hour

@@ -166,7 +166,10 @@ async def send_bulk(
             for name in sub.accounts:
                 await _known(s, name)
             if dryRun:
-                return 200, ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
+                return 200, ok(
+                    await preview.dry_run(s, sub.parsed, sub.account, sub.accounts, sub.extra),
+                    mode="preview",
+                )
             return 200, await _send(s, snd, sub)
         except ApiError as exc:
             if exc.status >= 500:
@@ -196,7 +199,9 @@ async def preview_route(
     """The same as ``send-bulk?dryRun=true``."""
     sub = await read_submission(request, s, message, account)
     await _known(s, sub.account)
-    return ok(await preview.dry_run(s, sub.parsed, sub.account), mode="preview")
+    return ok(
+        await preview.dry_run(s, sub.parsed, sub.account, sub.accounts, sub.extra), mode="preview"
+    )
 
 
 async def _known(s: Services, account: str) -> None:
