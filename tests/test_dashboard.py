@@ -304,3 +304,34 @@ async def test_the_simulator_banner_names_the_simulated_accounts(app: App) -> No
     async with Browser(app) as anonymous:
         login_page = await anonymous.get("/admin/login")
         assert "Simulator for account default" in text_of(login_page.text)
+
+
+async def test_compose_spreads_over_accounts_and_schedules(app: App) -> None:
+    s = app.app.state.services
+    for name in ("east", "west"):
+        await app.post("/api/accounts", json={"name": name, "tier": None, "warmup": False})
+    later = "2030-01-01T09:00:00+03:00"
+    form = {
+        "message": "Hi {name}",
+        "account": "east, west",
+        "recipients": "\n".join(f"9665{i:08d}" for i in range(12)),
+        "send_at": later,
+    }
+    async with Browser(app) as b:
+        await b.login()
+        preview = await b.post("/admin/queues/compose/preview", form, headers={"HX-Request": "1"})
+        assert preview.status_code == 200
+        digest = re.search(r'name="digest" value="([0-9a-f]+)"', preview.text)
+        assert digest
+        sent = await b.post("/admin/queues/compose/send", {**form, "digest": digest.group(1)})
+        assert sent.status_code == 303
+        job_id = sent.headers["location"].rsplit("/", 1)[1]
+        meta = await s.ledger.meta(job_id)
+        assert meta["accounts"] == '["east", "west"]'
+        assert (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]["status"] == "delayed"
+        naive = await b.post(
+            "/admin/queues/compose/preview",
+            {**form, "send_at": "2030-01-01T09:00"},
+            headers={"HX-Request": "1"},
+        )
+        assert naive.status_code == 400 and "time zone" in naive.text

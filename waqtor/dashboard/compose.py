@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from starlette.datastructures import FormData, UploadFile
 
@@ -27,8 +28,14 @@ _SPLIT = re.compile(r"[\n;,\t]+")
 class Draft:
     recipients: str = ""
     message: str = ""
-    account: str = "default"
+    account: str = "default"  # one name, or several separated by commas (spread over them)
     filename: str = ""
+    send_at: str = ""  # optional, ISO 8601 with a zone
+
+    @property
+    def accounts(self) -> list[str]:
+        names = [n.strip() for n in self.account.split(",") if n.strip()]
+        return list(dict.fromkeys(names)) or ["default"]
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Submission:
     draft: Draft
     parsed: Parsed
     digest: str
+    delay_ms: int = 0
 
 
 def _text(form: FormData, name: str) -> str:
@@ -50,7 +58,21 @@ def draft_of(form: FormData) -> Draft:
         message=_text(form, "message").replace("\r\n", "\n"),
         account=_text(form, "account").strip() or "default",
         filename=upload.filename or "" if isinstance(upload, UploadFile) else "",
+        send_at=_text(form, "send_at").strip(),
     )
+
+
+def _delay_ms(send_at: str, now_ms: int) -> int:
+    """How long until ``send_at`` (0 when empty or past); PageError when it is not a time."""
+    if not send_at:
+        return 0
+    try:
+        when = datetime.fromisoformat(send_at)
+    except ValueError:
+        raise PageError(400, "sendAt: not a date and time (e.g. 2026-12-01T09:00+03:00)") from None
+    if when.tzinfo is None:
+        raise PageError(400, "sendAt: add a time zone, e.g. 2026-12-01T09:00+03:00")
+    return max(0, int(when.timestamp() * 1000) - now_ms)
 
 
 async def _hashed(chunks: AsyncIterator[bytes], digest: hashlib._Hash) -> AsyncIterator[bytes]:
@@ -85,10 +107,12 @@ async def read(s: Services, form: FormData) -> Submission:
     draft = draft_of(form)
     upload = form.get("file")
     has_file = isinstance(upload, UploadFile) and bool(upload.filename)
-    if not ACCOUNT.match(draft.account):
-        raise PageError(400, "account: letters, digits, '.', '_' or '-' only (at most 64)")
-    if not await s.accounts.exists(draft.account):
-        raise PageError(400, f"account: no account named “{draft.account}” (see /api/accounts)")
+    for name in draft.accounts:
+        if not ACCOUNT.match(name):
+            raise PageError(400, "account: letters, digits, '.', '_' or '-' only (at most 64)")
+        if not await s.accounts.exists(name):
+            raise PageError(400, f"account: no account named “{name}” (see /api/accounts)")
+    delay = _delay_ms(draft.send_at, s.clock.now_ms())
     if len(draft.message) > MAX_MESSAGE_CHARS:
         raise PageError(400, "message: longer than 4096 characters (WhatsApp's limit)")
     if has_file and draft.recipients:
@@ -96,7 +120,7 @@ async def read(s: Services, form: FormData) -> Submission:
     if not has_file and not draft.recipients:
         raise PageError(400, "recipients: paste a list or choose a CSV file")
     digest = hashlib.sha256()
-    for part in (draft.message, draft.account, draft.recipients):
+    for part in (draft.message, draft.account, draft.recipients, draft.send_at):
         digest.update(part.encode() + b"\0")
     st = s.settings
     try:
@@ -109,7 +133,7 @@ async def read(s: Services, form: FormData) -> Submission:
             if len(items) > st.max_recipients:
                 raise PageError(413, f"recipients: more than {st.max_recipients}")
             parsed = parse(items, draft.message or None, st.default_region)
-            return Submission(draft, parsed, digest.hexdigest())
+            return Submission(draft, parsed, digest.hexdigest(), delay)
         parsed = await parse_csv(
             chunks,
             draft.message or None,
@@ -118,4 +142,4 @@ async def read(s: Services, form: FormData) -> Submission:
         )
     except CsvError as exc:
         raise PageError(400, str(exc)) from exc
-    return Submission(draft, parsed, digest.hexdigest())
+    return Submission(draft, parsed, digest.hexdigest(), delay)

@@ -42,7 +42,12 @@ async def _page(
     status: int = 200,
 ) -> Response:
     """The compose page, or (for htmx) just its preview part, with a dry run of ``sub``."""
-    result = await preview.dry_run(s, sub.parsed, draft.account) if sub else None
+    result = (
+        await preview.dry_run(s, sub.parsed, draft.accounts[0], draft.accounts) if sub else None
+    )
+    if result is not None:
+        # The campaign ends when its slowest account does.
+        result["slowest"] = max(result["schedule"].values(), key=lambda p: p["estimatedMs"])
     bad, dups = _problems(result)
     context = {
         "nav": "compose",
@@ -51,7 +56,9 @@ async def _page(
         "bad": bad,
         "dups": dups,
         "digest": sub.digest if sub else "",
-        "notes": await compose.account_notes(s, draft.account) if sub else [],
+        "notes": [n for a in draft.accounts for n in await compose.account_notes(s, a)]
+        if sub
+        else [],
         "error": error,
     }
     if is_htmx(request):
@@ -99,11 +106,11 @@ async def compose_send(request: Request, who: Act, s: Svc) -> Response:
     if form.get("digest") != sub.digest:
         error = "The list or message changed since the preview: check this preview, then send."
         return await _page(request, s, sub.draft, sub=sub, error=error, status=409)
-    await hygiene.drop_suppressed(s, sub.draft.account, sub.parsed)
+    await hygiene.drop_suppressed(s, sub.draft.accounts[0], sub.parsed)
     if not sub.parsed.accepted:
         error = "Nothing to send: no valid recipient is left."
         return await _page(request, s, sub.draft, sub=sub, error=error, status=400)
-    cid, eta = await campaigns.enqueue(s, sub.parsed, sub.draft.account)
+    cid, eta = await campaigns.enqueue(s, sub.parsed, sub.draft.accounts, delay_ms=sub.delay_ms)
     text = f"Campaign queued: {len(sub.parsed.accepted)} recipient(s), {eta.text}."
     return _sent(request, who, cid, text)
 
