@@ -146,7 +146,7 @@ async def test_sending_window(redis_url: str, tmp_path: Path) -> None:
         await app.post(f"/api/queue/jobs/{job_id}/promote")
         await asyncio.sleep(0.5)
         stamps = sorted(r["ts"] for r in await outbox(app))
-        assert 1 <= len(stamps) < 12  # spread over the minute left, not all at once
+        assert 0 < len(stamps) < 12  # spread over the minute left, not all at once
 
 
 async def test_dry_run_reports_cap_waits_and_quiet_deferrals(
