@@ -313,3 +313,20 @@ async def test_instant_send_with_a_template(
     sent = fake.by_to("966500000071")
     assert body["data"]["results"][0]["messageId"] == sent.message_id
     assert sent.body["template"]["components"][0]["parameters"][0]["text"] == "4411"
+
+
+async def test_queue_health_covers_cloud_api_accounts(
+    redis_url: str, tmp_path: Path, fake: FakeCloudApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with App(settings(redis_url, tmp_path, fake)) as app:
+        await start(app)
+        health = (await app.get("/api/queue/health")).json()
+        cloud = [a for a in health["data"]["accounts"] if a["provider"] == "cloud_api"]
+        assert cloud and all(a["ok"] for a in cloud) and health["healthy"] is True
+        monkeypatch.delenv(TOKEN_ENV)  # the token disappears: that account cannot send
+    async with App(settings(redis_url, tmp_path, fake)) as app:
+        resp = await app.get("/api/queue/health")
+        body = resp.json()
+        assert resp.status_code == 503 and body["healthy"] is False
+        bad = [a for a in body["data"]["accounts"] if not a["ok"]]
+        assert bad and TOKEN not in resp.text

@@ -14,6 +14,7 @@ from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.models import CleanRequest, ok
 from waqtor.config import redis_label
 from waqtor.domain.eta import clock_text
+from waqtor.providers.registry import UnknownProvider
 from waqtor.services import Services
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
@@ -31,6 +32,29 @@ async def stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     counts["total"] = sum(counts.values())
     messages = await s.ledger.global_counts()
     return ok({**counts, "messages": messages, "alerts": await account_alerts(s)})
+
+
+async def account_providers(s: Services) -> list[dict[str, Any]]:
+    """Health of every account whose provider is not the default one."""
+    out: list[dict[str, Any]] = []
+    for account in await s.accounts.all():
+        try:
+            provider = s.providers.get(account)
+        except UnknownProvider as exc:
+            out.append({"account": account.name, "ok": False, "detail": str(exc)})
+            continue
+        if provider is s.provider:
+            continue
+        health = await provider.health()
+        out.append(
+            {
+                "account": account.name,
+                "provider": provider.name,
+                "ok": health.ok,
+                "detail": health.detail,
+            }
+        )
+    return out
 
 
 async def account_alerts(s: Services) -> list[dict[str, Any]]:
@@ -154,9 +178,12 @@ async def health(s: Annotated[Services, Depends(services)]) -> Any:
     except REDIS_DOWN as exc:
         healthy = False
         data["redis"] = {"ok": False, "at": redis_label(s.redis_url), "error": str(exc)}
-    provider = await s.provider.health() if "redis" in data and data["redis"]["ok"] else None
-    if provider is not None:
+    if "redis" in data and data["redis"]["ok"]:
+        provider = await s.provider.health()
         data["provider"] = {"name": s.provider.name, "ok": provider.ok, "detail": provider.detail}
         healthy = healthy and provider.ok
+        # Accounts on another provider (the Cloud API): each reports its own health.
+        data["accounts"] = await account_providers(s)
+        healthy = healthy and all(a["ok"] for a in data["accounts"])
     body = {"success": healthy, "healthy": healthy, "data": data}
     return JSONResponse(body, status_code=200 if healthy else 503)
