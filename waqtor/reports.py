@@ -14,6 +14,7 @@ from waqtor.domain.templates import TemplateError, builtin_values, render
 from waqtor.services import Services
 
 CHUNK = 2000
+MAX_PHONE_MATCHES = 10_000
 CSV_COLUMNS = (
     "index",
     "phone",
@@ -76,25 +77,13 @@ async def recipient_page(
         # The status string is one byte per recipient: filter it here, fetch only the page.
         status = str(await s.redis.get(s.keys.status(cid)) or "")
         matches = [i for i, c in enumerate(status) if c in codes]
-        page = matches[offset : offset + limit]
-        rows = [(await s.ledger.recipient_rows(cid, i, i))[0] for i in page]
-        return rows, len(matches)
-    found: list[dict[str, Any]] = []
-    skipped = 0
-    for start in range(0, total, CHUNK):
-        chunk = await s.ledger.recipient_rows(cid, start, min(total, start + CHUNK) - 1)
-        for row in chunk:
-            if digits not in row["phone"]:
-                continue
-            if codes and RecipientStatus(row["status"]).code not in codes:
-                continue
-            if skipped < offset:
-                skipped += 1
-                continue
-            found.append(row)
-            if len(found) >= limit:
-                return found, None
-    return found, skipped + len(found)
+        return await s.ledger.rows_at(cid, matches[offset : offset + limit]), len(matches)
+    _, hits = await s.ledger.find_phone(cid, digits, MAX_PHONE_MATCHES)
+    if codes:
+        status = str(await s.redis.get(s.keys.status(cid)) or "")
+        hits = [i for i in hits if i < len(status) and status[i] in codes]
+    rows = await s.ledger.rows_at(cid, hits[offset : offset + limit])
+    return rows, len(hits) if len(hits) < MAX_PHONE_MATCHES else None
 
 
 async def csv_report(s: Services, cid: str) -> AsyncIterator[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -75,17 +74,14 @@ async def _by_phone(
     s: Services, cid: str, digits: str, status: str, offset: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Rows whose phone contains ``digits``: matched inside Redis by a Lua scan of the list."""
-    script = s.redis.register_script(search.FIND)
-    _, hits = await script(keys=[s.keys.recipients(cid)], args=[digits, MAX_MATCHES])
-    indexes = [int(i) for i in hits]
+    _, hits = await s.ledger.find_phone(cid, digits, MAX_MATCHES)
+    indexes = list(hits)
     if status:
         code = RecipientStatus(status).code
         codes = str(await s.redis.get(s.keys.status(cid)) or "")
         indexes = [i for i in indexes if i < len(codes) and codes[i] == code]
-    page = indexes[offset : offset + PAGE]
-    found = await asyncio.gather(*(s.ledger.recipient_rows(cid, i, i) for i in page))
     total = len(indexes) if len(hits) < MAX_MATCHES else None
-    return [rows[0] for rows in found if rows], total
+    return await s.ledger.rows_at(cid, indexes[offset : offset + PAGE]), total
 
 
 async def table(s: Services, cid: str, flt: Filter) -> Table:

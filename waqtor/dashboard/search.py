@@ -13,30 +13,11 @@ from dataclasses import dataclass
 
 from waqtor.services import Services
 
-#: Lua: indexes of a campaign's recipients whose phone contains ARGV[1] (at most ARGV[2]).
-#: Returns {list length, indexes}; scans inside Redis, copies nothing out.
 #: Phone search budget: stop after this long, or this many recipients scanned.
 BUDGET_S = 2.0
 BUDGET_RECIPIENTS = 2_000_000
 MAX_HITS = 50
 _BATCH = 50
-
-FIND = """
-local n = redis.call('LLEN', KEYS[1])
-local needle, limit = ARGV[1], tonumber(ARGV[2])
-local hits = {}
-for start = 0, n - 1, 2000 do
-  local rows = redis.call('LRANGE', KEYS[1], start, start + 1999)
-  for i, raw in ipairs(rows) do
-    local phone = string.match(raw, '^%["([^"]+)"')
-    if phone and string.find(phone, needle, 1, true) then
-      hits[#hits + 1] = start + i - 1
-      if #hits >= limit then return {n, hits} end
-    end
-  end
-end
-return {n, hits}
-"""
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
@@ -75,7 +56,6 @@ async def job_exists(s: Services, job_id: str) -> bool:
 
 async def by_phone(s: Services, text: str) -> PhoneSearch:
     digits = digits_of(text)
-    script = s.redis.register_script(FIND)
     total = int(await s.redis.zcard(s.keys.campaigns))
     hits: list[PhoneHit] = []
     scanned = recipients = 0
@@ -92,7 +72,7 @@ async def by_phone(s: Services, text: str) -> PhoneSearch:
             if time.monotonic() > deadline or recipients > BUDGET_RECIPIENTS:
                 complete = False
                 break
-            size, found = await script(keys=[s.keys.recipients(str(cid))], args=[digits, 1000])
+            size, found = await s.ledger.find_phone(str(cid), digits, 1000)
             scanned += 1
             recipients += int(size)
             if found:

@@ -392,6 +392,46 @@ class Ledger:
             out.append((row, rec, detail))
         return out
 
+    async def find_phone(self, cid: str, digits: str, limit: int) -> tuple[int, list[int]]:
+        """(recipients in the campaign, indexes whose phone contains ``digits``), scanned in
+        Redis."""
+        size, hits = await self.scripts["find_phone"](
+            keys=[self.keys.recipients(cid)], args=[digits, limit]
+        )
+        return int(size), [int(i) for i in hits]
+
+    async def rows_at(self, cid: str, indexes: list[int]) -> list[dict[str, Any]]:
+        """The rows of these recipients, in one pipeline."""
+        if not indexes:
+            return []
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in indexes:
+                pipe.lindex(k.recipients(cid), i)
+                pipe.getrange(k.status(cid), i, i)
+            pipe.hmget(k.detail(cid), indexes)
+            replies = await pipe.execute()
+        details = replies[-1]
+        rows: list[dict[str, Any]] = []
+        for n, i in enumerate(indexes):
+            packed, code = replies[2 * n], replies[2 * n + 1]
+            if not packed or not code:
+                continue
+            rec = unpack(packed)
+            detail = json.loads(details[n]) if details[n] else {}
+            rows.append(
+                {
+                    "index": i,
+                    "phone": rec.phone,
+                    "status": RecipientStatus.from_code(code).value,
+                    "attempts": detail.get("a", 0),
+                    "messageId": detail.get("m"),
+                    "errorCode": detail.get("e"),
+                    "error": detail.get("r"),
+                }
+            )
+        return rows
+
     async def recipient_rows(self, cid: str, start: int, stop: int) -> list[dict[str, Any]]:
         """Recipients ``start..stop`` (inclusive) with their status and outcome."""
         return [row for row, _, _ in await self.recipient_details(cid, start, stop)]

@@ -17,6 +17,7 @@ NAMES = (
     "retry_failed",
     "resolve",
     "strike",
+    "find_phone",
     # WhatsApp Cloud API: throughput, status webhooks, status callbacks
     "throttle",
     "wh_status",
