@@ -252,3 +252,21 @@ def test_accounts_cli(tmp_path: Path, redis_url: str) -> None:
     assert "shop-1" in text and "tier=regular" in text and "paused" in text
     bad = Proc(["accounts", "remove", "default"], env, tmp_path / "r.log")
     assert bad.start().wait(timeout=30) == 1
+
+
+def test_check_fails_for_an_account_whose_provider_cannot_send(
+    tmp_path: Path, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    account = {
+        "name": "cloud",
+        "tier": "business",
+        "provider": "cloud_api",
+        "phoneNumberId": "1234567890",
+        "accessTokenEnv": "WAQTOR_TEST_NO_SUCH_TOKEN",
+    }
+    client.hset("wq:accounts", "cloud", json.dumps(account))
+    env = {**env_for(), "REDIS_URL": redis_url, "CLOUD_API_BASE_URL": "http://127.0.0.1:9"}
+    check = Proc(["serve", "--check"], env, tmp_path / "check.log").start()
+    assert check.wait(timeout=30) == 1
+    assert "unhealthy: account cloud" in (tmp_path / "check.log").read_text()

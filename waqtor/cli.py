@@ -54,15 +54,20 @@ async def _check(settings: Settings, url: str) -> int:
     if reason:
         print(f"unhealthy: {reason}")
         return 1
+    from waqtor.health import account_providers
     from waqtor.services import build
 
     services = build(settings, url)
     try:
         health = await services.provider.health()
+        accounts = await account_providers(services)
     finally:
         await services.close()
     if not health.ok:
         print(f"unhealthy: provider {services.provider.name}: {health.detail}")
+        return 1
+    for bad in (a for a in accounts if not a["ok"]):
+        print(f"unhealthy: account {bad['account']}: {bad['detail']}")
         return 1
     print(f"ok: Redis at {redis_label(url)}, provider {services.provider.name}")
     return 0

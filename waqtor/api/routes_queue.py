@@ -14,7 +14,7 @@ from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.models import CleanRequest, ok
 from waqtor.config import redis_label
 from waqtor.domain.eta import clock_text
-from waqtor.providers.registry import UnknownProvider
+from waqtor.health import account_providers
 from waqtor.services import Services
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
@@ -32,29 +32,6 @@ async def stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     counts["total"] = sum(counts.values())
     messages = await s.ledger.global_counts()
     return ok({**counts, "messages": messages, "alerts": await account_alerts(s)})
-
-
-async def account_providers(s: Services) -> list[dict[str, Any]]:
-    """Health of every account whose provider is not the default one."""
-    out: list[dict[str, Any]] = []
-    for account in await s.accounts.all():
-        try:
-            provider = s.providers.get(account)
-        except UnknownProvider as exc:
-            out.append({"account": account.name, "ok": False, "detail": str(exc)})
-            continue
-        if provider is s.provider:
-            continue
-        health = await provider.health()
-        out.append(
-            {
-                "account": account.name,
-                "provider": provider.name,
-                "ok": health.ok,
-                "detail": health.detail,
-            }
-        )
-    return out
 
 
 async def account_alerts(s: Services) -> list[dict[str, Any]]:
