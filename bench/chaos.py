@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,74 +30,11 @@ from pathlib import Path
 import httpx
 import redis
 
+from bench._redis_child import RedisChild, free_port
+
 KEY = "chaos-harness-key-0123456789"
 HEADERS = {"X-API-Key": KEY}
 OPEN = ("pending", "sending", "retry")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Redis:
-    def __init__(self, folder: Path) -> None:
-        self.dir = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        for _ in range(5):
-            if self._start():
-                return
-            self.port = free_port()  # another process took the port first: try another
-        raise RuntimeError("redis-server did not start")
-
-    def _start(self) -> bool:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                client = redis.Redis(port=self.port, socket_timeout=0.5, decode_responses=True)
-                # The server on the port must be ours (the port may have been taken meanwhile).
-                if client.config_get("dir").get("dir") == str(self.dir.resolve()):
-                    return True
-            except redis.RedisError:
-                time.sleep(0.05)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: Redis flushes its AOF before exiting
-            self.proc.wait(timeout=20)
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -115,7 +51,7 @@ def recipients(n: int, start: int) -> list[dict[str, str]]:
 def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[str, int]:
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="waqtor-chaos-"))
-    store = Redis(tmp)
+    store = RedisChild(tmp)  # AOF on, appendfsync everysec
     store.start()
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")},
@@ -206,7 +142,7 @@ def _wait_all(http: httpx.Client, jobs: list[str], timeout_s: float) -> bool:
 
 
 def _tally(
-    http: httpx.Client, store: Redis, jobs: list[str], kills: int, finished: bool
+    http: httpx.Client, store: RedisChild, jobs: list[str], kills: int, finished: bool
 ) -> dict[str, int]:
     counts: Counter[str] = Counter()
     accepted = 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from bench._redis_child import RedisChild
+from bench._redis_child import free_port as free_port  # re-exported for the tests
+from tests.fake_cloud_api import APP_SECRET, FakeCloudApi
 from waqtor.api.app import create_app
 from waqtor.clock import SystemClock
 from waqtor.config import Settings
@@ -40,76 +41,48 @@ FAST = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(RedisChild):
     """A throwaway redis-server; tests that restart or kill Redis use their own instance."""
 
     def __init__(self, appendonly: bool = False) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="wq-redis-"))
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        for _ in range(5):
-            if self._start():
-                return
-            self.port = free_port()  # another process took the port first: try another
-        raise RuntimeError("redis-server did not start")
-
-    def _start(self) -> bool:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if self.appendonly else "no",
-                "--appendfsync",
-                "always",
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        super().__init__(
+            Path(tempfile.mkdtemp(prefix="wq-redis-")), appendonly=appendonly, fsync="always"
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                client = redis.Redis(port=self.port, socket_timeout=0.5, decode_responses=True)
-                # The server on the port must be ours (the port may have been taken meanwhile).
-                if client.config_get("dir").get("dir") == str(self.dir.resolve()):
-                    return True
-            except redis.RedisError:
-                time.sleep(0.05)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        return False
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
 
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+#: Webhook verify token used with the fake Cloud API.
+VERIFY = "verify-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeCloudApi]:
+    """A fake WhatsApp Cloud API (real HTTP, Meta's wire format), one per test module (its
+    connection count is read by throughput tests)."""
+    server = FakeCloudApi().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeCloudApi) -> FakeCloudApi:
+    fake_server.reset()
+    return fake_server
+
+
+def cloud_settings(redis_url: str, tmp_path: Path, fake: FakeCloudApi, **kw: Any) -> Settings:
+    """Settings for an app whose Cloud API accounts talk to ``fake``, webhooks configured."""
+    values: dict[str, Any] = {
+        "cloud_api_base_url": fake.url,
+        "whatsapp_verify_token": VERIFY,
+        "whatsapp_app_secret": APP_SECRET,
+        "instant_threshold": 0,
+        **kw,
+    }
+    return make_settings(redis_url, tmp_path, **values)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,19 +33,6 @@ from waqtor.providers.cloud_api import (
 from waqtor.providers.registry import UnknownProvider
 
 TO = "+966500000001"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeCloudApi]:
-    server = FakeCloudApi().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: FakeCloudApi) -> FakeCloudApi:
-    fake_server.reset()
-    return fake_server
 
 
 def provider(base_url: str, token: str = TOKEN, timeout_s: float = 0.5) -> CloudApiProvider:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import App, make_settings, wait_for_job
+from tests.conftest import App, cloud_settings, wait_for_job
 from tests.fake_cloud_api import (
-    APP_SECRET,
     TOKEN,
     TOKEN_ENV,
     FakeCloudApi,
@@ -28,29 +27,11 @@ from waqtor.services import Services
 HOOK = "/webhooks/whatsapp"
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeCloudApi]:
-    server = FakeCloudApi().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def fake(fake_server: FakeCloudApi, monkeypatch: pytest.MonkeyPatch) -> FakeCloudApi:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     fake_server.reset()
     return fake_server
-
-
-def settings(redis_url: str, tmp_path: Path, fake: FakeCloudApi, **kw: Any) -> Any:
-    values: dict[str, Any] = {
-        "cloud_api_base_url": fake.url,
-        "whatsapp_verify_token": "verify-token-0123456789",
-        "whatsapp_app_secret": APP_SECRET,
-        "instant_threshold": 0,
-        **kw,
-    }
-    return make_settings(redis_url, tmp_path, **values)
 
 
 async def start(app: App, **account: Any) -> App:
@@ -61,7 +42,7 @@ async def start(app: App, **account: Any) -> App:
 
 @pytest.fixture
 async def app(redis_url: str, tmp_path: Path, fake: FakeCloudApi) -> AsyncIterator[App]:
-    async with App(settings(redis_url, tmp_path, fake, provider_timeout_ms=800)) as running:
+    async with App(cloud_settings(redis_url, tmp_path, fake, provider_timeout_ms=800)) as running:
         yield await start(running)
 
 
@@ -151,7 +132,7 @@ async def test_throughput_reaches_the_configured_rate(
     not more."""
     fake.latency_s = 0.1
     n = 150
-    async with App(settings(redis_url, tmp_path, fake, cloud_api_mps=50)) as running:
+    async with App(cloud_settings(redis_url, tmp_path, fake, cloud_api_mps=50)) as running:
         app = await start(running)
         job = await send(app, [{"phone": f"9665{i:08d}"} for i in range(n)], message="Hi")
         await wait_for_job(app.get, job, timeout=30)
@@ -203,7 +184,7 @@ async def test_a_worker_that_died_mid_send_is_settled_by_the_webhook(
 ) -> None:
     """The request reached Meta, then the worker died: no message id, no outcome. The webhook
     finds the recipient by the attempt id in biz_opaque_callback_data."""
-    async with App(settings(redis_url, tmp_path, fake), run_worker=False) as running:
+    async with App(cloud_settings(redis_url, tmp_path, fake), run_worker=False) as running:
         app = await start(running)
         s: Services = app.app.state.services
         job = await send(app, ["966500000031"], message="Hi")
@@ -292,7 +273,7 @@ async def test_events_for_messages_that_are_not_ours_are_counted_not_applied(
 async def test_instant_send_with_a_template(
     redis_url: str, tmp_path: Path, fake: FakeCloudApi
 ) -> None:
-    async with App(settings(redis_url, tmp_path, fake, instant_threshold=10)) as running:
+    async with App(cloud_settings(redis_url, tmp_path, fake, instant_threshold=10)) as running:
         app = await start(running)
         resp = await app.post(
             "/api/messages/send-bulk",
@@ -318,13 +299,13 @@ async def test_instant_send_with_a_template(
 async def test_queue_health_covers_cloud_api_accounts(
     redis_url: str, tmp_path: Path, fake: FakeCloudApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with App(settings(redis_url, tmp_path, fake)) as app:
+    async with App(cloud_settings(redis_url, tmp_path, fake)) as app:
         await start(app)
         health = (await app.get("/api/queue/health")).json()
         cloud = [a for a in health["data"]["accounts"] if a["provider"] == "cloud_api"]
         assert cloud and all(a["ok"] for a in cloud) and health["healthy"] is True
         monkeypatch.delenv(TOKEN_ENV)  # the token disappears: that account cannot send
-    async with App(settings(redis_url, tmp_path, fake)) as app:
+    async with App(cloud_settings(redis_url, tmp_path, fake)) as app:
         resp = await app.get("/api/queue/health")
         body = resp.json()
         assert resp.status_code == 503 and body["healthy"] is False

@@ -3,41 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import App, make_settings
-from tests.fake_cloud_api import APP_SECRET, PHONE_NUMBER_ID, TOKEN, FakeCloudApi, signed
+from tests.conftest import VERIFY, App, cloud_settings, make_settings
+from tests.fake_cloud_api import PHONE_NUMBER_ID, TOKEN, FakeCloudApi, signed
 
-VERIFY = "verify-token-0123456789"
 HOOK = "/webhooks/whatsapp"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeCloudApi]:
-    server = FakeCloudApi().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: FakeCloudApi) -> FakeCloudApi:
-    fake_server.reset()
-    return fake_server
-
-
-def cloud_settings(redis_url: str, tmp_path: Path, fake: FakeCloudApi, **kw: Any) -> Any:
-    values: dict[str, Any] = {
-        "cloud_api_base_url": fake.url,
-        "whatsapp_verify_token": VERIFY,
-        "whatsapp_app_secret": APP_SECRET,
-        "instant_threshold": 0,
-        **kw,
-    }
-    return make_settings(redis_url, tmp_path, **values)
 
 
 @pytest.fixture
