@@ -4,6 +4,7 @@ keeps drawing them (or whose failures spike) is paused until an operator resumes
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 
 from waqtor.domain.accounts import Account
 from waqtor.services import Services
@@ -43,6 +44,14 @@ class Breaker:
                     f"breaker: {ratio:.0%} of the last {st.breaker_window} sends failed",
                 )
         return None
+
+    def record_ok(self, account: str, n: int) -> None:
+        """Note ``n`` successes: they only lower the failure share, so nothing to check."""
+        if n:
+            window = self._outcomes.setdefault(
+                account, deque(maxlen=self.s.settings.breaker_window)
+            )
+            window.extend(repeat(False, n))
 
     async def pause(self, name: str, reason: str) -> str:
         store = self.s.accounts

@@ -95,6 +95,11 @@ class Pipeline:
     def in_flight(self) -> int:
         return len(self._running)
 
+    @property
+    def busy(self) -> bool:
+        """Steps running, or answers not yet handed out."""
+        return bool(self._running or self._ready or self._control is not None)
+
     async def _current_width(self) -> int:
         now = time.monotonic()
         if now - self._width_at > _WIDTH_CACHE_S:

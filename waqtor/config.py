@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     """Zone of ``{date}`` and ``{time}``."""
     provider: Literal["simulator"] = "simulator"
     provider_timeout_ms: int = Field(default=15_000, ge=1)
+    send_batch: int = Field(default=100, ge=1, le=1000)
+    """Recipients claimed, sent and recorded per step on an account with no delay whose
+    provider takes messages in batches (the simulator): one Redis script call each way instead
+    of one per recipient. 1 turns batching off."""
     send_lease_ms: int = Field(default=60_000, ge=1)
     """How long an in-flight send may take before a crashed worker's recipient is settled as
     not sent (after the provider confirms it has no record of it)."""

@@ -82,11 +82,13 @@ class Sender:
         self.breaker = Breaker(services)
         self._rng = random.Random()
         self._send_ms: dict[str, float] = {}
+        #: Per account: how many recipients the next batch may take (``sender_batch``).
+        self.batch_sizes: dict[str, int] = {}
         self._published: dict[str, float] = {}
         try:
-            self._zone = ZoneInfo(services.settings.timezone)
+            self.zone = ZoneInfo(services.settings.timezone)
         except Exception:
-            self._zone = ZoneInfo("UTC")
+            self.zone = ZoneInfo("UTC")
 
     def backoff_ms(self, attempt: int) -> int:
         """Exponential backoff with jitter: base * 2^(attempt-1), times 0.5..1.5."""
@@ -180,7 +182,7 @@ class Sender:
             )
             await track.after(status, applied, kw)
 
-        quiet = _quiet_hours(campaign, account)
+        quiet = quiet_hours(campaign, account)
         if quiet is not None:
             zone = recipient_zone(recipient.phone, quiet.zone)
             inside, ends = quiet.inside(clock.now_ms(), zone)
@@ -194,7 +196,7 @@ class Sender:
                 )
                 return Step("deferred", idx, due_ms=ends)
 
-        local_now = datetime.now(self._zone)
+        local_now = datetime.now(self.zone)
         builtins = builtin_values(recipient.phone, s.settings.signature, local_now)
         seed = f"{campaign.id}:{idx}"
         try:
@@ -256,10 +258,10 @@ class Sender:
             return Step("unknown", idx, error=reason, error_code=code)
         await finish(RecipientStatus.SENT, message_id=result.message_id)
         await self.breaker.record(name, False)
-        await self._observe(name, clock.now_ms() - started)
+        await self.observe(name, clock.now_ms() - started)
         return Step("sent", idx, message_id=result.message_id)
 
-    async def _observe(self, account: str, elapsed_ms: float) -> None:
+    async def observe(self, account: str, elapsed_ms: float) -> None:
         """Track the provider's send time; share it every few seconds, not every message."""
         old = self._send_ms.get(account)
         value = elapsed_ms if old is None else 0.9 * old + 0.1 * elapsed_ms
@@ -341,7 +343,7 @@ class Sender:
         return pending_until
 
 
-def _quiet_hours(campaign: Campaign, account: Account) -> Daily | None:
+def quiet_hours(campaign: Campaign, account: Account) -> Daily | None:
     """The campaign's quiet hours, else the account's (falling back to its time zone)."""
     if campaign.schedule and campaign.schedule.quiet:
         return campaign.schedule.quiet

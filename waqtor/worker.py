@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,8 @@ from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.engine import DelayedError
 from waqtor.providers import content
-from waqtor.sender import Campaign, Sender
+from waqtor.sender import Campaign, Sender, Step
+from waqtor.sender_batch import Overlapped, overlap, send_batch
 from waqtor.services import Services
 from waqtor.store.connection import connect
 from waqtor.store.ledger import accounts_of
@@ -199,14 +201,37 @@ class CampaignWorker:
             run.campaign.accounts[lane],
             lambda: self.sender.step(run.campaign, run.token, run.halt, lane),
         )
+        account = run.campaign.accounts[lane]
+        batches = Overlapped(
+            lambda: send_batch(self.sender, run.campaign, run.token, lane),
+            lambda: overlap(self.sender, account),
+        )
         try:
-            return await self._lane_steps(run, lane, pipe)
+            return await self._lane_steps(run, lane, pipe, batches)
         finally:
-            await pipe.drain()  # nothing of this lane left in flight
+            await batches.drain()  # nothing of this lane left in flight
+            await pipe.drain()
 
-    async def _lane_steps(self, run: _Run, lane: int, pipe: concurrency.Pipeline) -> _End:
+    async def _next_step(
+        self, pipe: concurrency.Pipeline, batches: Overlapped, batch: deque[Step]
+    ) -> Step:
+        """The next outcome: from a batch (``sender_batch``) while the account and provider
+        allow it, else one step at a time through the pipeline."""
+        if batch:
+            return batch.popleft()
+        if not pipe.busy:
+            steps = await batches.next()
+            if steps:
+                batch.extend(steps)
+                return batch.popleft()
+        return await pipe.next()
+
+    async def _lane_steps(
+        self, run: _Run, lane: int, pipe: concurrency.Pipeline, batches: Overlapped
+    ) -> _End:
         s = self.s
         campaign = run.campaign
+        batch: deque[Step] = deque()
         while run.stop is None:
             if self.stopping.is_set():
                 run.stop = "stopping"
@@ -221,7 +246,7 @@ class CampaignWorker:
                     )
                     return _End("wait", change, reason)
                 await self._spread(run, change)
-            step = await pipe.next()
+            step = await self._next_step(pipe, batches, batch)
             if step.kind in ("deferred", "skipped"):
                 continue
             if step.kind in ("sent", "failed", "retry", "unknown"):

@@ -72,9 +72,12 @@ def normalise(raw: object, default_region: str | None = None) -> str:
     a leading ``+`` are read as international unless ``default_region`` is set and the number
     is valid there (a national number such as ``0501234567``).
     """
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
+    if type(raw) is str:  # the usual case: skip the slower checks below
+        text = _JUNK.sub("", raw)
+    elif isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise PhoneError("phone must be a string")
-    text = _JUNK.sub("", str(raw))
+    else:
+        text = _JUNK.sub("", str(raw))
     if not text:
         raise PhoneError("phone is empty")
     if len(text) > 20:

@@ -38,12 +38,18 @@ class Parsed:
     indexes: list[int] = field(default_factory=list)
 
 
+_SCALARS = (str, int, float)  # a tuple: ``str | int | float`` is rebuilt on every call
+_PHONES = (str, int)
+
+
 def _variables(item: Mapping[str, object]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in item.items():
         if key in RESERVED or value is None:
             continue
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
+        if type(value) is str:  # the usual case, and the cheapest check
+            out[str(key)] = value
+        elif isinstance(value, _SCALARS) and not isinstance(value, bool):
             out[str(key)] = str(value)
     return out
 
@@ -71,9 +77,9 @@ class RecipientParser:
         raw_phone: object
         own: str | None = None
         variables: dict[str, str] = {}
-        if isinstance(item, str | int) and not isinstance(item, bool):
+        if isinstance(item, _PHONES) and not isinstance(item, bool):
             raw_phone = item
-        elif isinstance(item, Mapping):
+        elif isinstance(item, dict) or isinstance(item, Mapping):
             raw_phone = item.get("phone")
             own_raw = item.get("message")
             if own_raw is not None and not isinstance(own_raw, str):

@@ -49,10 +49,20 @@ def builtin_values(phone: str, signature: str, now: datetime) -> dict[str, str]:
     }
 
 
+BUILTINS = frozenset({"name", "phone", "signature", "date", "time"})
+
+
 def missing(template: str, variables: Mapping[str, object]) -> list[str]:
     """Placeholders in ``template`` that neither ``variables`` nor the built-ins provide."""
-    builtins = {"name", "phone", "signature", "date", "time"}
-    return sorted(p for p in placeholders(template) if p not in variables and p not in builtins)
+    need = _needed(template)
+    if not need:  # the usual case, checked once per recipient of a large list
+        return []
+    return sorted(p for p in need if p not in variables)
+
+
+@lru_cache(maxsize=256)
+def _needed(template: str) -> frozenset[str]:
+    return _placeholders(template) - BUILTINS
 
 
 def spin(template: str, seed: str | None) -> str:

@@ -12,9 +12,11 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from waqtor.providers.base import (
@@ -22,6 +24,7 @@ from waqtor.providers.base import (
     Health,
     OutgoingMessage,
     PermanentError,
+    ProviderError,
     RateLimitedError,
     SendResult,
     TransientError,
@@ -94,6 +97,8 @@ class SimulatorProvider:
         return self._faults
 
     def _pick_fault(self, faults: Faults, phone: str) -> str | None:
+        if not faults.phones and not faults.rates:
+            return None
         if phone in faults.phones:
             return faults.phones[phone]
         for name in FAULT_CLASSES:
@@ -102,12 +107,8 @@ class SimulatorProvider:
                 return name
         return None
 
-    async def send(self, message: OutgoingMessage) -> SendResult:
-        received_ms = int(time.time() * 1000)  # when the request reached the "provider"
-        faults = await self.faults()
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000.0)
-        fault = self._pick_fault(faults, message.phone)
+    def _raise_for(self, fault: str | None) -> None:
+        """A fault that refuses the message before it is accepted."""
         if fault == "unavailable":
             raise UnavailableError("sim_unavailable", "simulated provider unavailable")
         if fault == "transient":
@@ -120,24 +121,60 @@ class SimulatorProvider:
             raise RateLimitedError("130429", "simulated: throughput limit", retry_after_s=1.0)
         if fault == "permanent":
             raise PermanentError("sim_invalid_recipient", "simulated: number not on WhatsApp")
-        message_id = "sim-" + uuid.uuid4().hex
-        entry = {
-            "ts": received_ms,
-            "account": message.account,
-            "phone": message.phone,
-            "text": message.text,
-            "jobId": message.campaign_id,
-            "attemptId": message.attempt_id,
-            "messageId": message_id,
-        }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(self.keys.sim_outbox, json.dumps(entry, ensure_ascii=False))
-            pipe.hset(self.keys.sim_attempts, message.attempt_id, message_id)
-            await pipe.execute()
-        if fault == "ambiguous":
-            # Delivered, but the answer is "lost": exactly what a timeout after sending looks like.
-            raise AmbiguousError("sim_timeout", "simulated timeout after delivery")
-        return SendResult(message_id)
+
+    def _entry(self, message: OutgoingMessage, message_id: str, received_ms: int) -> bytes:
+        return orjson.dumps(
+            {
+                "ts": received_ms,
+                "account": message.account,
+                "phone": message.phone,
+                "text": message.text,
+                "jobId": message.campaign_id,
+                "attemptId": message.attempt_id,
+                "messageId": message_id,
+            }
+        )
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        result = (await self.send_batch([message]))[0]
+        if isinstance(result, ProviderError):
+            raise result
+        return result
+
+    async def send_batch(
+        self, messages: Sequence[OutgoingMessage]
+    ) -> list[SendResult | ProviderError]:
+        """Send several messages in one request, each with its own outcome (in order), like
+        a provider's batch endpoint: one latency for all, one outbox write."""
+        received_ms = int(time.time() * 1000)  # when the request reached the "provider"
+        faults = await self.faults()
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000.0)
+        results: list[SendResult | ProviderError] = []
+        entries: list[bytes] = []
+        attempts: dict[str, str] = {}
+        batch_id = uuid.uuid4().hex
+        for n, message in enumerate(messages):
+            fault = self._pick_fault(faults, message.phone)
+            try:
+                self._raise_for(fault)
+            except ProviderError as exc:
+                results.append(exc)
+                continue
+            message_id = f"sim-{batch_id}-{n}"
+            entries.append(self._entry(message, message_id, received_ms))
+            attempts[message.attempt_id] = message_id
+            if fault == "ambiguous":
+                # Delivered, but the answer is "lost": what a timeout after sending looks like.
+                results.append(AmbiguousError("sim_timeout", "simulated timeout after delivery"))
+            else:
+                results.append(SendResult(message_id))
+        if entries:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(self.keys.sim_outbox, *entries)
+                pipe.hset(self.keys.sim_attempts, mapping=attempts)  # type: ignore[arg-type]
+                await pipe.execute()
+        return results
 
     async def lookup(self, attempt_id: str) -> str | None:
         if not (await self.faults()).lookup:

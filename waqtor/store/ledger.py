@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -42,15 +43,15 @@ class LostSend:
     lease_end_ms: int
 
 
-def pack(recipient: Recipient) -> str:
-    row: list[Any] = [recipient.phone, recipient.variables]
-    if recipient.message is not None:
-        row.append(recipient.message)
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+def pack(recipient: Recipient) -> bytes:
+    """``["<E.164>",{vars}(,"own message")]``: compact JSON, as UTF-8."""
+    if recipient.message is None:
+        return orjson.dumps((recipient.phone, recipient.variables))
+    return orjson.dumps((recipient.phone, recipient.variables, recipient.message))
 
 
-def unpack(raw: str) -> Recipient:
-    row = json.loads(raw)
+def unpack(raw: str | bytes) -> Recipient:
+    row = orjson.loads(raw)
     return Recipient(row[0], row[1], row[2] if len(row) > 2 else None)
 
 

@@ -1,0 +1,157 @@
+"""Claiming and recording recipients in batches: one script call for many recipients.
+
+The per-recipient record is the one ``Ledger.claim_next`` / ``Ledger.finish`` keep (status
+byte, detail with its own attempt id, in-flight entry), so recovery, settling, reports and
+webhooks see no difference. Only the number of round trips changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from waqtor.domain.recipients import Recipient
+from waqtor.domain.status import RecipientStatus
+from waqtor.store.ledger import Claim, Ledger, unpack
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    index: int
+    attempt: int  # 1 for the first attempt
+    attempt_id: str
+    recipient: Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    index: int
+    attempt_id: str
+    status: RecipientStatus
+    message_id: str = ""
+    error_code: str = ""
+    reason: str = ""
+    due_ms: int = 0  # retry due, or when an unknown's send lease ends
+    text_hash: str = ""
+    deferral: bool = False
+
+
+def attempt_id(prefix: str, index: int) -> str:
+    """Written the same way by claim_batch.lua."""
+    return f"{prefix}.{index}"
+
+
+async def claim(
+    ledger: Ledger,
+    cid: str,
+    *,
+    token: str,
+    prefix: str,
+    now_ms: int,
+    worker_id: str,
+    lease_ms: int,
+    account: str,
+    size: int,
+    hourly_cap: int | None = None,
+    daily_cap: int | None = None,
+    lane: int = 0,
+    lanes: int = 1,
+) -> list[Claimed] | Claim:
+    """Up to ``size`` recipients of the lane, or why none was claimed (a ``Claim`` whose kind
+    is ``empty`` when the lane has nothing left to claim right now)."""
+    k = ledger.keys
+    res = await ledger.scripts["claim_batch"](
+        keys=[
+            k.meta(cid),
+            k.recipients(cid),
+            k.status(cid),
+            k.detail(cid),
+            k.inflight(cid),
+            k.retry(cid, lane),
+            k.message_counts,
+            k.job_lock(cid),
+            k.queue_meta,
+            k.last_send_ms(account),
+            k.suppressed(account),
+            k.backlog(account),
+            k.sent_window(account),
+            k.cool_until_ms(account),
+        ],
+        args=[
+            token,
+            prefix,
+            now_ms,
+            worker_id,
+            lease_ms,
+            -1 if hourly_cap is None else hourly_cap,
+            -1 if daily_cap is None else daily_cap,
+            lane,
+            lanes,
+            size,
+        ],
+    )
+    kind = str(res[0])
+    if kind == "claimed":
+        out: list[Claimed] = []
+        for i in range(1, len(res), 3):
+            index = int(res[i])
+            out.append(
+                Claimed(index, int(res[i + 1]), attempt_id(prefix, index), unpack(res[i + 2]))
+            )
+        return out
+    if kind in ("wait", "early", "cooling"):
+        return Claim(kind, due_ms=int(float(res[1])))
+    if kind == "capped":
+        return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
+    return Claim(kind)
+
+
+async def finish(
+    ledger: Ledger,
+    cid: str,
+    account: str,
+    outcomes: Sequence[Outcome],
+    *,
+    prefix: str,
+    now_ms: int,
+    sent_at_ms: int = 0,
+    lane: int = 0,
+) -> list[bool]:
+    """Record every outcome of the batch claimed with ``prefix``; one flag per outcome, false
+    when it was stale."""
+    if not outcomes:
+        return []
+    k = ledger.keys
+    rows = [
+        [
+            o.index,
+            o.status.code,
+            o.message_id,
+            o.error_code,
+            o.reason,
+            o.due_ms,
+            o.text_hash,
+            1 if o.deferral else 0,
+        ]
+        for o in outcomes
+    ]
+    args: list[bytes | str | int] = [now_ms, sent_at_ms, prefix, orjson.dumps(rows)]
+    res = await ledger.scripts["finish_batch"](
+        keys=[
+            k.meta(cid),
+            k.status(cid),
+            k.detail(cid),
+            k.inflight(cid),
+            k.retry(cid, lane),
+            k.message_counts,
+            k.backlog(account),
+            k.unsettled(cid),
+            k.last_send_ms(account),
+            k.sent_texts(account),
+            k.sent_window(account),
+        ],
+        args=args,
+    )
+    return [bool(int(flag)) for flag in res]

@@ -1,0 +1,117 @@
+-- Record the outcomes of a batch of attempts of one lane, atomically: what finish.lua does
+-- for one, for each of them, with the shared counters written once.
+-- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 retry, 6 message counts, 7 account backlog,
+--       8 unsettled, 9 account last-send time, 10 account's sent-text log (dedupe guard),
+--       11 account's 24 h send log (caps)
+-- ARGV: 1 now ms, 2 latest time a request was handed to the provider (ms; 0: none was),
+--       3 the batch's attempt id prefix (recipient i's attempt is prefix .. '.' .. i),
+--       4 JSON array of outcomes, each [index, new code (D F R U K), provider message id,
+--       error code, error reason, retry due ms / unknown lease end ms, hash of phone and text
+--       ('' = none), 1 when a deferral (quiet hours) should not count as an attempt]
+-- (One JSON argument rather than nine per outcome: the client packs one string, not 900.)
+-- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled).
+local meta, status, detail, inflight, retry, counts, backlog, unsettled =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local now, sent_at, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local items = cjson.decode(ARGV[4])
+local now_s = string.format('%.0f', now)
+local n = #items
+if n == 0 then return {} end
+
+local idxs = {}
+for i = 1, n do idxs[i] = items[i][1] end
+local raws = redis.call('HMGET', detail, unpack(idxs))
+
+if sent_at > 0 and sent_at + 1 > tonumber(redis.call('GET', KEYS[9]) or '0') then
+  redis.call('SET', KEYS[9], sent_at + 1)
+end
+
+local applied, delta, backlog_delta = {}, {}, 0
+local details, done, retries, unknowns, texts, deferred = {}, {}, {}, {}, {}, {}
+local had_unknown = false
+for i = 1, n do
+  local item = items[i]
+  local idx, new = item[1], item[2]
+  local attempt = prefix .. '.' .. idx
+  local cur = redis.call('GETRANGE', status, idx, idx)
+  local rec, encoded = nil, nil
+  local raw = raws[i]
+  if (cur == 'S' or cur == 'U') and cur ~= new and raw then
+    if new == 'D' and item[8] ~= 1 and not string.find(raw, '"st"', 1, true)
+        and not string.find(raw, '"e"', 1, true) then
+      -- A first outcome that is a plain send: append to the claim's record as text instead
+      -- of decoding and encoding it (the same JSON, once per recipient).
+      if string.find(raw, '"id":"' .. attempt .. '"', 1, true) then
+        rec = true
+        encoded = string.sub(raw, 1, -2) .. ',"st":"D","tD":' .. now_s
+        if item[3] ~= '' then encoded = encoded .. ',"m":' .. cjson.encode(item[3]) end
+        encoded = encoded .. '}'
+      end
+    else
+      rec = cjson.decode(raw)
+      if rec['id'] ~= attempt then rec = nil end
+    end
+  end
+  if rec == nil then
+    applied[i] = 0
+  else
+    applied[i] = 1
+    redis.call('SETRANGE', status, idx, new)
+    delta[cur] = (delta[cur] or 0) - 1
+    delta[new] = (delta[new] or 0) + 1
+    done[#done + 1] = idx
+    if cur == 'U' then had_unknown = true end
+    if cur == 'S' and new ~= 'R' then backlog_delta = backlog_delta - 1 end
+    if cur ~= 'S' and new == 'R' then backlog_delta = backlog_delta + 1 end
+    if new == 'D' and item[7] ~= '' then
+      texts[#texts + 1] = now
+      texts[#texts + 1] = item[7]
+    end
+  end
+  if rec ~= nil and encoded == nil then
+    rec['st'] = new
+    rec['t' .. new] = now
+    local mid, code = item[3], item[4]
+    if mid ~= '' then rec['m'] = mid end
+    if code ~= '' then rec['e'] = code; rec['r'] = item[5] end
+    if new == 'D' then rec['e'] = nil; rec['r'] = nil end
+    if item[8] == 1 then
+      rec['a'] = (rec['a'] or 1) - 1
+      deferred[#deferred + 1] = attempt
+    end
+    if new == 'R' then
+      retries[#retries + 1] = item[6]
+      retries[#retries + 1] = idx
+    end
+    if new == 'U' then
+      unknowns[#unknowns + 1] = item[6]
+      unknowns[#unknowns + 1] = idx
+    end
+    encoded = cjson.encode(rec)
+  end
+  if encoded ~= nil then
+    details[#details + 1] = idx
+    details[#details + 1] = encoded
+  end
+end
+
+for code, d in pairs(delta) do
+  if d ~= 0 then
+    redis.call('HINCRBY', meta, 'n:' .. code, d)
+    redis.call('HINCRBY', counts, code, d)
+  end
+end
+if backlog_delta ~= 0 then redis.call('INCRBY', backlog, backlog_delta) end
+if #done > 0 then
+  redis.call('HDEL', inflight, unpack(done))
+  if had_unknown then redis.call('ZREM', unsettled, unpack(done)) end
+  redis.call('HSET', detail, unpack(details))
+end
+if #texts > 0 then
+  redis.call('ZADD', KEYS[10], unpack(texts))
+  redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - 7 * 86400000)
+end
+if #deferred > 0 then redis.call('ZREM', KEYS[11], unpack(deferred)) end
+if #retries > 0 then redis.call('ZADD', retry, unpack(retries)) end
+if #unknowns > 0 then redis.call('ZADD', unsettled, unpack(unknowns)) end
+return applied
