@@ -10,6 +10,8 @@ Redis once midway, then prints one line:
     accepted=N sent=N failed=N unknown=N duplicates=N lost=N kills=N
 
 Exit status 0 only when duplicates = 0, lost = 0, unknown <= kills and every campaign finished.
+``--batches`` runs the same damage against the batch send path (MESSAGE_DELAY=0, 300 ms
+provider latency, so kills land while a batch is in flight).
 """
 
 from __future__ import annotations
@@ -48,7 +50,19 @@ def recipients(n: int, start: int) -> list[dict[str, str]]:
     return [{"phone": f"9665{start + i:08d}", "name": f"P{start + i}"} for i in range(n)]
 
 
-def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[str, int]:
+def run(
+    kills: int,
+    big: int,
+    small: int,
+    seed: int,
+    workers: int = 3,
+    *,
+    delay_ms: int = 5,
+    latency_ms: int = 0,
+    faults: dict[str, float] | None = None,
+) -> dict[str, int]:
+    """``delay_ms`` 0 sends in batches (``waqtor.sender_batch``); with ``latency_ms`` each
+    batch stays in flight long enough for kills to land in the middle of one."""
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="waqtor-chaos-"))
     store = RedisChild(tmp)  # AOF on, appendfsync everysec
@@ -58,7 +72,7 @@ def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[s
         "REDIS_URL": store.url,
         "API_KEY": KEY,
         "WAQTOR_DATA_DIR": str(tmp / "data"),
-        "MESSAGE_DELAY": "5",
+        "MESSAGE_DELAY": str(delay_ms),
         "MESSAGE_JITTER": "0",
         "MAX_RETRIES": "10",
         "RETRY_BACKOFF_MS": "20",
@@ -85,12 +99,18 @@ def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[s
             if time.monotonic() > deadline:
                 raise RuntimeError("API did not start")
             time.sleep(0.1)
-        http.put("/api/simulator/faults", json={"transient": 0.2}).raise_for_status()
+        rates = faults if faults is not None else {"transient": 0.2}
+        body: dict[str, object] = {**rates}
+        if latency_ms:
+            body["latencyMs"] = latency_ms
+        http.put("/api/simulator/faults", json=body).raise_for_status()
         jobs = [_submit(http, recipients(big, 0))]
         jobs += [_submit(http, recipients(15, 100_000 + i * 100)) for i in range(small)]
         restarted_redis = False
+        inflight_at_kills = 0
         while done_kills < kills:
             time.sleep(rng.uniform(0.5, 1.0))
+            inflight_at_kills += _in_flight(store, jobs)
             victim = rng.randrange(len(pool))
             pool[victim].send_signal(signal.SIGKILL)
             pool[victim].wait()
@@ -102,7 +122,10 @@ def run(kills: int, big: int, small: int, seed: int, workers: int = 3) -> dict[s
                 store.start()
                 restarted_redis = True
         finished = _wait_all(http, jobs, timeout_s=float(os.environ.get("CHAOS_WAIT_S", "300")))
-        return _tally(http, store, jobs, done_kills, finished)
+        return {
+            **_tally(http, store, jobs, done_kills, finished),
+            "inflight_at_kills": inflight_at_kills,
+        }
     finally:
         http.close()
         for proc in [*pool, api]:
@@ -124,6 +147,22 @@ def _submit(http: httpx.Client, rows: list[dict[str, str]]) -> str:
     resp.raise_for_status()
     job_id: str = resp.json()["data"]["jobId"]
     return job_id
+
+
+def _in_flight(store: RedisChild, jobs: list[str]) -> int:
+    """Recipients whose send has started and not been recorded, over every campaign (any
+    worker's): evidence that kills land in the middle of sends."""
+    try:
+        client = redis.Redis.from_url(store.url, decode_responses=True)
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for job_id in jobs:
+                    pipe.hlen(f"wq:c:{job_id}:f")
+                return sum(int(n) for n in pipe.execute())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return 0
 
 
 def _wait_all(http: httpx.Client, jobs: list[str], timeout_s: float) -> bool:
@@ -173,9 +212,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", type=int, default=2000)
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument(
+        "--batches",
+        action="store_true",
+        help="MESSAGE_DELAY=0 (the batch send path), 300 ms provider latency, 2 %% transient "
+        "and 1 %% ambiguous faults",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    result = run(args.kills, args.big, args.small, args.seed)
+    if args.batches:
+        result = run(
+            args.kills,
+            args.big,
+            args.small,
+            args.seed,
+            delay_ms=0,
+            latency_ms=300,
+            faults={"transient": 0.02, "ambiguous": 0.01},
+        )
+    else:
+        result = run(args.kills, args.big, args.small, args.seed)
     line = " ".join(f"{k}={v}" for k, v in result.items() if k != "finished")
     print(f"{line} seconds={time.monotonic() - started:.0f} seed={args.seed}", flush=True)
     healthy = (

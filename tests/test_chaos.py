@@ -13,3 +13,24 @@ def test_chaos_no_duplicates_no_losses() -> None:
     assert result["lost"] == 0
     assert result["unknown"] <= result["kills"]
     assert result["sent"] + result["failed"] + result["unknown"] == result["accepted"]
+
+
+def test_chaos_in_batches_no_duplicates_no_losses() -> None:
+    """The batch send path (no delay) under the same damage: kills land while a batch of up
+    to 100 is in flight at the provider, yet no recipient is sent twice or lost."""
+    result = run(
+        kills=6,
+        big=1500,
+        small=6,
+        seed=12,
+        delay_ms=0,
+        latency_ms=300,
+        faults={"transient": 0.02, "ambiguous": 0.01},
+    )
+    assert result["finished"] == 1
+    assert result["accepted"] == 1500 + 6 * 15
+    assert result["inflight_at_kills"] > 0  # the kills did land while sends were in flight
+    assert result["duplicates"] == 0
+    assert result["lost"] == 0
+    assert result["unknown"] <= result["kills"]
+    assert result["sent"] + result["failed"] + result["unknown"] == result["accepted"]

@@ -161,15 +161,18 @@ class _Batch:
 
     def next_size(self, size: int, limit: int) -> int:
         """Slow start: batches begin at one recipient and double while every send goes
-        through. A ban signal, a refusal or an unknown outcome drops the size back to one, so
-        an account in trouble sends a step at a time (the breaker sees each outcome before
-        the next send, as on the one-at-a-time path)."""
+        through. A ban signal or an unavailable provider drops the size back to one, so an
+        account in trouble sends a step at a time (the breaker sees each outcome before the
+        next send, as on the one-at-a-time path); other refusals and unknown outcomes halve it."""
+        halve = False
         for o in self.outcomes:
-            if o.error_code in BAN_SIGNALS or (
-                o.status in (RecipientStatus.RETRY, RecipientStatus.UNKNOWN) and not o.deferral
-            ):
+            if o.error_code in BAN_SIGNALS:
                 return 1
-        return min(limit, size * 2)
+            if o.status in (RecipientStatus.RETRY, RecipientStatus.UNKNOWN) and not o.deferral:
+                halve = True
+        if self.unavailable is not None:
+            return 1
+        return max(1, size // 2) if halve else min(limit, size * 2)
 
     async def run(self, provider: BatchProvider, account: Any) -> None:
         s, clock, campaign = self.s, self.s.clock, self.campaign
