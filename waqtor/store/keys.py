@@ -95,6 +95,12 @@ class Keys:
         """String: the account rests until this time (ms) after a ban signal."""
         return f"{self.prefix}:acct:{account}:cool_ms"
 
+    def cool_until_ms_parts(self) -> tuple[str, str]:
+        """``(head, tail)`` with ``cool_until_ms(name) == head + name + tail``: for a script that
+        reads the cool-down of accounts it only learns the names of inside Redis."""
+        head, _, tail = self.cool_until_ms("\0").partition("\0")
+        return head, tail
+
     def strikes(self, account: str) -> str:
         """Integer (1 h TTL): ban signals seen recently; three pause the account."""
         return f"{self.prefix}:acct:{account}:strikes"
@@ -195,3 +201,8 @@ class Keys:
     @property
     def queue_meta(self) -> str:
         return f"{self.bull_prefix}:{self.queue}:meta"
+
+    def bull_state(self, state: str) -> str:
+        """bullmq's list (wait, active, paused) or sorted set (delayed, prioritized, completed,
+        failed) of the jobs in ``state``."""
+        return f"{self.bull_prefix}:{self.queue}:{state}"

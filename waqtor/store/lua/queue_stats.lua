@@ -1,0 +1,51 @@
+-- Everything GET /api/queue/stats shows, read in one call (and one consistent moment). Read only.
+-- KEYS: 1 bullmq's queue meta hash, 2 campaigns paused one by one (set), 3 message counts (hash),
+--       4 accounts (hash), 5.. bullmq's list or sorted set of each state in ARGV[4..]
+-- ARGV: 1, 2 an account's cool-down key is ARGV[1] .. name .. ARGV[2] (layout from keys.py),
+--       3 the default account's name (it exists with no hash entry),
+--       4.. bullmq state names (wait, active, paused, prioritized, completed, ...)
+-- Returns {{count per state}, queue paused 0|1, paused campaigns, {message counts hash, flat},
+--          {paused account, its JSON, ...}, {account, cool-down end ms, ...}}.
+local counts = {}
+for i = 4, #ARGV do
+  local state, key = ARGV[i], KEYS[i + 1]
+  if state == 'wait' or state == 'paused' then
+    -- Older bullmq left a '0:' marker at the tail of these lists; its getCounts skips it too.
+    local n = redis.call('LLEN', key)
+    local tail = redis.call('LINDEX', key, -1)
+    if tail and string.sub(tail, 1, 2) == '0:' then n = n - 1 end
+    counts[#counts + 1] = n
+  elseif state == 'active' then
+    counts[#counts + 1] = redis.call('LLEN', key)
+  else
+    counts[#counts + 1] = redis.call('ZCARD', key)
+  end
+end
+local queue_paused = redis.call('HEXISTS', KEYS[1], 'paused')
+local held = redis.call('SCARD', KEYS[2])
+local messages = redis.call('HGETALL', KEYS[3])
+
+local head, tail, default = ARGV[1], ARGV[2], ARGV[3]
+local paused, cooling = {}, {}
+local function cool(name)
+  local until_ms = redis.call('GET', head .. name .. tail)
+  if until_ms then
+    cooling[#cooling + 1] = name
+    cooling[#cooling + 1] = until_ms
+  end
+end
+local accounts = redis.call('HGETALL', KEYS[4])
+local seen_default = false
+for i = 1, #accounts, 2 do
+  local name, raw = accounts[i], accounts[i + 1]
+  if name == default then seen_default = true end
+  local ok, account = pcall(cjson.decode, raw)
+  if ok and type(account) == 'table' and account.paused == true then
+    paused[#paused + 1] = name
+    paused[#paused + 1] = raw
+  else
+    cool(name)
+  end
+end
+if not seen_default then cool(default) end
+return {counts, queue_paused, held, messages, paused, cooling}
