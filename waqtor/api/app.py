@@ -22,11 +22,14 @@ from waqtor.api import (
     routes_webhooks,
 )
 from waqtor.api.auth import require_key
+from waqtor.api.fast_stats import StatsFastPath
 from waqtor.api.limits import BodyLimit
+from waqtor.api.live_stats import LiveStats
 from waqtor.clock import Clock
 from waqtor.config import Settings
 from waqtor.sender import Sender
 from waqtor.services import build
+from waqtor.store.queue_stats import QueueStatsReader
 from waqtor.worker import CampaignWorker
 
 log = logging.getLogger("waqtor.api")
@@ -49,6 +52,9 @@ def create_app(
         services = build(settings, redis_url, clock=clock)
         app.state.services = services
         app.state.sender = Sender(services, "api")
+        app.state.live_stats = LiveStats(
+            QueueStatsReader(services.redis, services.keys), services.clock
+        )
         worker: CampaignWorker | None = None
         if run_worker:
             worker = CampaignWorker(
@@ -62,6 +68,7 @@ def create_app(
             if worker is not None:
                 await worker.stop()
                 await worker.s.close()
+            app.state.live_stats = None
             await services.close()
 
     app = FastAPI(
@@ -91,6 +98,8 @@ def create_app(
     async def liveness() -> dict[str, Any]:
         return {"success": True, "status": "ok", "version": __version__}
 
+    # Innermost of our middlewares, so CORS and the body limit still wrap it.
+    app.add_middleware(StatsFastPath, state=app.state)
     origins = settings.cors_list()
     if origins:
         app.add_middleware(

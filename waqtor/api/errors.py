@@ -29,8 +29,15 @@ class ApiError(Exception):
         self.extra = extra
 
 
+INTERNAL = "internal error; see the server log"
+
+
 def error_body(error: str, **extra: Any) -> dict[str, Any]:
     return {"success": False, "error": error, **extra}
+
+
+def redis_down(url: str, exc: BaseException) -> str:
+    return f"Redis unavailable at {redis_label(url)}: {exc}"
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -72,9 +79,7 @@ def install(app: FastAPI) -> None:
 
     async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
         url = getattr(request.app.state, "redis_url", "")
-        return JSONResponse(
-            error_body(f"Redis unavailable at {redis_label(url)}: {exc}"), status_code=503
-        )
+        return JSONResponse(error_body(redis_down(url, exc)), status_code=503)
 
     for kind in REDIS_DOWN:
         app.add_exception_handler(kind, _redis_down)
@@ -82,4 +87,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal error; see the server log"), status_code=500)
+        return JSONResponse(error_body(INTERNAL), status_code=500)

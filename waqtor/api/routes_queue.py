@@ -6,14 +6,14 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from waqtor import campaigns
 from waqtor.api.deps import services
 from waqtor.api.errors import REDIS_DOWN, ApiError
+from waqtor.api.live_stats import LiveStats
 from waqtor.api.models import CleanRequest, ok
 from waqtor.config import redis_label
-from waqtor.domain.eta import clock_text
 from waqtor.health import account_providers
 from waqtor.services import Services
 
@@ -22,39 +22,16 @@ router = APIRouter(prefix="/api/queue", tags=["queue"])
 DAY_MS = 24 * 3600 * 1000
 
 
+async def live_stats(request: Request) -> LiveStats:
+    live: LiveStats = request.app.state.live_stats
+    return live
+
+
 @router.get("/stats")
-async def stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    counts = await s.engine.counts()
-    # Campaigns paused one by one wait in bullmq's delayed set; the seed would call them paused.
-    held = min(counts["delayed"], int(await s.redis.scard(s.keys.paused_campaigns)))
-    counts["delayed"] -= held
-    counts["paused"] += held
-    counts["total"] = sum(counts.values())
-    messages = await s.ledger.global_counts()
-    return ok({**counts, "messages": messages, "alerts": await account_alerts(s)})
-
-
-async def account_alerts(s: Services) -> list[dict[str, Any]]:
-    """Accounts the breaker (or an operator) paused, and accounts resting after a ban signal."""
-    alerts: list[dict[str, Any]] = []
-    now = s.clock.now_ms()
-    for account in await s.accounts.all():
-        if account.paused:
-            alerts.append(
-                {"account": account.name, "state": "paused", "reason": account.pausedReason}
-            )
-            continue
-        cool = await s.accounts.cooling_until(account.name)
-        if cool > now:
-            alerts.append(
-                {
-                    "account": account.name,
-                    "state": "cooling",
-                    "until": cool,
-                    "reason": f"resting after a ban signal until {clock_text(cool)}",
-                }
-            )
-    return alerts
+async def stats(live: Annotated[LiveStats, Depends(live_stats)]) -> dict[str, Any]:
+    """Job counts, message counts and account alerts, read live. A GET normally never reaches
+    this function: ``fast_stats.StatsFastPath`` answers it with the same body."""
+    return (await live.get()).body
 
 
 @router.get("/jobs")
@@ -118,7 +95,9 @@ async def clean(
 
 
 @router.get("/health")
-async def health(s: Annotated[Services, Depends(services)]) -> Any:
+async def health(
+    s: Annotated[Services, Depends(services)], live: Annotated[LiveStats, Depends(live_stats)]
+) -> Any:
     from fastapi.responses import JSONResponse
 
     data: dict[str, Any] = {}
@@ -151,7 +130,7 @@ async def health(s: Annotated[Services, Depends(services)]) -> Any:
         if alive == 0:
             healthy = False
         data["queue"] = {"paused": await s.engine.is_paused()}
-        data["alerts"] = await account_alerts(s)
+        data["alerts"] = await live.alerts()
     except REDIS_DOWN as exc:
         healthy = False
         data["redis"] = {"ok": False, "at": redis_label(s.redis_url), "error": str(exc)}
