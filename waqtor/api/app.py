@@ -24,6 +24,7 @@ from waqtor.api import (
 from waqtor.api.auth import require_key
 from waqtor.api.fast_stats import StatsFastPath
 from waqtor.api.limits import BodyLimit
+from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.clock import Clock
 from waqtor.config import Settings
@@ -55,6 +56,7 @@ def create_app(
         app.state.live_stats = LiveStats(
             QueueStatsReader(services.redis, services.keys), services.clock
         )
+        app.state.live_jobs = LiveJobs(services)
         worker: CampaignWorker | None = None
         if run_worker:
             worker = CampaignWorker(
@@ -68,7 +70,7 @@ def create_app(
             if worker is not None:
                 await worker.stop()
                 await worker.s.close()
-            app.state.live_stats = None
+            app.state.live_stats = app.state.live_jobs = None
             await services.close()
 
     app = FastAPI(

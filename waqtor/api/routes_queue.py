@@ -6,11 +6,12 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from waqtor import campaigns
 from waqtor.api.deps import services
 from waqtor.api.errors import REDIS_DOWN, ApiError
+from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.api.models import CleanRequest, ok
 from waqtor.config import redis_label
@@ -34,27 +35,18 @@ async def stats(live: Annotated[LiveStats, Depends(live_stats)]) -> dict[str, An
     return (await live.get()).body
 
 
-@router.get("/jobs")
+async def live_jobs(request: Request) -> LiveJobs:
+    live: LiveJobs = request.app.state.live_jobs
+    return live
+
+
+# response_model keeps the OpenAPI entry of a dict; the body is JSON encoded once per read.
+@router.get("/jobs", response_model=dict[str, Any])
 async def jobs(
-    s: Annotated[Services, Depends(services)],
+    live: Annotated[LiveJobs, Depends(live_jobs)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> dict[str, Any]:
-    ids = await s.redis.zrevrange(s.keys.jobs, 0, limit - 1)
-    views = await s.engine.views([str(i) for i in ids])
-    rows = [
-        {
-            "id": v.id,
-            "status": v.state,
-            "progress": v.progress,
-            "data": v.data,
-            "processedOn": v.processed_on,
-            "finishedOn": v.finished_on,
-            "failedReason": v.failed_reason,
-            "timestamp": v.timestamp,
-        }
-        for v in views
-    ]
-    return ok({"jobs": rows, "count": len(rows)})
+) -> Response:
+    return Response(await live.encoded(limit), media_type="application/json")
 
 
 @router.get("/jobs/{job_id}")

@@ -1,0 +1,58 @@
+"""The body of ``GET /api/queue/jobs?limit=N``, read live and shared by concurrent requests.
+
+Listing 50 jobs reads 100 replies from Redis and parses 50 bullmq jobs: about 3 ms of CPU, so
+with 50 polling clients the reads themselves were the bottleneck. Requests for the same ``limit``
+that arrive together share one read (``SingleFlight``: each still gets a read that started after
+it arrived) and one JSON encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from waqtor.api.live_stats import render
+from waqtor.api.models import ok
+from waqtor.api.single_flight import SingleFlight
+from waqtor.services import Services
+
+
+async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` jobs, newest first, as the API shows them."""
+    ids = await s.redis.zrevrange(s.keys.jobs, 0, limit - 1)
+    views = await s.engine.views([str(i) for i in ids])
+    return [
+        {
+            "id": v.id,
+            "status": v.state,
+            "progress": v.progress,
+            "data": v.data,
+            "processedOn": v.processed_on,
+            "finishedOn": v.finished_on,
+            "failedReason": v.failed_reason,
+            "timestamp": v.timestamp,
+        }
+        for v in views
+    ]
+
+
+class LiveJobs:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        # One per limit asked for; limits are 1..1000, so this stays small.
+        self._flights: dict[int, SingleFlight[bytes]] = {}
+
+    @property
+    def reads(self) -> int:
+        """Reads started so far, over every limit."""
+        return sum(flight.reads for flight in self._flights.values())
+
+    async def encoded(self, limit: int) -> bytes:
+        """``{"success": true, "data": {"jobs": [...], "count": n}}`` as JSON."""
+        flight = self._flights.get(limit)
+        if flight is None:
+            flight = self._flights[limit] = SingleFlight(lambda: self._read(limit))
+        return await flight.get()
+
+    async def _read(self, limit: int) -> bytes:
+        rows = await job_rows(self.services, limit)
+        return render(ok({"jobs": rows, "count": len(rows)}))
