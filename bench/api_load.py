@@ -18,7 +18,7 @@ from typing import Any
 
 from bench._context import Context, standalone
 from bench._procs import run as run_cmd
-from bench._redis import RedisServer, version
+from bench._redis import RedisServer, command_calls, delta, version
 from bench._report import Part, Row
 from bench._waqtor import API_KEY, Waqtor, bulk_body
 
@@ -103,7 +103,6 @@ def run(ctx: Context) -> Part:
         wq.send_bulk(bulk_body(QUEUED))
         for i in range(SMALL_CAMPAIGNS):
             wq.send_bulk(bulk_body(SMALL_SIZE, start=10_000_000 + i * SMALL_SIZE))
-        r.close()
         stats = wq.http.get("/api/queue/stats").json()["data"]
         listed = wq.http.get("/api/queue/jobs", params={"limit": 50}).json()["data"]["count"]
         for route in ROUTES:  # warm-up, not measured
@@ -111,11 +110,18 @@ def run(ctx: Context) -> Part:
                 wq.http.get(route).raise_for_status()
         part.data["queued"] = {"stats": stats, "jobs_listed": listed}
         for route in ROUTES:
+            before = command_calls(r)
             result = load(wq.base + route, ctx.root)
+            # Concurrent requests share reads: how many Redis commands one request cost, on
+            # average (commandstats counts the calls inside Lua scripts too).
+            calls = delta(command_calls(r), before)
+            calls.pop("info", None)
+            result["redis_commands_per_request"] = sum(calls.values()) / max(1, result["requests"])
             part.data[route] = result
             print(f"[api_load] {route}: {result}", file=sys.stderr)
             is_stats = route.endswith("/stats")
             note = f"{result['tool']}, {CONCURRENCY} clients, {DURATION_S} s"
+            note += f", {result['redis_commands_per_request']:.2f} Redis commands/request"
             if result["errors"]:
                 note += f", {result['errors']} errors"
             part.rows.append(Row(NAME, f"GET {route}: requests/s", result["rps"], "req/s"))
@@ -130,6 +136,7 @@ def run(ctx: Context) -> Part:
                     met=(result["p99_ms"] <= TARGET_P99_MS) if is_stats else None,
                 )
             )
+        r.close()
     return part
 
 
