@@ -127,10 +127,11 @@ local fresh_tail = '","w":' .. cjson.encode(worker) .. ',"ts":' .. string.format
   ',"lease":' .. string.format('%.0f', now + lease) .. '}'
 local out = {'claimed'}
 local details, flights, window = {}, {}, {}
+local mark_idx, mark_code = {}, {} -- status bytes to write, one SETRANGE per run of indexes
 local suppressed = 0
 for i, idx in ipairs(picked) do
   if blocked[i] == 1 then
-    redis.call('SETRANGE', status, idx, 'Z')
+    mark_idx[#mark_idx + 1], mark_code[#mark_code + 1] = idx, 'Z'
     move(olds[i], 'Z')
     suppressed = suppressed + 1
   else
@@ -149,18 +150,27 @@ for i, idx in ipairs(picked) do
       -- table and cjson, once per recipient).
       encoded = '{"a":1,"id":"' .. attempt .. fresh_tail
     end
-    redis.call('SETRANGE', status, idx, 'S')
+    mark_idx[#mark_idx + 1], mark_code[#mark_code + 1] = idx, 'S'
     move(olds[i], 'S')
     details[#details + 1] = idx
     details[#details + 1] = encoded
     flights[#flights + 1] = idx
     flights[#flights + 1] = attempt
-    window[#window + 1] = now
-    window[#window + 1] = attempt
+    if capped then
+      window[#window + 1] = now
+      window[#window + 1] = attempt
+    end
     out[#out + 1] = idx
     out[#out + 1] = tries
     out[#out + 1] = packs[i]
   end
+end
+local m = 1
+while m <= #mark_idx do
+  local j = m
+  while j < #mark_idx and mark_idx[j + 1] == mark_idx[j] + 1 do j = j + 1 end
+  redis.call('SETRANGE', status, mark_idx[m], table.concat(mark_code, '', m, j))
+  m = j + 1
 end
 for code, n in pairs(delta) do
   if n ~= 0 then

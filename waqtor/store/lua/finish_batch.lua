@@ -26,6 +26,17 @@ if sent_at > 0 and sent_at + 1 > tonumber(redis.call('GET', KEYS[9]) or '0') the
   redis.call('SET', KEYS[9], sent_at + 1)
 end
 
+-- The status bytes are read in one GETRANGE over the batch's span (a batch is mostly
+-- consecutive recipients) and written back one SETRANGE per run of consecutive indexes.
+local lo, hi = idxs[1], idxs[1]
+for i = 2, n do
+  if idxs[i] < lo then lo = idxs[i] end
+  if idxs[i] > hi then hi = idxs[i] end
+end
+local span = nil
+if hi - lo < 4 * n then span = redis.call('GETRANGE', status, lo, hi) end
+local mark_idx, mark_code = {}, {}
+
 local applied, delta, backlog_delta = {}, {}, 0
 local details, done, retries, unknowns, texts, deferred = {}, {}, {}, {}, {}, {}
 local had_unknown = false
@@ -33,7 +44,9 @@ for i = 1, n do
   local item = items[i]
   local idx, new = item[1], item[2]
   local attempt = prefix .. '.' .. idx
-  local cur = redis.call('GETRANGE', status, idx, idx)
+  local cur
+  if span then cur = string.sub(span, idx - lo + 1, idx - lo + 1)
+  else cur = redis.call('GETRANGE', status, idx, idx) end
   local rec, encoded = nil, nil
   local raw = raws[i]
   if (cur == 'S' or cur == 'U') and cur ~= new and raw then
@@ -56,7 +69,7 @@ for i = 1, n do
     applied[i] = 0
   else
     applied[i] = 1
-    redis.call('SETRANGE', status, idx, new)
+    mark_idx[#mark_idx + 1], mark_code[#mark_code + 1] = idx, new
     delta[cur] = (delta[cur] or 0) - 1
     delta[new] = (delta[new] or 0) + 1
     done[#done + 1] = idx
@@ -95,6 +108,13 @@ for i = 1, n do
   end
 end
 
+local m = 1
+while m <= #mark_idx do
+  local j = m
+  while j < #mark_idx and mark_idx[j + 1] == mark_idx[j] + 1 do j = j + 1 end
+  redis.call('SETRANGE', status, mark_idx[m], table.concat(mark_code, '', m, j))
+  m = j + 1
+end
 for code, d in pairs(delta) do
   if d ~= 0 then
     redis.call('HINCRBY', meta, 'n:' .. code, d)
