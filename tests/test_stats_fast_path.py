@@ -1,5 +1,5 @@
-"""``GET /api/queue/stats`` skips FastAPI's routing, yet answers exactly as the route would:
-same bytes, same auth, same errors, and it comes back with Redis."""
+"""``GET /api/queue/stats`` and plain ``GET /api/queue/jobs`` skip FastAPI's routing, yet answer
+exactly as the routes would: same bytes, same auth, same errors, and they come back with Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from tests.conftest import HEADERS, App, RedisServer, make_settings, recipients
-from waqtor.api.fast_stats import StatsFastPath
+from waqtor.api.fast_reads import FastReads, plain_limit
 
 
 def _route_only(app: App) -> httpx.AsyncClient:
@@ -19,7 +19,7 @@ def _route_only(app: App) -> httpx.AsyncClient:
     through FastAPI's exception handlers, routing and dependencies as before."""
     layer = app.app.middleware_stack
     assert layer is not None, "the app has not served a request yet"
-    while not isinstance(layer, StatsFastPath):
+    while not isinstance(layer, FastReads):
         layer = layer.app  # type: ignore[attr-defined]
     below = layer.app
 
@@ -56,6 +56,36 @@ async def test_same_bytes_as_the_fastapi_route(redis_url: str, tmp_path: Path) -
                 assert fast.content == routed.content
             no_header = await app.client.get("/api/queue/stats")
             assert no_header.content == (await direct.get("/api/queue/stats")).content
+
+
+async def test_job_lists_are_the_routes_bytes_and_odd_queries_go_to_fastapi(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        for n in range(3):
+            body = {"recipients": recipients(12, start=n * 100), "message": "Hi"}
+            assert (await app.post("/api/messages/send-bulk", json=body)).status_code == 200
+        queries = ["", "?limit=2", "?limit=1000", "?limit=0", "?limit=1001", "?limit=abc"]
+        queries += ["?limit=02", "?limit=2&limit=3", "?limit=2&other=1", "?limit=+2", "?limit"]
+        async with _route_only(app) as direct:
+            for query in queries:
+                fast = await app.get("/api/queue/jobs" + query)
+                routed = await direct.get("/api/queue/jobs" + query, headers=HEADERS)
+                assert fast.status_code == routed.status_code, query
+                assert fast.content == routed.content, query
+                assert fast.headers["content-type"] == routed.headers["content-type"]
+            assert len((await app.get("/api/queue/jobs?limit=2")).json()["data"]["jobs"]) == 2
+            for key in ("", "nope" * 5):
+                fast = await app.client.get("/api/queue/jobs", headers={"X-API-Key": key})
+                routed = await direct.get("/api/queue/jobs", headers={"X-API-Key": key})
+                assert (fast.status_code, fast.content) == (routed.status_code, routed.content)
+
+
+def test_plain_limits_only() -> None:
+    assert plain_limit(b"") == 50
+    assert plain_limit(b"limit=1") == 1 and plain_limit(b"limit=1000") == 1000
+    for query in (b"limit=0", b"limit=1001", b"limit=01", b"limit=1&x=2", b"x=1", b"limit=1 "):
+        assert plain_limit(query) is None, query
 
 
 async def test_other_methods_and_paths_go_on_to_fastapi(app: App) -> None:

@@ -22,7 +22,7 @@ from waqtor.api import (
     routes_webhooks,
 )
 from waqtor.api.auth import require_key
-from waqtor.api.fast_stats import StatsFastPath
+from waqtor.api.fast_reads import FastReads
 from waqtor.api.limits import BodyLimit
 from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
@@ -101,7 +101,7 @@ def create_app(
         return {"success": True, "status": "ok", "version": __version__}
 
     # Innermost of our middlewares, so CORS and the body limit still wrap it.
-    app.add_middleware(StatsFastPath, state=app.state)
+    app.add_middleware(FastReads, state=app.state)
     origins = settings.cors_list()
     if origins:
         app.add_middleware(

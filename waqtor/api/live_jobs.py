@@ -15,6 +15,9 @@ from waqtor.api.models import ok
 from waqtor.api.single_flight import SingleFlight
 from waqtor.services import Services
 
+#: The route's default and largest ``limit``.
+DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
+
 
 async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` jobs, newest first, as the API shows them."""

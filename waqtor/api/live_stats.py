@@ -75,6 +75,9 @@ class LiveStats:
     async def get(self) -> Snapshot:
         return await self.flight.get()
 
+    async def encoded(self) -> bytes:
+        return (await self.flight.get()).encoded
+
     async def alerts(self) -> list[dict[str, Any]]:
         """The accounts' alerts alone, read now (for the health route)."""
         return account_alerts(await self.reader.read(), self.clock.now_ms())

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from waqtor import campaigns
 from waqtor.api.deps import services
 from waqtor.api.errors import REDIS_DOWN, ApiError
-from waqtor.api.live_jobs import LiveJobs
+from waqtor.api.live_jobs import DEFAULT_LIMIT, MAX_LIMIT, LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.api.models import CleanRequest, ok
 from waqtor.config import redis_label
@@ -31,7 +31,7 @@ async def live_stats(request: Request) -> LiveStats:
 @router.get("/stats")
 async def stats(live: Annotated[LiveStats, Depends(live_stats)]) -> dict[str, Any]:
     """Job counts, message counts and account alerts, read live. A GET normally never reaches
-    this function: ``fast_stats.StatsFastPath`` answers it with the same body."""
+    this function: ``fast_reads.FastReads`` answers it with the same body."""
     return (await live.get()).body
 
 
@@ -44,8 +44,10 @@ async def live_jobs(request: Request) -> LiveJobs:
 @router.get("/jobs", response_model=dict[str, Any])
 async def jobs(
     live: Annotated[LiveJobs, Depends(live_jobs)],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Response:
+    """Recent jobs, newest first. A plain GET (no query, or ``limit`` alone) is answered by
+    ``fast_reads.FastReads`` with the same body; this function takes the rest."""
     return Response(await live.encoded(limit), media_type="application/json")
 
 
