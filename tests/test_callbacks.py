@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import App, make_settings, wait_for_job
+from tests.conftest import HEADERS, App, make_settings, wait_for_job
 from tests.fake_cloud_api import (
     APP_SECRET,
     TOKEN,
@@ -279,3 +279,51 @@ async def test_status_changes_of_a_campaign_reach_its_callback_url(
     ]
     delivered = next(e for e in events if e["status"] == "delivered")
     assert delivered["messageId"] == fake.by_to("966500000001").message_id
+
+
+async def test_batched_sends_queue_their_callbacks_with_the_outcomes(
+    redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """On the batch path (simulator, no delay) each recorded change queues its callback in the
+    same script as the change: one per recipient, with its own outcome."""
+    settings = make_settings(redis_url, tmp_path, callback_secret=SECRET, instant_threshold=0)
+    async with App(settings) as app:
+        faults = {"phones": {"+966500000004": "permanent"}}
+        assert (
+            await app.client.put("/api/simulator/faults", json=faults, headers=HEADERS)
+        ).is_success
+        await asyncio.sleep(0.25)
+        resp = await app.post(
+            "/api/messages/send-bulk",
+            json={
+                "recipients": [{"phone": f"9665{i:08d}", "name": f"P{i}"} for i in range(40)],
+                "message": "Hi {name}",
+                "callbackUrl": receiver.url("/batch-hook"),
+            },
+        )
+        job = resp.json()["data"]["jobId"]
+        await wait_for_job(app.get, job)
+        deadline = time.monotonic() + 10
+        while len(receiver.got) < 42:  # 40 recipients, then active and completed
+            assert time.monotonic() < deadline, len(receiver.got)
+            await asyncio.sleep(0.05)
+        r = app.app.state.services.redis
+        ids = [json.loads(v)["id"].rsplit(".", 1)[0] for v in (await r.hvals(f"wq:c:{job}:d"))]
+    assert len(set(ids)) < 20  # the sends did go out in batches
+    events = [
+        json.loads(x.body) for x in receiver.got if x.headers["x-waqtor-event"] == "message.status"
+    ]
+    assert len(events) == 40 and len({e["id"] for e in events}) == 40
+    by_phone = {e["phone"]: e for e in events}
+    assert by_phone["+966500000004"]["status"] == "failed"
+    assert by_phone["+966500000004"]["errorCode"] == "sim_invalid_recipient"
+    sent = by_phone["+966500000007"]
+    assert (sent["status"], sent["previousStatus"], sent["source"]) == ("sent", "sending", "worker")
+    assert sent["messageId"].startswith("sim-") and sent["campaignId"] == job
+    assert sent["index"] == 7 and sent["account"] == "default"
+    assert all(
+        callbacks.verify(
+            SECRET, x.body, x.headers["x-waqtor-timestamp"], x.headers["x-waqtor-signature"]
+        )
+        for x in receiver.got
+    )

@@ -40,7 +40,7 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.registry import UnknownProvider
 from waqtor.sender import Campaign, Sender, Step, quiet_hours
-from waqtor.store import batches, delivery
+from waqtor.store import batches
 from waqtor.store.batches import Claimed, Outcome
 
 
@@ -220,17 +220,21 @@ class _Batch:
         started = clock.now_ms()
         if ready:
             await self._send(provider, ready, started)
-        applied = await batches.finish(
+        now = clock.now_ms()
+        url = await callbacks.url_for(s, campaign.id, self.account)
+        await batches.finish(
             s.ledger,
             campaign.id,
             self.account,
             self.outcomes,
             prefix=self.prefix,
-            now_ms=clock.now_ms(),
+            now_ms=now,
             sent_at_ms=started if ready else 0,
             lane=self.lane,
+            callback_url=url,
+            callback_ids=[callbacks.new_id(now) for _ in self.outcomes] if url else (),
+            phones=self.phones,
         )
-        await self._callbacks(applied)
         if ready:
             elapsed = clock.now_ms() - started
             await self.sender.observe(self.account, elapsed / len(ready))
@@ -330,30 +334,6 @@ class _Batch:
         )
         if unavailable:
             self.unavailable = exc.reason
-
-    async def _callbacks(self, applied: list[bool]) -> None:
-        """Queue the status callback of each recorded change, when anyone listens."""
-        s, cid = self.s, self.campaign.id
-        if await callbacks.url_for(s, cid, self.account) is None:
-            return
-        for outcome, ok in zip(self.outcomes, applied, strict=True):
-            if not ok:
-                continue
-            extra: dict[str, object] = {
-                "message_id": outcome.message_id,
-                "error_code": outcome.error_code,
-                "reason": outcome.reason,
-            }
-            await delivery.changed(
-                s,
-                cid,
-                self.account,
-                outcome.index,
-                outcome.status,
-                RecipientStatus.SENDING,
-                extra,
-                phone=self.phones.get(outcome.index),
-            )
 
 
 class Overlapped:

@@ -7,7 +7,7 @@ webhooks see no difference. Only the number of round trips changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -118,9 +118,14 @@ async def finish(
     now_ms: int,
     sent_at_ms: int = 0,
     lane: int = 0,
+    callback_url: str | None = None,
+    callback_ids: Sequence[str] = (),
+    phones: Mapping[int, str] | None = None,
 ) -> list[bool]:
     """Record every outcome of the batch claimed with ``prefix``; one flag per outcome, false
-    when it was stale."""
+    when it was stale. With ``callback_url``, each recorded change queues its status callback
+    in the same script, under ``callback_ids`` (one per outcome; ``phones`` gives each
+    recipient's number for the event)."""
     if not outcomes:
         return []
     k = ledger.keys
@@ -137,7 +142,18 @@ async def finish(
         ]
         for o in outcomes
     ]
-    args: list[bytes | str | int] = [now_ms, sent_at_ms, prefix, orjson.dumps(rows)]
+    if callback_url:
+        for row, o, cb_id in zip(rows, outcomes, callback_ids, strict=True):
+            row += [cb_id, (phones or {}).get(o.index, "")]
+    args: list[bytes | str | int] = [
+        now_ms,
+        sent_at_ms,
+        prefix,
+        orjson.dumps(rows),
+        callback_url or "",
+        cid,
+        account,
+    ]
     res = await ledger.scripts["finish_batch"](
         keys=[
             k.meta(cid),
@@ -151,6 +167,8 @@ async def finish(
             k.last_send_ms(account),
             k.sent_texts(account),
             k.sent_window(account),
+            k.callback_items,
+            k.callback_due,
         ],
         args=args,
     )

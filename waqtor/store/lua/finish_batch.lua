@@ -2,12 +2,16 @@
 -- for one, for each of them, with the shared counters written once.
 -- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 retry, 6 message counts, 7 account backlog,
 --       8 unsettled, 9 account last-send time, 10 account's sent-text log (dedupe guard),
---       11 account's 24 h send log (caps)
+--       11 account's 24 h send log (caps), 12 callback items, 13 callback due
 -- ARGV: 1 now ms, 2 latest time a request was handed to the provider (ms; 0: none was),
 --       3 the batch's attempt id prefix (recipient i's attempt is prefix .. '.' .. i),
 --       4 JSON array of outcomes, each [index, new code (D F R U K), provider message id,
 --       error code, error reason, retry due ms / unknown lease end ms, hash of phone and text
---       ('' = none), 1 when a deferral (quiet hours) should not count as an attempt]
+--       ('' = none), 1 when a deferral (quiet hours) should not count as an attempt,
+--       and when a callback URL is given: callback id, phone],
+--       5 callback URL ('' = none), 6 campaign id, 7 account
+-- Each applied change queues its status callback here, in the same step as the change: a crash
+-- cannot record one without the other.
 -- (One JSON argument rather than nine per outcome: the client packs one string, not 900.)
 -- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled).
 local meta, status, detail, inflight, retry, counts, backlog, unsettled =
@@ -126,6 +130,27 @@ if #done > 0 then
   redis.call('HDEL', inflight, unpack(done))
   if had_unknown then redis.call('ZREM', unsettled, unpack(done)) end
   redis.call('HSET', detail, unpack(details))
+end
+local url = ARGV[5] or ''
+if url ~= '' then
+  local names = {P = 'pending', S = 'sending', R = 'retry', D = 'sent', F = 'failed',
+                 U = 'unknown', K = 'skipped'}
+  for i = 1, n do
+    if applied[i] == 1 then
+      local item = items[i]
+      local event = {
+        event = 'message.status', id = item[9], ts = now, campaignId = ARGV[6],
+        account = ARGV[7], index = item[1], phone = item[10], status = names[item[2]],
+        previousStatus = 'sending', source = 'worker'
+      }
+      if item[3] ~= '' then event['messageId'] = item[3] end
+      if item[4] ~= '' then event['errorCode'] = item[4]; event['error'] = item[5] end
+      local entry = {id = item[9], url = url, event = 'message.status',
+                     body = cjson.encode(event), created = now, attempts = 0}
+      redis.call('HSET', KEYS[12], item[9], cjson.encode(entry))
+      redis.call('ZADD', KEYS[13], now, item[9])
+    end
+  end
 end
 if #texts > 0 then
   redis.call('ZADD', KEYS[10], unpack(texts))
