@@ -164,45 +164,6 @@ async def enqueue(s: Services, url: str, event: dict[str, Any], now_ms: int | No
     return cb_id
 
 
-async def recipient_event(
-    s: Services,
-    campaign_id: str,
-    account: str,
-    index: int,
-    phone: str | None,
-    status: str,
-    previous: str,
-    *,
-    message_id: str | None = None,
-    error_code: str | None = None,
-    error: str | None = None,
-    source: str = "worker",
-) -> str | None:
-    """A recipient changed status (sent, failed, retry, unknown ...): queue its callback."""
-    url = await url_for(s, campaign_id, account)
-    if url is None:
-        return None
-    if phone is None:
-        packed = await s.redis.lindex(s.keys.recipients(campaign_id), index)
-        phone = str(json.loads(packed)[0]) if packed else ""
-    event: dict[str, Any] = {
-        "event": "message.status",
-        "campaignId": campaign_id,
-        "account": account,
-        "index": index,
-        "phone": phone,
-        "status": status,
-        "previousStatus": previous,
-        "source": source,
-    }
-    if message_id:
-        event["messageId"] = message_id
-    if error_code:
-        event["errorCode"] = error_code
-        event["error"] = error or ""
-    return await enqueue(s, url, event)
-
-
 #: Campaign meta field set while the campaign is known to be active (for callbacks only).
 ACTIVE_FIELD = "cbActive"
 

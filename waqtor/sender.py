@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from waqtor import concurrency
+from waqtor import callbacks, concurrency
 from waqtor.breaker import Breaker
 from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.domain.phones import mask
@@ -33,7 +33,8 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.registry import UnknownProvider
 from waqtor.services import Services
-from waqtor.store import delivery
+from waqtor.store import batches, delivery
+from waqtor.store.batches import Outcome
 
 log = logging.getLogger("waqtor.sender")
 
@@ -166,19 +167,17 @@ class Sender:
         started = 0  # set when the request is handed to the provider
         text_hash = ""
 
-        async def finish(status: RecipientStatus, **kw: object) -> None:
+        async def finish(status: RecipientStatus, **kw: Any) -> None:
             await track.before(status, kw)
-            applied = await s.ledger.finish(
+            digest = text_hash if status is RecipientStatus.SENT else ""
+            applied = await record(
+                s,
                 campaign.id,
                 name,
-                idx,
-                attempt_id,
-                status,
-                now_ms=clock.now_ms(),
-                lane=lane,
+                lane,
+                Outcome(idx, attempt_id, status, text_hash=digest, **kw),
                 sent_at_ms=started,
-                text_hash=text_hash if status is RecipientStatus.SENT else "",
-                **kw,  # type: ignore[arg-type]
+                phone=recipient.phone,
             )
             await track.after(status, applied, kw)
 
@@ -293,54 +292,61 @@ class Sender:
                 await s.ledger.drop_unsettled(campaign.id, index)
                 continue
             now = s.clock.now_ms()
-            settled: RecipientStatus | None = None
-            outcome: dict[str, object] = {}
+            outcome: Outcome | None = None
             if message_id:
-                settled, outcome = RecipientStatus.SENT, {"message_id": message_id}
-                applied = await s.ledger.finish(
-                    campaign.id,
-                    name,
-                    index,
-                    attempt_id,
-                    RecipientStatus.SENT,
-                    now_ms=now,
-                    lane=lane,
-                    message_id=message_id,
-                )
+                outcome = Outcome(index, attempt_id, RecipientStatus.SENT, message_id=message_id)
             elif now >= lease_end and attempts > s.settings.max_retries:
-                settled, outcome = RecipientStatus.FAILED, {"error_code": "not_delivered"}
-                applied = await s.ledger.finish(
-                    campaign.id,
-                    name,
+                outcome = Outcome(
                     index,
                     attempt_id,
                     RecipientStatus.FAILED,
-                    now_ms=now,
-                    lane=lane,
                     error_code="not_delivered",
                     reason="provider has no record of any attempt; retries used up",
                 )
             elif now >= lease_end:
-                settled, outcome = RecipientStatus.RETRY, {}
-                applied = await s.ledger.finish(
-                    campaign.id,
-                    name,
+                outcome = Outcome(
                     index,
                     attempt_id,
                     RecipientStatus.RETRY,
-                    now_ms=now,
-                    lane=lane,
                     error_code="not_delivered",
                     reason="provider has no record of the attempt; sending again",
                     due_ms=now,
                 )
             else:
                 pending_until = min(pending_until or lease_end, lease_end)
-            if settled is not None and applied:
-                await delivery.changed(
-                    s, campaign.id, name, index, settled, RecipientStatus.UNKNOWN, outcome
-                )
+            if outcome is not None:
+                await record(s, campaign.id, name, lane, outcome)
         return pending_until
+
+
+async def record(
+    s: Services,
+    campaign_id: str,
+    account: str,
+    lane: int,
+    outcome: Outcome,
+    *,
+    sent_at_ms: int = 0,
+    phone: str | None = None,
+) -> bool:
+    """Record one outcome, and queue its status callback in the same script (when the
+    campaign or account has a callback URL). False when the attempt was stale."""
+    now = s.clock.now_ms()
+    url = await callbacks.url_for(s, campaign_id, account)
+    (applied,) = await batches.finish(
+        s.ledger,
+        campaign_id,
+        account,
+        [outcome],
+        prefix="",
+        now_ms=now,
+        sent_at_ms=sent_at_ms,
+        lane=lane,
+        callback_url=url,
+        callback_ids=[callbacks.new_id(now)] if url else (),
+        phones={outcome.index: phone} if phone else None,
+    )
+    return applied
 
 
 def quiet_hours(campaign: Campaign, account: Account) -> Daily | None:

@@ -122,10 +122,10 @@ async def finish(
     callback_ids: Sequence[str] = (),
     phones: Mapping[int, str] | None = None,
 ) -> list[bool]:
-    """Record every outcome of the batch claimed with ``prefix``; one flag per outcome, false
-    when it was stale. With ``callback_url``, each recorded change queues its status callback
-    in the same script, under ``callback_ids`` (one per outcome; ``phones`` gives each
-    recipient's number for the event)."""
+    """Record every outcome of the batch claimed with ``prefix`` (``""``: each outcome's own
+    ``attempt_id``); one flag per outcome, false when it was stale. With ``callback_url``, each
+    recorded change queues its status callback in the same script, under ``callback_ids`` (one
+    per outcome; ``phones`` gives each recipient's number, else it is read from the ledger)."""
     if not outcomes:
         return []
     k = ledger.keys
@@ -139,6 +139,7 @@ async def finish(
             o.due_ms,
             o.text_hash,
             1 if o.deferral else 0,
+            "" if prefix else o.attempt_id,
         ]
         for o in outcomes
     ]
@@ -169,6 +170,7 @@ async def finish(
             k.sent_window(account),
             k.callback_items,
             k.callback_due,
+            k.recipients(cid),
         ],
         args=args,
     )

@@ -220,43 +220,7 @@ class Tracker:
     async def after(
         self, status: RecipientStatus, applied: bool, outcome: dict[str, object]
     ) -> None:
-        """After the ledger recorded (or refused, when ``applied`` is false) ``status``."""
+        """After the ledger recorded (or refused, when ``applied`` is false) ``status``; the
+        status callback was queued by the same script."""
         if self.indexed and status in (RecipientStatus.FAILED, RecipientStatus.RETRY):
             await forget_attempt(self.s, self.campaign_id, self.attempt_id)
-        if applied:
-            await changed(
-                self.s,
-                self.campaign_id,
-                self.account,
-                self.index,
-                status,
-                RecipientStatus.SENDING,
-                outcome,
-                phone=self.phone,
-            )
-
-
-async def changed(
-    s: Services,
-    campaign_id: str,
-    account: str,
-    index: int,
-    status: RecipientStatus,
-    previous: RecipientStatus,
-    outcome: dict[str, object],
-    *,
-    phone: str | None = None,
-) -> None:
-    """Queue the status callback of a recipient change the send path recorded."""
-    await callbacks.recipient_event(
-        s,
-        campaign_id,
-        account,
-        index,
-        phone,
-        status.value,
-        previous.value,
-        message_id=str(outcome.get("message_id") or "") or None,
-        error_code=str(outcome.get("error_code") or "") or None,
-        error=str(outcome.get("reason") or "") or None,
-    )

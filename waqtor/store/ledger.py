@@ -175,55 +175,6 @@ class Ledger:
             return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
         return Claim(kind)
 
-    async def finish(
-        self,
-        cid: str,
-        account: str,
-        index: int,
-        attempt_id: str,
-        status: RecipientStatus,
-        *,
-        now_ms: int,
-        message_id: str = "",
-        error_code: str = "",
-        reason: str = "",
-        due_ms: int = 0,
-        lane: int = 0,
-        sent_at_ms: int = 0,
-        text_hash: str = "",
-        deferral: bool = False,
-    ) -> bool:
-        k = self.keys
-        res = await self.scripts["finish"](
-            keys=[
-                k.meta(cid),
-                k.status(cid),
-                k.detail(cid),
-                k.inflight(cid),
-                k.retry(cid, lane),
-                k.message_counts,
-                k.backlog(account),
-                k.unsettled(cid),
-                k.last_send_ms(account),
-                k.sent_texts(account),
-                k.sent_window(account),
-            ],
-            args=[
-                index,
-                attempt_id,
-                status.code,
-                now_ms,
-                message_id,
-                error_code,
-                reason,
-                due_ms,
-                sent_at_ms,
-                text_hash,
-                "1" if deferral else "0",
-            ],
-        )
-        return bool(res)
-
     async def recover(
         self, cid: str, accounts: list[str], token: str, now_ms: int
     ) -> list[LostSend]:

@@ -10,7 +10,6 @@ from redis.commands.core import AsyncScript
 NAMES = (
     "claim",
     "claim_batch",
-    "finish",
     "finish_batch",
     "recover",
     "close_open",

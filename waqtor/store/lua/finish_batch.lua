@@ -1,14 +1,17 @@
--- Record the outcomes of a batch of attempts of one lane, atomically: what finish.lua does
--- for one, for each of them, with the shared counters written once.
+-- Record the outcomes of attempts of one lane, atomically: sending|unknown -> sent|failed|
+-- retry|unknown|skipped, with the shared counters written once. The one-recipient send path
+-- and the settling of unknowns use it with a single outcome.
 -- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 retry, 6 message counts, 7 account backlog,
 --       8 unsettled, 9 account last-send time, 10 account's sent-text log (dedupe guard),
---       11 account's 24 h send log (caps), 12 callback items, 13 callback due
+--       11 account's 24 h send log (caps), 12 callback items, 13 callback due, 14 recipients
 -- ARGV: 1 now ms, 2 latest time a request was handed to the provider (ms; 0: none was),
---       3 the batch's attempt id prefix (recipient i's attempt is prefix .. '.' .. i),
+--       3 the batch's attempt id prefix (recipient i's attempt is prefix .. '.' .. i; '' when
+--       each outcome names its own attempt),
 --       4 JSON array of outcomes, each [index, new code (D F R U K), provider message id,
 --       error code, error reason, retry due ms / unknown lease end ms, hash of phone and text
 --       ('' = none), 1 when a deferral (quiet hours) should not count as an attempt,
---       and when a callback URL is given: callback id, phone],
+--       attempt id ('' = from the prefix), and when a callback URL is given: callback id,
+--       phone],
 --       5 callback URL ('' = none), 6 campaign id, 7 account
 -- Each applied change queues its status callback here, in the same step as the change: a crash
 -- cannot record one without the other.
@@ -41,13 +44,14 @@ local span = nil
 if hi - lo < 4 * n then span = redis.call('GETRANGE', status, lo, hi) end
 local mark_idx, mark_code = {}, {}
 
-local applied, delta, backlog_delta = {}, {}, 0
+local applied, prevs, delta, backlog_delta = {}, {}, {}, 0
 local details, done, retries, unknowns, texts, deferred = {}, {}, {}, {}, {}, {}
 local had_unknown = false
 for i = 1, n do
   local item = items[i]
   local idx, new = item[1], item[2]
-  local attempt = prefix .. '.' .. idx
+  local attempt = item[9]
+  if attempt == '' then attempt = prefix .. '.' .. idx end
   local cur
   if span then cur = string.sub(span, idx - lo + 1, idx - lo + 1)
   else cur = redis.call('GETRANGE', status, idx, idx) end
@@ -73,6 +77,7 @@ for i = 1, n do
     applied[i] = 0
   else
     applied[i] = 1
+    prevs[i] = cur
     mark_idx[#mark_idx + 1], mark_code[#mark_code + 1] = idx, new
     delta[cur] = (delta[cur] or 0) - 1
     delta[new] = (delta[new] or 0) + 1
@@ -139,16 +144,19 @@ if url ~= '' then
     if applied[i] == 1 then
       local item = items[i]
       local event = {
-        event = 'message.status', id = item[9], ts = now, campaignId = ARGV[6],
-        account = ARGV[7], index = item[1], phone = item[10], status = names[item[2]],
-        previousStatus = 'sending', source = 'worker'
+        event = 'message.status', id = item[10], ts = now, campaignId = ARGV[6],
+        account = ARGV[7], index = item[1], phone = item[11], status = names[item[2]],
+        previousStatus = names[prevs[i]], source = 'worker'
       }
+      if item[11] == '' then
+        event['phone'] = string.match(redis.call('LINDEX', KEYS[14], item[1]) or '', '^%["([^"]+)"') or ''
+      end
       if item[3] ~= '' then event['messageId'] = item[3] end
       if item[4] ~= '' then event['errorCode'] = item[4]; event['error'] = item[5] end
-      local entry = {id = item[9], url = url, event = 'message.status',
+      local entry = {id = item[10], url = url, event = 'message.status',
                      body = cjson.encode(event), created = now, attempts = 0}
-      redis.call('HSET', KEYS[12], item[9], cjson.encode(entry))
-      redis.call('ZADD', KEYS[13], now, item[9])
+      redis.call('HSET', KEYS[12], item[10], cjson.encode(entry))
+      redis.call('ZADD', KEYS[13], now, item[10])
     end
   end
 end
