@@ -38,6 +38,8 @@ FAST = {
     "send_lease_ms": 1000,
     "heartbeat_ms": 500,
     "provider_timeout_ms": 3000,
+    # The fake receivers listen on 127.0.0.1 (tests/test_callbacks.py checks the refusal).
+    "callback_allow_private": True,
 }
 
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from waqtor import __version__
+from waqtor import __version__, egress
 from waqtor.config import read_secret
 from waqtor.services import Services
 
@@ -329,7 +329,17 @@ class Dispatcher:
         }
         retry_after_ms = 0
         try:
-            resp = await self._client.post(str(item["url"]), content=body, headers=headers)
+            dest = await egress.resolve(str(item["url"]), allow_private=st.callback_allow_private)
+            resp = await self._client.post(
+                dest.url,
+                content=body,
+                headers={**headers, **dest.headers},
+                extensions=dest.extensions,
+            )
+        except egress.Refused as exc:
+            return Attempt("failed", 0, f"refused: {exc}")
+        except OSError as exc:  # the name did not resolve: DNS may come back
+            status, error, retryable = 0, f"cannot resolve the host ({exc})", True
         except httpx.HTTPError as exc:
             status, error, retryable = 0, f"no answer ({type(exc).__name__})", True
         else:

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     callback_timeout_ms: int = Field(default=10_000, ge=100)
     callback_backoff_ms: int = Field(default=1_000, ge=1)
     """First retry of a failed callback; doubles each time, up to an hour apart."""
+    callback_allow_private: bool = False
+    """Allow callback URLs whose host resolves to a loopback, private or link-local address
+    (off: such callbacks are refused, so an API client cannot make the service call into its
+    own network)."""
     callback_max_age_ms: int = Field(default=24 * 3600 * 1000, ge=1000)
     """A callback that still fails this long after its event is given up."""
     callback_concurrency: int = Field(default=8, ge=1, le=256)
