@@ -270,3 +270,47 @@ def test_check_fails_for_an_account_whose_provider_cannot_send(
     check = Proc(["serve", "--check"], env, tmp_path / "check.log").start()
     assert check.wait(timeout=30) == 1
     assert "unhealthy: account cloud" in (tmp_path / "check.log").read_text()
+
+
+def test_two_workers_share_one_campaign_and_a_killed_helper_loses_nothing(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A large unpaced campaign asks the other worker to help (batches from both processes);
+    SIGKILL the helper mid-batch: its in-flight sends are recovered after the send lease, and
+    every recipient still goes out exactly once."""
+    env = {**env_for(send_batch=20, sim_latency_ms=40), "REDIS_URL": redis_url}
+    serve = Serve(tmp_path)
+    serve.env.update(env)
+    serve.proc = Proc(["serve", "--port", str(serve.port), "--no-worker"], serve.env, serve.log)
+    serve.proc.start()
+    wait_http(serve.base + "/health")
+    workers = [Proc(["worker"], env, tmp_path / f"worker{i}.log").start() for i in range(2)]
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 20
+        while client.hlen("wq:workers") < 2:
+            assert time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        job_id = serve.send(1500)
+        claimed_by: Counter[str] = Counter()
+        deadline = time.monotonic() + 20
+        while len(claimed_by) < 2:
+            assert time.monotonic() < deadline, f"work not shared: {claimed_by}"
+            time.sleep(0.05)
+            claimed_by = Counter(json.loads(v)["w"] for v in client.hvals(f"wq:c:{job_id}:d"))
+        # The campaign's own worker claimed recipient 0 (batches start at one); the other helps.
+        owner = json.loads(client.hget(f"wq:c:{job_id}:d", "0") or "{}")["w"]
+        helper = next(w for w in workers if w.proc and f":{w.proc.pid}:" not in owner)
+        helper.signal(signal.SIGKILL)
+        helper.wait()
+        job = serve.wait_job(job_id, timeout=60)
+        per_phone = Counter(r["phone"] for r in serve.outbox())
+        assert len(per_phone) == 1500 and set(per_phone.values()) == {1}, "duplicate or lost"
+        assert job["recipients"]["sent"] == 1500
+        assert client.hlen(f"wq:c:{job_id}:f") == 0
+    finally:
+        client.close()
+        for w in workers:
+            w.stop()
+        serve.stop()

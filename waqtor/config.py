@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     key_prefix: str = "wq"
     worker_concurrency: int = Field(default=20, ge=1)
     """Campaigns one worker process runs at once (they share each account's pacing)."""
+    assist_workers: int = Field(default=3, ge=0, le=64)
+    """How many other worker processes a large campaign on the batch path (no delay) asks to
+    help send it, at most (one fewer than the live workers); 0: a campaign stays on one."""
     lock_duration_ms: int = Field(default=30_000, ge=500)
     stalled_interval_ms: int = Field(default=15_000, ge=200)
     heartbeat_ms: int = Field(default=5_000, ge=100)

@@ -20,6 +20,9 @@ from redis.asyncio.client import Pipeline
 from waqtor.domain.status import JobState
 
 JOB_NAME = "campaign"
+#: Jobs that help send a large campaign from other workers (``CampaignWorker._assist``).
+ASSIST_NAME = "assist"
+ASSIST_MARK = "~assist~"
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
 
 __all__ = ["DelayedError", "Engine", "JobView"]
@@ -95,6 +98,19 @@ class Engine:
             stage(pipe)
             await self.queue.scripts.addJob(job, pipe)
             await pipe.execute()
+
+    async def add_assists(
+        self, campaign_id: str, lane: int, helpers: int, *, handed_back: int = 0
+    ) -> None:
+        """Ask other workers to help send one lane of a campaign: one short-lived job per
+        helper. A helper job holds no campaign state (the ledger does), so it is removed when it
+        ends, and adding one that is already queued or running does nothing. ``handed_back``
+        counts how often a helper was passed on by a process that already sends the campaign."""
+        opts: dict[str, Any] = {"attempts": 1, "removeOnComplete": True, "removeOnFail": True}
+        for n in range(1, helpers + 1):
+            data = {"campaign": campaign_id, "lane": lane, "handedBack": handed_back}
+            job_id = f"{campaign_id}{ASSIST_MARK}{lane}.{n}.{handed_back}"
+            await self.queue.add(ASSIST_NAME, data, {**opts, "jobId": job_id})
 
     async def counts(self) -> dict[str, int]:
         raw = await self.queue.getJobCounts(*COUNT_STATES)

@@ -63,7 +63,7 @@ def batch_provider(provider: Provider) -> BatchProvider | None:
 
 
 async def send_batch(
-    sender: Sender, campaign: Campaign, token: str, lane: int = 0
+    sender: Sender, campaign: Campaign, token: str, lane: int = 0, lock_job: str | None = None
 ) -> list[Step] | None:
     """Send up to ``SEND_BATCH`` recipients of ``lane``. None when this lane must go one at a
     time just now (a pacing delay, a sending window, a provider without batches, or nothing
@@ -100,6 +100,7 @@ async def send_batch(
         daily_cap=caps.daily,
         lane=lane,
         lanes=len(campaign.accounts),
+        lock_job=lock_job,
     )
     if not isinstance(claimed, list):
         if claimed.kind == "empty":

@@ -16,14 +16,15 @@ import os
 import socket
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from waqtor import callbacks, concurrency
+from waqtor import callbacks, concurrency, heartbeats
 from waqtor.domain.eta import clock_text
 from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
-from waqtor.engine import DelayedError
+from waqtor.engine import ASSIST_NAME, DelayedError
 from waqtor.providers import content
 from waqtor.sender import Campaign, Sender, Step
 from waqtor.sender_batch import Overlapped, overlap, send_batch
@@ -43,6 +44,14 @@ STOP_TIMEOUT_S = 15.0
 ACCOUNT_RECHECK_MS = 15_000
 #: A paused campaign parks its job in *delayed* this long; resume promotes it at once.
 PARK_MS = 365 * 24 * 3600 * 1000
+#: Other workers are asked to help only with at least this many full batches left per lane.
+ASSIST_MIN_BATCHES = 4
+#: A helper job picked by a process that already sends its campaign is passed on this many
+#: times at most, for another worker to take it.
+ASSIST_HANDOFFS = 3
+ASSIST_HANDOFF_S = 0.02
+#: Outcomes after which a helper takes another batch; anything else is for the campaign's job.
+_HELPER_GOES_ON = frozenset({"sent", "failed", "retry", "unknown", "deferred", "skipped"})
 
 
 class JobUnavailable(Exception):
@@ -62,6 +71,7 @@ class CampaignWorker:
         self._run_task: asyncio.Task[Any] | None = None
         self._beat_task: asyncio.Task[None] | None = None
         self._callbacks: callbacks.Dispatcher | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -106,6 +116,8 @@ class CampaignWorker:
             # bullmq's run loop can reopen a connection while it winds down; close it for good.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._bull.backend.close(force=True), 2)
+        for task in list(self._background):
+            task.cancel()
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
@@ -131,12 +143,113 @@ class CampaignWorker:
 
     # ---- the processor ----
     async def process(self, job: Any, token: str) -> dict[str, int]:
+        if job.name == ASSIST_NAME:
+            return await self._assist(job, token)
         cid = str(job.id)
         self.active.add(cid)
         try:
             return await self._run(job, token, cid)
         finally:
             self.active.discard(cid)
+
+    async def _assist(self, job: Any, token: str) -> dict[str, int]:
+        """Help send a campaign that another job runs: batches of one lane, until the lane has
+        nothing left to claim or the campaign must stop. Everything else (recovery, settling,
+        pauses, completion) stays with the campaign's own job; a helper that dies leaves
+        in-flight sends that job recovers once their send lease is over."""
+        s = self.s
+        cid = str(job.data.get("campaign", ""))
+        lane = int(job.data.get("lane", 0))
+        if cid in self.active:
+            # This process already sends the campaign: two more batches in flight here would
+            # not help. Pass the request on as a new job (the worker that has waited longest
+            # for work gets it next), a few times, then drop it.
+            handed = int(job.data.get("handedBack", 0))
+            if handed < ASSIST_HANDOFFS:
+                log.debug("helper job for %s picked by its own sender; passing it on", cid)
+                # Added once this job has ended: bullmq hands a finishing worker the next
+                # waiting job itself, which would bring it straight back here.
+                self._later(
+                    ASSIST_HANDOFF_S,
+                    lambda: s.engine.add_assists(cid, lane, 1, handed_back=handed + 1),
+                )
+            return {"batches": 0}
+        meta = await s.ledger.meta(cid)
+        if not meta or lane >= len(accounts_of(meta)):
+            return {"batches": 0}
+        campaign = _campaign(cid, meta)
+        account = campaign.accounts[lane]
+        batches = Overlapped(
+            lambda: send_batch(self.sender, campaign, token, lane, lock_job=str(job.id)),
+            lambda: overlap(self.sender, account),
+        )
+        self.active.add(cid)
+        log.debug("helping to send campaign %s, lane %d", cid, lane)
+        done = 0
+        try:
+            while not self.stopping.is_set():
+                steps = await batches.next()
+                if not steps or any(
+                    step.unavailable or step.kind not in _HELPER_GOES_ON for step in steps
+                ):
+                    break
+                done += 1
+        finally:
+            await batches.drain()
+            self.active.discard(cid)
+        return {"batches": done}
+
+    def _later(self, delay_s: float, work: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay_s)
+            try:
+                await work()
+            except Exception as exc:  # a lost request for help only costs speed
+                log.warning("could not ask for help: %s", exc)
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _ask_for_help(self, run: _Run, lane: int) -> None:
+        """Once per lane and run, when batches are at full size and much is left: ask other
+        live workers to take batches of this lane too."""
+        s = self.s
+        st = s.settings
+        account = run.campaign.accounts[lane]
+        if (
+            lane in run.assisted
+            or not st.assist_workers
+            or self.sender.batch_sizes.get(account, 1) < st.send_batch
+        ):
+            return
+        run.assisted.add(lane)
+        counts = await s.ledger.counts(run.campaign.id)
+        left = (counts["pending"] + counts["retry"]) // len(run.campaign.accounts)
+        helpers = min(st.assist_workers, await heartbeats.alive(s) - 1)
+        if helpers > 0 and left >= ASSIST_MIN_BATCHES * st.send_batch:
+            await s.engine.add_assists(run.campaign.id, lane, helpers)
+            cid = run.campaign.id
+            log.info("campaign %s lane %d: asked %d other worker(s) to help", cid, lane, helpers)
+
+    async def _wait_in_flight(self, run: _Run) -> None:
+        """Sends of the campaign are in flight (maybe a helper's): wait for them. Ones that
+        outlive the send lease belonged to a worker that died: recovered as unknown, as a dead
+        owner's are when its job is taken over."""
+        s = self.s
+        now = s.clock.now_ms()
+        if not run.in_flight_since:
+            run.in_flight_since = now
+        elif now - run.in_flight_since > s.settings.send_lease_ms:
+            run.in_flight_since = 0
+            lost = await s.ledger.recover(run.campaign.id, run.campaign.accounts, run.token, now)
+            if lost:
+                log.warning(
+                    "campaign %s: %d send(s) of a helper that stopped are unknown",
+                    run.campaign.id,
+                    len(lost),
+                )
+        await asyncio.sleep(0.05)
 
     async def _delay(self, job: Any, token: str, until_ms: int) -> DelayedError:
         await job.moveToDelayed(until_ms, token)
@@ -147,13 +260,7 @@ class CampaignWorker:
         meta = await s.ledger.meta(cid)
         if not meta:
             raise RuntimeError(f"campaign {cid} has no ledger")
-        campaign = Campaign(
-            cid,
-            accounts_of(meta),
-            meta.get("template", ""),
-            **content.from_meta(meta),
-            schedule=Schedule.from_meta(meta),
-        )
+        campaign = _campaign(cid, meta)
         if "wait" in meta:
             await s.redis.hdel(s.keys.meta(cid), "wait")
         lost = await s.ledger.recover(cid, campaign.accounts, token, s.clock.now_ms())
@@ -213,7 +320,12 @@ class CampaignWorker:
             await pipe.drain()
 
     async def _next_step(
-        self, pipe: concurrency.Pipeline, batches: Overlapped, batch: deque[Step]
+        self,
+        run: _Run,
+        lane: int,
+        pipe: concurrency.Pipeline,
+        batches: Overlapped,
+        batch: deque[Step],
     ) -> Step:
         """The next outcome: from a batch (``sender_batch``) while the account and provider
         allow it, else one step at a time through the pipeline."""
@@ -222,6 +334,7 @@ class CampaignWorker:
         if not pipe.busy:
             steps = await batches.next()
             if steps:
+                await self._ask_for_help(run, lane)
                 batch.extend(steps)
                 return batch.popleft()
         return await pipe.next()
@@ -246,7 +359,7 @@ class CampaignWorker:
                     )
                     return _End("wait", change, reason)
                 await self._spread(run, change)
-            step = await self._next_step(pipe, batches, batch)
+            step = await self._next_step(run, lane, pipe, batches, batch)
             if step.kind in ("deferred", "skipped"):
                 continue
             if step.kind in ("sent", "failed", "retry", "unknown"):
@@ -258,8 +371,9 @@ class CampaignWorker:
             if step.kind in ("interrupted", "early"):
                 continue
             if step.kind == "inflight":
-                await asyncio.sleep(0.05)
+                await self._wait_in_flight(run)
                 continue
+            run.in_flight_since = 0
             if step.kind in ("lost", "paused", "paused_queue", "canceled", "expired"):
                 run.halt_with(step.kind)
                 break
@@ -362,6 +476,16 @@ class CampaignWorker:
         raise JobUnavailable(f"provider unavailable: {reason}")
 
 
+def _campaign(cid: str, meta: dict[str, str]) -> Campaign:
+    return Campaign(
+        cid,
+        accounts_of(meta),
+        meta.get("template", ""),
+        **content.from_meta(meta),
+        schedule=Schedule.from_meta(meta),
+    )
+
+
 def _wait_reason(kind: str, detail: str | None, account: str, until_ms: int) -> str:
     """``waiting for the hourly cap until 14:05``: what the job status and the ETA say."""
     at = clock_text(until_ms)
@@ -395,6 +519,10 @@ class _Run:
     stop: str | None = None
     detail: str = ""
     halt: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Lanes that asked other workers for help (``_ask_for_help``), and since when (ms) the
+    #: campaign has had nothing to claim but sends in flight.
+    assisted: set[int] = field(default_factory=set)
+    in_flight_since: int = 0
 
     def halt_with(self, why: str, detail: str = "") -> None:
         if self.stop is None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from waqtor import campaigns
+from waqtor import campaigns, heartbeats
 from waqtor.api.deps import services
 from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.live_jobs import DEFAULT_LIMIT, MAX_LIMIT, LiveJobs
@@ -111,14 +110,7 @@ async def health(
             data["redis"]["warning"] = (
                 "maxmemory-policy is not noeviction: queued jobs can be evicted"
             )
-        beats = await s.redis.hgetall(s.keys.workers)
-        now = s.clock.now_ms()
-        stale_after = 3 * s.settings.heartbeat_ms
-        workers = []
-        for raw in beats.values():
-            beat = json.loads(raw)
-            beat["alive"] = now - int(beat.get("ts", 0)) <= stale_after
-            workers.append(beat)
+        workers = await heartbeats.workers(s)
         alive = sum(1 for w in workers if w["alive"])
         data["workers"] = {"alive": alive, "list": workers}
         if alive == 0:

@@ -58,9 +58,11 @@ async def claim(
     daily_cap: int | None = None,
     lane: int = 0,
     lanes: int = 1,
+    lock_job: str | None = None,
 ) -> list[Claimed] | Claim:
     """Up to ``size`` recipients of the lane, or why none was claimed (a ``Claim`` whose kind
-    is ``empty`` when the lane has nothing left to claim right now)."""
+    is ``empty`` when the lane has nothing left to claim right now). ``token`` must hold the
+    lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise)."""
     k = ledger.keys
     res = await ledger.scripts["claim_batch"](
         keys=[
@@ -71,7 +73,7 @@ async def claim(
             k.inflight(cid),
             k.retry(cid, lane),
             k.message_counts,
-            k.job_lock(cid),
+            k.job_lock(lock_job or cid),
             k.queue_meta,
             k.last_send_ms(account),
             k.suppressed(account),
