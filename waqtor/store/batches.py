@@ -65,22 +65,7 @@ async def claim(
     lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise)."""
     k = ledger.keys
     res = await ledger.scripts["claim_batch"](
-        keys=[
-            k.meta(cid),
-            k.recipients(cid),
-            k.status(cid),
-            k.detail(cid),
-            k.inflight(cid),
-            k.retry(cid, lane),
-            k.message_counts,
-            k.job_lock(lock_job or cid),
-            k.queue_meta,
-            k.last_send_ms(account),
-            k.suppressed(account),
-            k.backlog(account),
-            k.sent_window(account),
-            k.cool_until_ms(account),
-        ],
+        keys=k.claim_keys(cid, lane, account, lock_job),
         args=[
             token,
             prefix,

@@ -56,6 +56,30 @@ class Keys:
             *(self.retry(cid, lane) for lane in range(lanes)),
         ]
 
+    def claim_keys(
+        self, cid: str, lane: int, account: str, lock_job: str | None = None
+    ) -> list[str]:
+        """KEYS of claim.lua and claim_batch.lua, in their order: the campaign's, then the
+        lane's account's. ``lock_job``: the job whose lock the claimer must hold (default the
+        campaign's own)."""
+        return [
+            self.meta(cid),
+            self.recipients(cid),
+            self.status(cid),
+            self.detail(cid),
+            self.inflight(cid),
+            self.retry(cid, lane),
+            self.message_counts,
+            self.job_lock(lock_job or cid),
+            self.queue_meta,
+            self.unsettled(cid),
+            self.last_send_ms(account),
+            self.suppressed(account),
+            self.backlog(account),
+            self.sent_window(account),
+            self.cool_until_ms(account),
+        ]
+
     @property
     def campaigns(self) -> str:
         """Sorted set: campaign id scored by creation time (ms)."""

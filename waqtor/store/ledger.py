@@ -136,23 +136,7 @@ class Ledger:
     ) -> Claim:
         k = self.keys
         res = await self.scripts["claim"](
-            keys=[
-                k.meta(cid),
-                k.recipients(cid),
-                k.status(cid),
-                k.detail(cid),
-                k.inflight(cid),
-                k.retry(cid, lane),
-                k.message_counts,
-                k.job_lock(cid),
-                k.queue_meta,
-                k.unsettled(cid),
-                k.last_send_ms(account),
-                k.suppressed(account),
-                k.backlog(account),
-                k.sent_window(account),
-                k.cool_until_ms(account),
-            ],
+            keys=k.claim_keys(cid, lane, account),
             args=[
                 token,
                 attempt_id,

@@ -29,8 +29,17 @@ NAMES = (
 )
 
 
+_INCLUDE = "--!include "
+
+
 def _source(name: str) -> str:
-    return resources.files("waqtor.store").joinpath(f"lua/{name}.lua").read_text()
+    """A script's text, with each ``--!include <file>`` line replaced by that file."""
+    text = resources.files("waqtor.store").joinpath(f"lua/{name}.lua").read_text()
+    lines = [
+        _source(line[len(_INCLUDE) :].strip()) if line.startswith(_INCLUDE) else line
+        for line in text.splitlines()
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class Scripts:

@@ -2,16 +2,17 @@
 -- Used only for accounts with no pacing gap whose provider takes messages in batches: one
 -- script call instead of N, and the same per-recipient record as claim.lua (each recipient
 -- gets its own attempt id, written to the detail and the in-flight hash before any send).
--- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry (the lane's),
---       7 message counts, 8 job lock, 9 queue meta, 10 account last-send time,
---       11 account suppression set, 12 account backlog, 13 account 24 h send log,
---       14 account cool-down end
+-- KEYS: those of claim.lua (Keys.claim_keys): 1 meta, 2 recipients, 3 status, 4 detail,
+--       5 inflight, 6 retry (the lane's), 7 message counts, 8 job lock, 9 queue meta,
+--       10 unsettled (unused here), 11 account last-send time, 12 account suppression set,
+--       13 account backlog, 14 account 24 h send log, 15 account cool-down end
 -- ARGV: 1 lock token ('' = none), 2 attempt id prefix (unique per call), 3 now ms,
 --       4 worker id, 5 lease ms, 6 hourly cap, 7 daily cap (-1: none), 8 lane, 9 lanes, 10 N
 -- The attempt id of recipient i is prefix .. '.' .. i.
 -- Returns {'claimed', idx, attempt number, packed recipient, idx, ...} or the same control
 -- answers as claim.lua (not 'early' for a gap: these accounts have none; 'inflight',
 -- 'settle' and 'done' come from claim.lua, which the caller asks once this returns 'empty').
+--!include _batch_writes
 local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local token, prefix, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -31,13 +32,13 @@ local total = tonumber(flags[3] or '0')
 local cursor = tonumber(flags[4] or lane)
 local has_work = cursor < total or redis.call('ZCARD', retry) > 0
 if not has_work then return {'empty'} end
-local cool = tonumber(redis.call('GET', KEYS[14]) or '0')
+local cool = tonumber(redis.call('GET', KEYS[15]) or '0')
 if now < cool then return {'cooling', cool} end
 
 -- The caps are sliding windows: claim no more than what is left of the tighter one.
 local capped = hcap >= 0 or dcap >= 0
 if capped then
-  local win = KEYS[13]
+  local win = KEYS[14]
   redis.call('ZREMRANGEBYSCORE', win, '-inf', now - 86400000)
   if dcap >= 0 then
     local used = redis.call('ZCARD', win)
@@ -111,10 +112,10 @@ end
 
 -- Numbers that opted out since the campaign was queued are closed as suppressed, never sent.
 local blocked = {}
-if redis.call('SCARD', KEYS[11]) > 0 then
+if redis.call('SCARD', KEYS[12]) > 0 then
   local phones = {}
   for i, packed in ipairs(packs) do phones[i] = string.match(packed, '^%["([^"]+)"') end
-  blocked = redis.call('SMISMEMBER', KEYS[11], unpack(phones))
+  blocked = redis.call('SMISMEMBER', KEYS[12], unpack(phones))
 end
 
 local delta = {}
@@ -165,23 +166,12 @@ for i, idx in ipairs(picked) do
     out[#out + 1] = packs[i]
   end
 end
-local m = 1
-while m <= #mark_idx do
-  local j = m
-  while j < #mark_idx and mark_idx[j + 1] == mark_idx[j] + 1 do j = j + 1 end
-  redis.call('SETRANGE', status, mark_idx[m], table.concat(mark_code, '', m, j))
-  m = j + 1
-end
-for code, n in pairs(delta) do
-  if n ~= 0 then
-    redis.call('HINCRBY', meta, 'n:' .. code, n)
-    redis.call('HINCRBY', counts, code, n)
-  end
-end
-if suppressed > 0 then redis.call('DECRBY', KEYS[12], suppressed) end
+write_codes(status, mark_idx, mark_code)
+apply_counts(meta, counts, delta)
+if suppressed > 0 then redis.call('DECRBY', KEYS[13], suppressed) end
 if #details == 0 then return {'early', now} end -- all opted out: come straight back
 redis.call('HSET', detail, unpack(details))
 redis.call('HSET', inflight, unpack(flights))
-redis.call('SET', KEYS[10], now)
-if capped then redis.call('ZADD', KEYS[13], unpack(window)) end
+redis.call('SET', KEYS[11], now)
+if capped then redis.call('ZADD', KEYS[14], unpack(window)) end
 return out

@@ -17,6 +17,7 @@
 -- cannot record one without the other.
 -- (One JSON argument rather than nine per outcome: the client packs one string, not 900.)
 -- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled).
+--!include _batch_writes
 local meta, status, detail, inflight, retry, counts, backlog, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now, sent_at, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -117,19 +118,8 @@ for i = 1, n do
   end
 end
 
-local m = 1
-while m <= #mark_idx do
-  local j = m
-  while j < #mark_idx and mark_idx[j + 1] == mark_idx[j] + 1 do j = j + 1 end
-  redis.call('SETRANGE', status, mark_idx[m], table.concat(mark_code, '', m, j))
-  m = j + 1
-end
-for code, d in pairs(delta) do
-  if d ~= 0 then
-    redis.call('HINCRBY', meta, 'n:' .. code, d)
-    redis.call('HINCRBY', counts, code, d)
-  end
-end
+write_codes(status, mark_idx, mark_code)
+apply_counts(meta, counts, delta)
 if backlog_delta ~= 0 then redis.call('INCRBY', backlog, backlog_delta) end
 if #done > 0 then
   redis.call('HDEL', inflight, unpack(done))
