@@ -13,25 +13,14 @@
 -- {'inflight'} {'done'} {'early', not_before_ms} {'cooling', until_ms}
 -- {'capped', reopens_ms, 'hourly'|'daily'} {'lane_done'} (k > 1: this lane has nothing left)
 -- {'expired'}
+--!include _claim_gate
 local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled, last =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, attempt, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local min_gap = tonumber(ARGV[6])
 local lane, lanes = tonumber(ARGV[9]), tonumber(ARGV[10])
-local cursor_field = 'cursor'
-if lane > 0 then cursor_field = 'cursor:' .. lane end
-
--- A worker that lost its job's lock (stalled, taken over) must not send: the new owner does.
-if token ~= '' and redis.call('GET', lock) ~= token then return {'lost'} end
-local flags = redis.call('HMGET', meta, 'canceled', 'paused', 'total', cursor_field, 'expires_ms')
-if flags[1] == '1' then return {'canceled'} end
--- Past its validUntil a campaign sends nothing more: late is worse than never.
-if flags[5] and now > tonumber(flags[5]) then return {'expired'} end
-if flags[2] == '1' then return {'paused'} end
-if redis.call('HEXISTS', qmeta, 'paused') == 1 then return {'paused_queue'} end
-
-local total = tonumber(flags[3] or '0')
-local cursor = tonumber(flags[4] or lane)
+local stop, total, cursor, cursor_field = claim_gate(meta, lock, qmeta, token, now, lane)
+if stop then return stop end
 local idx = nil
 -- The slot reserved earlier spaces sends out; this check makes the gap exact even when a
 -- previous sender woke late: no two claims of one account closer than MESSAGE_DELAY.

@@ -13,23 +13,14 @@
 -- answers as claim.lua (not 'early' for a gap: these accounts have none; 'inflight',
 -- 'settle' and 'done' come from claim.lua, which the caller asks once this returns 'empty').
 --!include _batch_writes
+--!include _claim_gate
 local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local token, prefix, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local hcap, dcap = tonumber(ARGV[6]), tonumber(ARGV[7])
 local lane, lanes, want = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local cursor_field = 'cursor'
-if lane > 0 then cursor_field = 'cursor:' .. lane end
-
-if token ~= '' and redis.call('GET', lock) ~= token then return {'lost'} end
-local flags = redis.call('HMGET', meta, 'canceled', 'paused', 'total', cursor_field, 'expires_ms')
-if flags[1] == '1' then return {'canceled'} end
-if flags[5] and now > tonumber(flags[5]) then return {'expired'} end
-if flags[2] == '1' then return {'paused'} end
-if redis.call('HEXISTS', qmeta, 'paused') == 1 then return {'paused_queue'} end
-
-local total = tonumber(flags[3] or '0')
-local cursor = tonumber(flags[4] or lane)
+local stop, total, cursor, cursor_field = claim_gate(meta, lock, qmeta, token, now, lane)
+if stop then return stop end
 local has_work = cursor < total or redis.call('ZCARD', retry) > 0
 if not has_work then return {'empty'} end
 local cool = tonumber(redis.call('GET', KEYS[15]) or '0')
