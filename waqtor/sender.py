@@ -154,13 +154,7 @@ class Sender:
         recipient = claim.recipient
         idx = claim.index
         track = delivery.Tracker(
-            s,
-            campaign.id,
-            name,
-            idx,
-            attempt_id,
-            recipient.phone,
-            indexed=getattr(provider, "settles_by_webhook", False),
+            s, campaign.id, idx, attempt_id, indexed=getattr(provider, "settles_by_webhook", False)
         )
         await track.claimed()  # before the request: a status webhook can find this attempt
 
@@ -168,9 +162,9 @@ class Sender:
         text_hash = ""
 
         async def finish(status: RecipientStatus, **kw: Any) -> None:
-            await track.before(status, kw)
+            await track.before(kw)
             digest = text_hash if status is RecipientStatus.SENT else ""
-            applied = await record(
+            await record(
                 s,
                 campaign.id,
                 name,
@@ -179,7 +173,7 @@ class Sender:
                 sent_at_ms=started,
                 phone=recipient.phone,
             )
-            await track.after(status, applied, kw)
+            await track.after(status)
 
         quiet = quiet_hours(campaign, account)
         if quiet is not None:

@@ -178,25 +178,15 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
 # ---------------- the send path's side ----------------
 class Tracker:
     """One attempt, as the send path sees it: indexes it for status webhooks (providers that
-    settle by webhook) and queues the status callback of every change it records."""
+    settle by webhook). Status callbacks are queued by the ledger script itself."""
 
     def __init__(
-        self,
-        s: Services,
-        campaign_id: str,
-        account: str,
-        index: int,
-        attempt_id: str,
-        phone: str,
-        *,
-        indexed: bool,
+        self, s: Services, campaign_id: str, index: int, attempt_id: str, *, indexed: bool
     ) -> None:
         self.s = s
         self.campaign_id = campaign_id
-        self.account = account
         self.index = index
         self.attempt_id = attempt_id
-        self.phone = phone
         self.indexed = indexed
 
     async def claimed(self) -> None:
@@ -204,8 +194,8 @@ class Tracker:
         if self.indexed:
             await remember_attempt(self.s, self.campaign_id, self.attempt_id, self.index)
 
-    async def before(self, status: RecipientStatus, outcome: dict[str, object]) -> None:
-        """Before the ledger records ``status``."""
+    async def before(self, outcome: dict[str, object]) -> None:
+        """Before the ledger records an outcome."""
         message_id = outcome.get("message_id")
         if self.indexed and message_id:
             await remember_message(
@@ -217,10 +207,7 @@ class Tracker:
                 self.s.clock.now_ms(),
             )
 
-    async def after(
-        self, status: RecipientStatus, applied: bool, outcome: dict[str, object]
-    ) -> None:
-        """After the ledger recorded (or refused, when ``applied`` is false) ``status``; the
-        status callback was queued by the same script."""
+    async def after(self, status: RecipientStatus) -> None:
+        """After the ledger recorded (or refused) ``status``."""
         if self.indexed and status in (RecipientStatus.FAILED, RecipientStatus.RETRY):
             await forget_attempt(self.s, self.campaign_id, self.attempt_id)
