@@ -150,3 +150,18 @@ async def test_a_large_campaign_goes_out_in_batches_once_each(
     phones = Counter(row["phone"] for row in rows)
     assert len(phones) == 600 and set(phones.values()) == {1}
     assert {row["text"] for row in rows if row["phone"] == "+966500000007"} == {"Hi Person 7"}
+
+
+async def test_helper_jobs_are_not_counted_as_campaigns(
+    redis_url: str, tmp_path: Path, r: aioredis.Redis
+) -> None:
+    """Queue stats count campaigns (the seed's jobs), not the helper jobs that send them."""
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        resp = await app.post(
+            "/api/messages/send-bulk", json={"recipients": recipients(50), "message": "Hi"}
+        )
+        job_id = resp.json()["data"]["jobId"]
+        await app.app.state.services.engine.add_assists(job_id, 0, 2)
+        assert await r.llen("bull:waqtor:wait") == 3
+        stats = (await app.get("/api/queue/stats")).json()["data"]
+    assert (stats["waiting"], stats["active"], stats["total"]) == (1, 0, 1)

@@ -18,11 +18,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from waqtor.domain.status import JobState
+from waqtor.store.keys import HELPER_JOB_MARK
 
 JOB_NAME = "campaign"
 #: Jobs that help send a large campaign from other workers (``CampaignWorker._assist``).
 ASSIST_NAME = "assist"
-ASSIST_MARK = "~assist~"
+ASSIST_MARK = HELPER_JOB_MARK
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
 
 __all__ = ["DelayedError", "Engine", "JobView"]

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: In the bullmq job id of every helper job (``engine.add_assists``): a campaign's own job id
+#: never contains it, so readers can tell the two apart.
+HELPER_JOB_MARK = "~assist~"
+
 
 @dataclass(frozen=True)
 class Keys:

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from waqtor.domain.status import RecipientStatus
 from waqtor.store.accounts import DEFAULT
-from waqtor.store.keys import Keys
+from waqtor.store.keys import HELPER_JOB_MARK, Keys
 
 #: bullmq's lists and sorted sets the script counts, in this order.
 BULL_STATES = ("wait", "active", "completed", "failed", "delayed", "paused", "prioritized")
@@ -87,7 +87,7 @@ class QueueStatsReader:
             keys.accounts,
             *(keys.bull_state(state) for state in BULL_STATES),
         ]
-        self._args = [head, tail, DEFAULT, *BULL_STATES]
+        self._args = [head, tail, DEFAULT, HELPER_JOB_MARK, *BULL_STATES]
 
     async def read(self) -> QueueFigures:
         reply = await self._script(keys=self._keys, args=self._args)

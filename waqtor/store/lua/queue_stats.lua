@@ -3,20 +3,31 @@
 --       4 accounts (hash), 5.. bullmq's list or sorted set of each state in ARGV[4..]
 -- ARGV: 1, 2 an account's cool-down key is ARGV[1] .. name .. ARGV[2] (layout from keys.py),
 --       3 the default account's name (it exists with no hash entry),
---       4.. bullmq state names (wait, active, paused, prioritized, completed, ...)
+--       4 the mark in helper job ids (keys.HELPER_JOB_MARK): those jobs help send a campaign
+--       that is already counted, so they are left out of the active and waiting counts,
+--       5.. bullmq state names (wait, active, paused, prioritized, completed, ...)
 -- Returns {{count per state}, queue paused 0|1, paused campaigns, {message counts hash, flat},
 --          {paused account, its JSON, ...}, {account, cool-down end ms, ...}}.
+local mark = ARGV[4]
+-- Helper jobs are few and short-lived; a long list is read only to its first 1,000 entries.
+local function helpers_in(key)
+  local n = 0
+  for _, id in ipairs(redis.call('LRANGE', key, 0, 999)) do
+    if string.find(id, mark, 1, true) then n = n + 1 end
+  end
+  return n
+end
 local counts = {}
-for i = 4, #ARGV do
-  local state, key = ARGV[i], KEYS[i + 1]
+for i = 5, #ARGV do
+  local state, key = ARGV[i], KEYS[i]
   if state == 'wait' or state == 'paused' then
     -- Older bullmq left a '0:' marker at the tail of these lists; its getCounts skips it too.
     local n = redis.call('LLEN', key)
     local tail = redis.call('LINDEX', key, -1)
     if tail and string.sub(tail, 1, 2) == '0:' then n = n - 1 end
-    counts[#counts + 1] = n
+    counts[#counts + 1] = n - helpers_in(key)
   elseif state == 'active' then
-    counts[#counts + 1] = redis.call('LLEN', key)
+    counts[#counts + 1] = redis.call('LLEN', key) - helpers_in(key)
   else
     counts[#counts + 1] = redis.call('ZCARD', key)
   end
