@@ -9,6 +9,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from tests.conftest import App, make_settings, recipients, wait_for_job
+from waqtor.dashboard import jobs as dashboard_jobs
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
 from waqtor.services import Services, build
@@ -165,3 +166,20 @@ async def test_helper_jobs_are_not_counted_as_campaigns(
         assert await r.llen("bull:waqtor:wait") == 3
         stats = (await app.get("/api/queue/stats")).json()["data"]
     assert (stats["waiting"], stats["active"], stats["total"]) == (1, 0, 1)
+
+
+async def test_the_dashboard_lists_campaigns_not_helper_jobs(
+    redis_url: str, tmp_path: Path, r: aioredis.Redis
+) -> None:
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        resp = await app.post(
+            "/api/messages/send-bulk", json={"recipients": recipients(50), "message": "Hi"}
+        )
+        job_id = resp.json()["data"]["jobId"]
+        s = app.app.state.services
+        await s.engine.add_assists(job_id, 0, 2)
+        counts = await dashboard_jobs.counts(s, s.clock.now_ms())
+        ids, total = await dashboard_jobs.page(s, "waiting", 0, 50, s.clock.now_ms())
+        listed = await dashboard_jobs.rows(s, ids)
+    assert counts["waiting"] == 1 and total == 1
+    assert [row.id for row in listed] == [job_id]

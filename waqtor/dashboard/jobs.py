@@ -13,6 +13,7 @@ from typing import Any
 
 from waqtor.domain.status import RecipientStatus
 from waqtor.services import Services
+from waqtor.store.keys import HELPER_JOB_MARK
 
 STATES = ("waiting", "active", "delayed", "paused", "completed", "failed")
 #: Delayed jobs due further out than this are parked paused campaigns (worker.PARK_MS = 1 year).
@@ -43,11 +44,25 @@ async def counts(s: Services, now_ms: int) -> dict[str, int]:
         pipe.zcard(bull(s, "completed"))
         pipe.zcard(bull(s, "failed"))
         pipe.hexists(bull(s, "meta"), "paused")
-        wait, prio, active, delayed, parked_n, completed, failed, paused = await pipe.execute()
-    waiting = int(wait) + int(prio)
+        # Helper jobs (they send a campaign already counted) are few and short-lived.
+        pipe.lrange(bull(s, "wait"), 0, 999)
+        pipe.lrange(bull(s, "active"), 0, 999)
+        (
+            wait,
+            prio,
+            active,
+            delayed,
+            parked_n,
+            completed,
+            failed,
+            paused,
+            *lists,
+        ) = await pipe.execute()
+    helpers = [sum(1 for i in ids if HELPER_JOB_MARK in str(i)) for ids in lists]
+    waiting = int(wait) + int(prio) - helpers[0]
     return {
         "waiting": 0 if paused else waiting,
-        "active": int(active),
+        "active": int(active) - helpers[1],
         "delayed": int(delayed),
         "paused": int(parked_n) + (waiting if paused else 0),
         "completed": int(completed),
@@ -115,7 +130,8 @@ def _int(raw: Any) -> int:
 
 
 async def rows(s: Services, ids: list[str]) -> list[JobRow]:
-    """The list's columns for these jobs, in one pipeline; ids bullmq no longer has are skipped."""
+    """The list's columns for these jobs, in one pipeline; ids bullmq no longer has, and
+    helper jobs, are skipped."""
     async with s.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hmget(bull(s, job_id), list(_FIELDS))
@@ -124,7 +140,7 @@ async def rows(s: Services, ids: list[str]) -> list[JobRow]:
     out: list[JobRow] = []
     for i, job_id in enumerate(ids):
         job, meta = raw[2 * i], raw[2 * i + 1]
-        if job[0] is None:
+        if job[0] is None or HELPER_JOB_MARK in job_id:
             continue
         try:
             data = json.loads(job[0])
