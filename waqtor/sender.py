@@ -267,12 +267,17 @@ class Sender:
     async def settle(self, campaign: Campaign) -> int | None:
         """Ask the provider about unknown recipients. Returns when (ms) to ask again, or None.
 
-        Found by attempt id: sent. Not found once the send lease is over (no send of that
-        attempt can still be in flight): safe to send again, so back to retry.
+        Asked only once the send lease is over (a send still inside it may yet be recorded by
+        its own worker). Found by attempt id: sent. Not found: the provider has fenced that
+        attempt (``Provider.lookup``), so sending the recipient again cannot duplicate it.
         """
         s = self.s
         pending_until: int | None = None
         for index, attempt_id, lease_end, attempts in await s.ledger.unsettled(campaign.id):
+            now = s.clock.now_ms()
+            if now < lease_end:
+                pending_until = min(pending_until or lease_end, lease_end)
+                continue
             lane = campaign.lane_of(index)
             name = campaign.accounts[lane]
             account = await s.accounts.get(name) or s.accounts.default()
@@ -285,11 +290,9 @@ class Sender:
             except NotImplementedError:
                 await s.ledger.drop_unsettled(campaign.id, index)
                 continue
-            now = s.clock.now_ms()
-            outcome: Outcome | None = None
             if message_id:
                 outcome = Outcome(index, attempt_id, RecipientStatus.SENT, message_id=message_id)
-            elif now >= lease_end and attempts > s.settings.max_retries:
+            elif attempts > s.settings.max_retries:
                 outcome = Outcome(
                     index,
                     attempt_id,
@@ -297,19 +300,16 @@ class Sender:
                     error_code="not_delivered",
                     reason="provider has no record of any attempt; retries used up",
                 )
-            elif now >= lease_end:
+            else:
                 outcome = Outcome(
                     index,
                     attempt_id,
                     RecipientStatus.RETRY,
                     error_code="not_delivered",
                     reason="provider has no record of the attempt; sending again",
-                    due_ms=now,
+                    due_ms=s.clock.now_ms(),
                 )
-            else:
-                pending_until = min(pending_until or lease_end, lease_end)
-            if outcome is not None:
-                await record(s, campaign.id, name, lane, outcome)
+            await record(s, campaign.id, name, lane, outcome)
         return pending_until
 
 

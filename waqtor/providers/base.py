@@ -72,7 +72,11 @@ class Provider(Protocol):
     async def lookup(self, attempt_id: str) -> str | None:
         """The message id sent under ``attempt_id``, or None if the provider has none.
 
-        Raises NotImplementedError when the provider cannot tell (then unknowns stay unknown).
+        None must be final: a request of that attempt still on its way (its worker lost the
+        job but lives on) must never be accepted after this answer, so the provider fences
+        the attempt as it answers. Only then may the caller send the recipient again.
+        Raises NotImplementedError when the provider cannot promise that (then unknowns stay
+        unknown, for a status webhook or an operator to settle).
         """
         ...
 

@@ -31,6 +31,10 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.store.keys import Keys
+from waqtor.store.scripts import source
+
+#: In the attempts hash: an attempt that a lookup declared never sent; it is refused forever.
+FENCED = "!fenced"
 
 FAULT_CLASSES = (
     "transient",
@@ -88,6 +92,8 @@ class SimulatorProvider:
         self._rng = rng or random.Random()
         self._faults = Faults(latency_ms=latency_ms)
         self._faults_at = 0.0
+        self._accept = redis.register_script(source("sim_accept"))
+        self._lookup = redis.register_script(source("sim_lookup"))
 
     async def faults(self) -> Faults:
         if time.monotonic() - self._faults_at > _CACHE_S:
@@ -150,9 +156,9 @@ class SimulatorProvider:
         faults = await self.faults()
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000.0)
-        results: list[SendResult | ProviderError] = []
-        entries: list[bytes] = []
-        attempts: dict[str, str] = {}
+        results: list[SendResult | ProviderError | None] = []
+        accepted: list[int] = []
+        args: list[str | bytes] = [FENCED]
         batch_id = uuid.uuid4().hex
         for n, message in enumerate(messages):
             fault = self._pick_fault(faults, message.phone)
@@ -162,25 +168,31 @@ class SimulatorProvider:
                 results.append(exc)
                 continue
             message_id = f"sim-{batch_id}-{n}"
-            entries.append(self._entry(message, message_id, received_ms))
-            attempts[message.attempt_id] = message_id
-            if fault == "ambiguous":
+            args += [message.attempt_id, message_id, self._entry(message, message_id, received_ms)]
+            accepted.append(n)
+            results.append(
                 # Delivered, but the answer is "lost": what a timeout after sending looks like.
-                results.append(AmbiguousError("sim_timeout", "simulated timeout after delivery"))
-            else:
-                results.append(SendResult(message_id))
-        if entries:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(self.keys.sim_outbox, *entries)
-                pipe.hset(self.keys.sim_attempts, mapping=attempts)  # type: ignore[arg-type]
-                await pipe.execute()
-        return results
+                AmbiguousError("sim_timeout", "simulated timeout after delivery")
+                if fault == "ambiguous"
+                else None
+            )
+        if accepted:
+            # One script: each attempt lands at most once, and never after a lookup fenced it.
+            ids = await self._accept(keys=[self.keys.sim_outbox, self.keys.sim_attempts], args=args)
+            for n, message_id in zip(accepted, ids, strict=True):
+                if message_id == FENCED:
+                    results[n] = TransientError(
+                        "sim_fenced", "refused: this attempt was declared never sent"
+                    )
+                elif results[n] is None:
+                    results[n] = SendResult(str(message_id))
+        return [r for r in results if r is not None]
 
     async def lookup(self, attempt_id: str) -> str | None:
         if not (await self.faults()).lookup:
             raise NotImplementedError("lookups switched off")
-        found: str | None = await self.redis.hget(self.keys.sim_attempts, attempt_id)  # type: ignore[assignment]
-        return found
+        found = await self._lookup(keys=[self.keys.sim_attempts], args=[attempt_id, FENCED])
+        return str(found) if found else None
 
     async def health(self) -> Health:
         faults = await self.faults()

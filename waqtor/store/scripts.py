@@ -32,11 +32,11 @@ NAMES = (
 _INCLUDE = "--!include "
 
 
-def _source(name: str) -> str:
+def source(name: str) -> str:
     """A script's text, with each ``--!include <file>`` line replaced by that file."""
     text = resources.files("waqtor.store").joinpath(f"lua/{name}.lua").read_text()
     lines = [
-        _source(line[len(_INCLUDE) :].strip()) if line.startswith(_INCLUDE) else line
+        source(line[len(_INCLUDE) :].strip()) if line.startswith(_INCLUDE) else line
         for line in text.splitlines()
     ]
     return "\n".join(lines) + "\n"
@@ -45,7 +45,7 @@ def _source(name: str) -> str:
 class Scripts:
     def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_source(name)) for name in NAMES
+            name: redis.register_script(source(name)) for name in NAMES
         }
 
     def __getitem__(self, name: str) -> AsyncScript:
