@@ -9,7 +9,7 @@ from waqtor.domain.recipients import Parsed, Recipient
 from waqtor.domain.templates import placeholders, variants
 from waqtor.services import Services
 
-_BATCH = 10_000
+_BATCH = 1000  # one command per batch: a short step on the event loop each
 
 
 async def suppressed_among(s: Services, account: str, phones: list[str]) -> set[str]:

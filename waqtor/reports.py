@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from waqtor import offload
+from waqtor.domain.phones import search_digits
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
 from waqtor.services import Services
@@ -69,7 +72,7 @@ async def recipient_page(
     meta = await s.ledger.meta(cid)
     total = int(meta.get("total", "0"))
     codes = {st.code for st in statuses}
-    digits = "".join(ch for ch in search if ch.isdigit())
+    digits = search_digits(search)
     if not codes and not digits:
         rows = await s.ledger.recipient_rows(cid, offset, min(total, offset + limit) - 1)
         return rows, total
@@ -86,37 +89,60 @@ async def recipient_page(
     return rows, len(hits) if len(hits) < MAX_PHONE_MATCHES else None
 
 
+#: A cell starting with one of these is read as a formula by Excel, LibreOffice and Google
+#: Sheets (OWASP's "CSV injection"); tab and carriage return hide the sign from a glance.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+def safe_cell(value: object) -> object:
+    """``value`` as a spreadsheet shows it, never runs it: a text that starts like a formula
+    gets a leading ``'`` (OWASP's advice). Plain numbers (``+966501234567``, ``-3``) are left
+    as they are: a spreadsheet reads them as numbers, not formulas."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _chunk_rows(
+    rows: list[tuple[dict[str, Any], Any, dict[str, Any]]],
+    template: str,
+    cid: str,
+    signature: str,
+    zone: ZoneInfo,
+    now_ms: int,
+) -> str:
+    """One chunk of the report as CSV text: every text re-rendered (CPU pool)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    for row, rec, detail in rows:
+        when = detail.get("tD") or detail.get("ts") or now_ms
+        try:
+            row["text"] = render(
+                rec.message or template,
+                rec.variables,
+                builtin_values(rec.phone, signature, datetime.fromtimestamp(when / 1000, zone)),
+                seed=f"{cid}:{row['index']}",
+            )
+        except TemplateError as exc:
+            row["text"] = ""
+            row["error"] = row.get("error") or exc.reason
+        expanded = _expand(row, detail)
+        writer.writerow({name: safe_cell(value) for name, value in expanded.items()})
+    return buf.getvalue()
+
+
 async def csv_report(s: Services, cid: str) -> AsyncIterator[str]:
     """One CSV row per recipient, streamed in chunks; the text is re-rendered exactly as sent
-    (``{date}``/``{time}`` at the moment it was sent)."""
+    (``{date}``/``{time}`` at the moment it was sent). Cells that a spreadsheet would run as a
+    formula are neutralised (``safe_cell``)."""
     meta = await s.ledger.meta(cid)
     total = int(meta.get("total", "0"))
     template = meta.get("template", "")
     zone = _zone(s.settings.timezone)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    yield buf.getvalue()
+    yield ",".join(CSV_COLUMNS) + "\r\n"
     for start in range(0, total, CHUNK):
-        buf.seek(0)
-        buf.truncate()
-        for row, rec, detail in await s.ledger.recipient_details(
-            cid, start, min(total, start + CHUNK) - 1
-        ):
-            when = detail.get("tD") or detail.get("ts") or s.clock.now_ms()
-            try:
-                row["text"] = render(
-                    rec.message or template,
-                    rec.variables,
-                    builtin_values(
-                        rec.phone,
-                        s.settings.signature,
-                        datetime.fromtimestamp(when / 1000, zone),
-                    ),
-                    seed=f"{cid}:{row['index']}",
-                )
-            except TemplateError as exc:
-                row["text"] = ""
-                row["error"] = row.get("error") or exc.reason
-            writer.writerow(_expand(row, detail))
-        yield buf.getvalue()
+        rows = await s.ledger.recipient_details(cid, start, min(total, start + CHUNK) - 1)
+        yield await offload.run(
+            _chunk_rows, rows, template, cid, s.settings.signature, zone, s.clock.now_ms()
+        )

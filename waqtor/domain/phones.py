@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import phonenumbers
 
 _JUNK = re.compile(r"[\s().\-/]")
+#: WhatsApp's chat suffixes (``966503333333@c.us``), as the seed and its users' data write them.
+_CHAT_SUFFIX = re.compile(r"@(?:c\.us|s\.whatsapp\.net)$", re.IGNORECASE)
+#: Longer than any phone however it is written (spaces, dashes, a chat suffix).
+MAX_RAW_CHARS = 64
 
 
 class PhoneError(Exception):
@@ -65,19 +70,57 @@ def _fast(digits: str) -> str | None:
     return None
 
 
+def ascii_digits(text: str) -> str:
+    """``text`` with every Unicode decimal digit (category Nd: Arabic-Indic ``٩٦٦``, Persian,
+    Devanagari, full-width ...) written as its ASCII digit. Other digit-like characters
+    (``²``, ``①``: category No) raise PhoneError; they are not digits of a phone number. No
+    NFKC: that would read ``²`` as ``2``."""
+    if text.isascii():
+        return text
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+        elif unicodedata.category(ch) == "Nd":
+            out.append(str(unicodedata.decimal(ch)))
+        elif ch.isnumeric():
+            raise PhoneError(f"{ch!r} is not a decimal digit")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def search_digits(text: str) -> str:
+    """The decimal digits of a search text, as ASCII (``٩٦٦ 50`` -> ``96650``); anything else,
+    ``²`` included, is left out."""
+    return "".join(
+        ch if "0" <= ch <= "9" else str(unicodedata.decimal(ch))
+        for ch in text
+        if "0" <= ch <= "9" or (not ch.isascii() and unicodedata.category(ch) == "Nd")
+    )
+
+
 def normalise(raw: object, default_region: str | None = None) -> str:
     """Return ``raw`` as E.164 (``+966501234567``) or raise :class:`PhoneError`.
 
-    ``966501234567``, ``+966 50 123 4567`` and ``00966501234567`` are one number: digits without
-    a leading ``+`` are read as international unless ``default_region`` is set and the number
-    is valid there (a national number such as ``0501234567``).
+    ``966501234567``, ``+966 50 123 4567``, ``00966501234567``, ``٩٦٦٥٠١٢٣٤٥٦٧`` and
+    ``966501234567@c.us`` are one number: digits without a leading ``+`` are read as
+    international unless ``default_region`` is set and the number is valid there (a national
+    number such as ``0501234567``). Raises only PhoneError, whatever ``raw`` is.
     """
     if type(raw) is str:  # the usual case: skip the slower checks below
-        text = _JUNK.sub("", raw)
+        text = raw
     elif isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise PhoneError("phone must be a string")
+    elif isinstance(raw, int) and not -(10**30) < raw < 10**30:
+        raise PhoneError("phone is too long")
     else:
-        text = _JUNK.sub("", str(raw))
+        text = str(raw)
+    if len(text) > MAX_RAW_CHARS:
+        raise PhoneError("phone is too long")
+    if "@" in text:
+        text = _CHAT_SUFFIX.sub("", text.strip())
+    text = _JUNK.sub("", ascii_digits(text))
     if not text:
         raise PhoneError("phone is empty")
     if len(text) > 20:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from waqtor.domain.phones import PhoneError, normalise
-from waqtor.domain.templates import MAX_MESSAGE_CHARS, missing
+from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
+from waqtor.domain.templates import TemplateError, check, missing
 
 #: Fields of a recipient object that are not template variables.
 RESERVED = frozenset({"phone", "message"})
@@ -40,6 +40,8 @@ class Parsed:
 
 _SCALARS = (str, int, float)  # a tuple: ``str | int | float`` is rebuilt on every call
 _PHONES = (str, int)
+#: Integers past this are not a variable's value (and ``str()`` of a huge one raises).
+_MAX_INT = 10**30
 
 
 def _variables(item: Mapping[str, object]) -> dict[str, str]:
@@ -50,6 +52,8 @@ def _variables(item: Mapping[str, object]) -> dict[str, str]:
         if type(value) is str:  # the usual case, and the cheapest check
             out[str(key)] = value
         elif isinstance(value, _SCALARS) and not isinstance(value, bool):
+            if isinstance(value, int) and not -_MAX_INT < value < _MAX_INT:
+                continue  # not a value anyone means; a placeholder using it is reported missing
             out[str(key)] = str(value)
     return out
 
@@ -63,6 +67,7 @@ class RecipientParser:
         self.parsed = Parsed(template=message or "")
         self.seen: dict[str, int] = {}
         self.index = 0
+        self._checked: str | None = None  # the last template that passed ``check``
 
     def _reject(self, phone: str | None, error: str) -> None:
         self.parsed.rejected.append(Rejection(self.index, phone, error))
@@ -90,7 +95,7 @@ class RecipientParser:
         else:
             self._reject(None, "recipient must be a phone string or an object")
             return
-        shown = raw_phone if isinstance(raw_phone, str) else None
+        shown = raw_phone[:MAX_RAW_CHARS] if isinstance(raw_phone, str) else None
         if raw_phone is None:
             self._reject(None, "phone is required")
             return
@@ -103,9 +108,13 @@ class RecipientParser:
         if not template:
             self._reject(phone, "message is required")
             return
-        if len(template) > MAX_MESSAGE_CHARS:
-            self._reject(phone, f"message is longer than {MAX_MESSAGE_CHARS} characters")
-            return
+        if template is not self._checked:
+            try:
+                check(template)  # length, nesting and choice limits; cached per template
+            except TemplateError as exc:
+                self._reject(phone, f"message: {exc.reason}")
+                return
+            self._checked = template
         lacking = missing(template, variables)
         if lacking:
             names = ", ".join("{" + name + "}" for name in lacking)

@@ -8,34 +8,43 @@ sent as the literal ``{foo}``.
 
 from __future__ import annotations
 
-import random
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-#: Innermost ``{a|b|c}``: spintax, one choice per recipient.
-SPIN = re.compile(r"\{([^{}|]*(?:\|[^{}|]*)+)\}")
+from waqtor.domain.spintax import MAX_DEPTH, MAX_GROUPS, TemplateError, parse
+
+__all__ = [
+    "BUILTINS",
+    "DEFAULT_NAME",
+    "MAX_DEPTH",
+    "MAX_GROUPS",
+    "MAX_MESSAGE_CHARS",
+    "TemplateError",
+    "builtin_values",
+    "check",
+    "missing",
+    "placeholders",
+    "render",
+    "spin",
+    "variants",
+]
+
 MAX_MESSAGE_CHARS = 4096  # WhatsApp's limit for a text body
 DEFAULT_NAME = "Valued Customer"
 
 
-class TemplateError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+def check(template: str) -> None:
+    """Raise TemplateError when ``template`` is past a limit: WhatsApp's 4,096 characters,
+    MAX_DEPTH nested groups or MAX_GROUPS choice groups. Linear in its length."""
+    if len(template) > MAX_MESSAGE_CHARS:
+        raise TemplateError(f"longer than {MAX_MESSAGE_CHARS} characters (WhatsApp's limit)")
+    parse(template)
 
 
 def placeholders(template: str) -> frozenset[str]:
     """Variables the template may use (in any spintax branch)."""
-    return _placeholders(template)
-
-
-@lru_cache(maxsize=256)
-def _placeholders(template: str) -> frozenset[str]:
-    # Cached: a 100,000-recipient list usually shares one template.
-    return frozenset(PLACEHOLDER.findall(template))
+    return parse(template).names
 
 
 def builtin_values(phone: str, signature: str, now: datetime) -> dict[str, str]:
@@ -62,28 +71,18 @@ def missing(template: str, variables: Mapping[str, object]) -> list[str]:
 
 @lru_cache(maxsize=256)
 def _needed(template: str) -> frozenset[str]:
-    return _placeholders(template) - BUILTINS
+    return parse(template).names - BUILTINS
 
 
 def spin(template: str, seed: str | None) -> str:
-    """Resolve spintax, innermost first. The same ``seed`` (campaign id and recipient index)
-    always picks the same words, so a report can show exactly what was sent."""
-    if "|" not in template:
-        return template
-    rng = random.Random(seed)
-    previous = None
-    while previous != template:
-        previous = template
-        template = SPIN.sub(lambda m: rng.choice(m.group(1).split("|")), template)
-    return template
+    """Resolve spintax only, placeholders left as they are. The same ``seed`` (campaign id and
+    recipient index) always picks the same words, so a report can show exactly what was sent."""
+    return parse(template).render(lambda name: "{" + name + "}", seed)
 
 
 def variants(template: str) -> int:
-    """How many different texts spintax can make of ``template`` (nesting counted loosely)."""
-    total = 1
-    for match in SPIN.finditer(template):
-        total *= len(match.group(1).split("|"))
-    return total
+    """How many different texts spintax can make of ``template``."""
+    return parse(template).variants
 
 
 def render(
@@ -92,15 +91,14 @@ def render(
     builtins: Mapping[str, str],
     seed: str | None = None,
 ) -> str:
-    def sub(match: re.Match[str]) -> str:
-        key = match.group(1)
+    def value(key: str) -> str:
         if key in variables and variables[key] is not None and variables[key] != "":
             return str(variables[key])
         if key in builtins:
             return builtins[key]
         raise TemplateError(f"missing variable {{{key}}}")
 
-    text = PLACEHOLDER.sub(sub, spin(template, seed))
+    text = parse(template).render(value, seed)
     if len(text) > MAX_MESSAGE_CHARS:
         raise TemplateError(f"rendered message is {len(text)} characters; the limit is 4096")
     return text
