@@ -125,8 +125,16 @@ def serve(args: argparse.Namespace) -> int:
     if reason:
         log.warning("%s (the API will answer 503 until it is reachable)", reason)
     app = create_app(settings, url, keys, run_worker=not args.no_worker)
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by
+    # default; the app reads it only from TRUSTED_PROXIES.
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
 

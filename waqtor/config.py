@@ -15,6 +15,23 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_CHARS = 16
+#: Environment variables an account may name as its Cloud API token (``accessTokenEnv``)
+#: start with this, unless CLOUD_API_TOKEN_ENVS lists them.
+TOKEN_ENV_PREFIX = "WA_TOKEN_"
+#: Never a token, whatever CLOUD_API_TOKEN_ENVS says: the service's own secrets.
+_OWN_SECRETS = frozenset(
+    {
+        "API_KEY",
+        "READONLY_API_KEY",
+        "SESSION_SECRET",
+        "CALLBACK_SECRET",
+        "CALLBACK_SECRET_FILE",
+        "WHATSAPP_APP_SECRET",
+        "WHATSAPP_APP_SECRET_FILE",
+        "WHATSAPP_VERIFY_TOKEN",
+        "REDIS_URL",
+    }
+)
 
 
 class ConfigError(Exception):
@@ -55,6 +72,17 @@ class Settings(BaseSettings):
     use and stored in ``data/session_secret`` (mode 600), so sessions survive restarts."""
     session_max_age_s: int = Field(default=12 * 3600, ge=60)
     """How long a dashboard login lasts (seconds)."""
+    preauth_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Body limit (bytes) of the routes that authenticate from their body (the signed
+    WhatsApp webhook, the dashboard's login form), enforced before they are verified."""
+    auth_fail_limit: int = Field(default=10, ge=0)
+    """Failed logins or wrong API keys a client address may make in AUTH_FAIL_WINDOW_S; past
+    that it gets 429 until the window ends (0: no limit)."""
+    auth_fail_window_s: int = Field(default=300, ge=1)
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks (``10.0.0.0/8``) of reverse proxies whose
+    X-Forwarded-For and X-Forwarded-Proto are believed, as uvicorn's --forwarded-allow-ips;
+    ``*`` trusts any peer. Empty (the default): the client address is the TCP peer's."""
 
     # --- sending ---
     message_delay: int = Field(default=2000, ge=0)
@@ -111,6 +139,9 @@ class Settings(BaseSettings):
     (MESSAGE_DELAY / delayMs 0); with a delay, sends stay one at a time."""
     cloud_api_max_connections: int = Field(default=100, ge=1, le=10_000)
     """Keep-alive HTTP connections per phone number."""
+    cloud_api_token_envs: str = ""
+    """Comma-separated environment variables an account may name as ``accessTokenEnv`` besides
+    the ``WA_TOKEN_*`` ones (never one of the service's own secrets)."""
     whatsapp_verify_token: str | None = None
     """The verify token you typed into Meta's webhook settings. Unset: GET
     /webhooks/whatsapp answers 404."""
@@ -166,6 +197,19 @@ class Settings(BaseSettings):
 
     def readonly_keys(self) -> list[str]:
         return _split_keys(self.readonly_api_key, "READONLY_API_KEY")
+
+    def token_env_allowed(self, name: str) -> bool:
+        """Whether an account may read its Cloud API token from ``$name``: a ``WA_TOKEN_*``
+        variable or one CLOUD_API_TOKEN_ENVS lists; never the service's own secrets."""
+        if name in _OWN_SECRETS:
+            return False
+        listed = {n.strip() for n in self.cloud_api_token_envs.split(",") if n.strip()}
+        return (name.startswith(TOKEN_ENV_PREFIX) and len(name) > len(TOKEN_ENV_PREFIX)) or (
+            name in listed
+        )
+
+    def proxies(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     def cors_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -9,10 +9,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from waqtor import __version__, dashboard
 from waqtor.api import (
     errors,
+    openapi,
     routes_accounts,
     routes_callbacks,
     routes_jobs,
@@ -23,13 +25,15 @@ from waqtor.api import (
 )
 from waqtor.api.auth import require_key
 from waqtor.api.fast_reads import FastReads
-from waqtor.api.limits import BodyLimit
+from waqtor.api.gate import Gate
+from waqtor.api.guard import Guard
 from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.clock import Clock
 from waqtor.config import Settings
 from waqtor.sender import Sender
 from waqtor.services import build
+from waqtor.store.auth_failures import FailedAttempts
 from waqtor.store.queue_stats import QueueStatsReader
 from waqtor.worker import CampaignWorker
 
@@ -57,6 +61,15 @@ def create_app(
             QueueStatsReader(services.redis, services.keys), services.clock
         )
         app.state.live_jobs = LiveJobs(services)
+        app.state.guard = Guard(
+            FailedAttempts(
+                services.redis,
+                services.keys,
+                services.scripts,
+                limit=settings.auth_fail_limit,
+                window_s=settings.auth_fail_window_s,
+            )
+        )
         worker: CampaignWorker | None = None
         if run_worker:
             worker = CampaignWorker(
@@ -70,7 +83,7 @@ def create_app(
             if worker is not None:
                 await worker.stop()
                 await worker.s.close()
-            app.state.live_stats = app.state.live_jobs = None
+            app.state.live_stats = app.state.live_jobs = app.state.guard = None
             await services.close()
 
     app = FastAPI(
@@ -85,6 +98,7 @@ def create_app(
         list(readonly_keys) if readonly_keys is not None else settings.readonly_keys()
     )
     errors.install(app)
+    openapi.install(app)
     auth: list[Any] = [Depends(require_key)]
     app.include_router(routes_messages.router, dependencies=auth)
     app.include_router(routes_queue.router, dependencies=auth)
@@ -100,15 +114,25 @@ def create_app(
     async def liveness() -> dict[str, Any]:
         return {"success": True, "status": "ok", "version": __version__}
 
-    # Innermost of our middlewares, so CORS and the body limit still wrap it.
+    # Outermost last. FastReads answers the polled reads; the gate checks keys and sessions
+    # before any body is read and holds every body to its limit as it streams.
     app.add_middleware(FastReads, state=app.state)
+    app.add_middleware(
+        Gate,
+        state=app.state,
+        max_body=settings.max_body_bytes,
+        preauth_max_body=settings.preauth_max_body_bytes,
+    )
     origins = settings.cors_list()
     if origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type", "Idempotency-Key"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    proxies = settings.proxies()
+    if proxies:
+        # Only then is X-Forwarded-For believed, and only from these peers (never by default).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     return app

@@ -1,79 +1,88 @@
-"""Reject request bodies over the size limit with 413, before they are read into memory."""
+"""Request body limits, enforced while the body streams in: nothing is buffered past a limit.
+
+A declared ``Content-Length`` over the limit is refused (413) before a byte is read. A body
+without one (chunked) is counted as the app reads it; the read that passes the limit raises
+:class:`BodyTooLarge`, which becomes a 413 (the API's JSON, the dashboard's page, or a plain
+JSON answer here when nothing else caught it).
+"""
 
 from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "success": False,
-                "error": f"body: request body is larger than {self.max_bytes} bytes",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    await self._reject(send)
-                    return
-        if not any(name == b"content-length" for name, _ in scope.get("headers", [])):
-            # No length given (chunked): read it here, up to the limit, then replay it.
-            chunks: list[bytes] = []
-            seen = 0
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break
-                chunk = message.get("body", b"")
-                seen += len(chunk)
-                if seen > self.max_bytes:
-                    await self._reject(send)
-                    return
-                chunks.append(chunk)
-                more = bool(message.get("more_body", False))
-            body = b"".join(chunks)
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
-            return
-        await self.app(scope, receive, send)
-
-
-class BodyTooLarge(Exception):
-    """Raised mid-read when a body without Content-Length grows past the limit."""
+class BodyTooLarge(HTTPException):
+    """Raised mid-read when a body grows past its limit. An HTTPException (413), so that code
+    reading a body on its own (FastAPI's body parsing, a form) lets it through as it is."""
 
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"body: request body is larger than {max_bytes} bytes")
+        super().__init__(413, f"body: request body is larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+    def __str__(self) -> str:
+        return str(self.detail)
+
+
+def declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def limited(receive: Receive, max_bytes: int) -> Receive:
+    """``receive`` that raises BodyTooLarge once more than ``max_bytes`` have come in."""
+    seen = 0
+
+    async def read() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_bytes:
+                raise BodyTooLarge(max_bytes)
+        return message
+
+    return read
+
+
+async def too_large(send: Send, max_bytes: int) -> None:
+    body = json.dumps({"success": False, "error": str(BodyTooLarge(max_bytes))}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def call_limited(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, max_bytes: int
+) -> None:
+    """Run ``app`` with its body held to ``max_bytes``."""
+    length = declared_length(scope)
+    if length is not None and length > max_bytes:
+        await too_large(send, max_bytes)
+        return
+    started = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, limited(receive, max_bytes), tracked)
+    except BodyTooLarge:
+        if started:
+            raise
+        await too_large(send, max_bytes)

@@ -20,6 +20,7 @@ from waqtor.dashboard import (
     routes_compose,
     routes_pages,
 )
+from waqtor.dashboard.errors import session_gate
 from waqtor.dashboard.overview import Overview
 from waqtor.dashboard.render import Renderer
 from waqtor.dashboard.session import SessionCodec, load_secret
@@ -32,6 +33,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.dashboard_renderer = Renderer(settings.timezone)
     app.state.dashboard_hub = live.Hub()
     app.state.dashboard_overview = Overview()
+    # api.gate asks this before it lets a dashboard change's body be read.
+    app.state.dashboard_session_check = session_gate
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="dashboard-static")
     app.include_router(routes_auth.router)
     app.include_router(routes_compose.router)  # before /admin/queues/jobs/{id}: fixed paths

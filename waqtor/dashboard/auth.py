@@ -8,6 +8,7 @@ changes need the admin role as well.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from fastapi import Depends, Request
 
 from waqtor.dashboard.session import Session, SessionCodec
 from waqtor.services import Services
+from waqtor.store.sessions import SessionStore
 
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -56,16 +58,40 @@ def services(request: Request) -> Services:
     return s
 
 
-async def viewer(request: Request) -> Viewer:
+def sessions(request: Request) -> SessionStore:
+    s = services(request)
+    return SessionStore(s.redis, s.keys, s.scripts)
+
+
+async def resolve(request: Request) -> Viewer | None:
+    """The logged-in viewer, or None: a valid signed cookie, a key still configured, and a
+    server-side session record still alive (logout deletes it)."""
     session = codec(request).read(request)
-    role = None
-    if session is not None:
-        role = codec(request).role(
-            session, request.app.state.api_keys, request.app.state.readonly_keys
-        )
-    if session is None or role is None:
+    if session is None or not session.key:
+        return None
+    state = request.app.state
+    role = codec(request).role(session, state.api_keys, state.readonly_keys)
+    if role is None or not await sessions(request).alive(session.sid, session.key):
+        return None
+    return Viewer(role, session)
+
+
+def still_logged_in(request: Request) -> Callable[[], Awaitable[bool]]:
+    """For a long-lived stream: asks again whether its session is alive."""
+
+    async def check() -> bool:
+        try:
+            return await resolve(request) is not None
+        except Exception:  # Redis away for a moment: the stream says so itself, and goes on
+            return True
+
+    return check
+
+
+async def viewer(request: Request) -> Viewer:
+    found = await resolve(request)
+    if found is None:
         raise LoginRequired()
-    found = Viewer(role, session)
     request.state.viewer = found
     return found
 

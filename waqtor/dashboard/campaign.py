@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from waqtor.domain.eta import estimate_ms, humanise, mean_gap_ms
 from waqtor.domain.status import OPEN as OPEN_STATUSES
 from waqtor.domain.status import TERMINAL, RecipientStatus
-from waqtor.engine import JobView
+from waqtor.engine import JobView, valid_job_id
 from waqtor.services import Services
 
 FINISHED = ("completed", "failed")
@@ -139,6 +139,8 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
 
 
 async def load(s: Services, cid: str) -> CampaignView | None:
+    if not valid_job_id(cid):
+        return None
     job = await s.engine.get(cid)
     meta = await s.ledger.meta(cid)
     if job is None and not meta:

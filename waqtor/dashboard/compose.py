@@ -14,9 +14,10 @@ from datetime import datetime
 
 from starlette.datastructures import FormData, UploadFile
 
+from waqtor import offload
 from waqtor.dashboard.auth import PageError
 from waqtor.domain.recipients import Parsed, parse
-from waqtor.domain.templates import MAX_MESSAGE_CHARS
+from waqtor.domain.templates import TemplateError, check
 from waqtor.intake import CsvError, parse_csv
 from waqtor.services import Services
 
@@ -113,8 +114,11 @@ async def read(s: Services, form: FormData) -> Submission:
         if not await s.accounts.exists(name):
             raise PageError(400, f"account: no account named “{name}” (see /api/accounts)")
     delay = _delay_ms(draft.send_at, s.clock.now_ms())
-    if len(draft.message) > MAX_MESSAGE_CHARS:
-        raise PageError(400, "message: longer than 4096 characters (WhatsApp's limit)")
+    if draft.message:
+        try:
+            check(draft.message)  # length, nesting and choice-group limits, named
+        except TemplateError as exc:
+            raise PageError(400, f"message: {exc.reason}") from None
     if has_file and draft.recipients:
         raise PageError(400, "recipients: paste a list or choose a CSV file, not both")
     if not has_file and not draft.recipients:
@@ -132,7 +136,7 @@ async def read(s: Services, form: FormData) -> Submission:
             items = [p.strip() for p in _SPLIT.split(draft.recipients) if p.strip()]
             if len(items) > st.max_recipients:
                 raise PageError(413, f"recipients: more than {st.max_recipients}")
-            parsed = parse(items, draft.message or None, st.default_region)
+            parsed = await offload.run(parse, items, draft.message or None, st.default_region)
             return Submission(draft, parsed, digest.hexdigest(), delay)
         parsed = await parse_csv(
             chunks,

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from waqtor.api.errors import REDIS_DOWN
+from waqtor.api.limits import BodyTooLarge
 from waqtor.config import redis_label
 from waqtor.dashboard import banner, render
-from waqtor.dashboard.auth import LoginRequired, PageError
+from waqtor.dashboard.auth import LoginRequired, PageError, resolve
 
 log = logging.getLogger("waqtor.dashboard")
 
@@ -53,6 +54,21 @@ def error_page(request: Request, status: int, message: str) -> Response:
     return render.page(request, "error.html", {"status": status, "message": message}, status=status)
 
 
+async def session_gate(request: Request) -> Response | None:
+    """For ``api.gate``, before a dashboard change's body is read: None when the session is
+    live, else the login redirect (or a 503 page when Redis cannot say)."""
+    try:
+        if await resolve(request) is not None:
+            return None
+    except REDIS_DOWN as exc:
+        log.warning("dashboard: Redis unavailable: %s", exc)
+        url = getattr(request.app.state, "redis_url", "")
+        return error_page(
+            request, 503, f"Redis is unavailable at {redis_label(url)}: try again shortly"
+        )
+    return to_login(request)
+
+
 class DashboardRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -64,6 +80,8 @@ class DashboardRoute(APIRoute):
                 return await handler(request)
             except LoginRequired:
                 return to_login(request)
+            except BodyTooLarge as exc:
+                return error_page(request, 413, f"The upload is too large: {exc}")
             except PageError as exc:
                 return error_page(request, exc.status, exc.message)
             except RequestValidationError as exc:

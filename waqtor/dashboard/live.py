@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,9 +22,12 @@ from starlette.requests import Request
 log = logging.getLogger("waqtor.dashboard")
 
 Produce = Callable[[], Awaitable[dict[str, str]]]
+Allowed = Callable[[], Awaitable[bool]]
 TICK_S = 1.0
 LIFETIME_S = 300.0
 KEEPALIVE_S = 15.0
+#: An open stream checks this often that its session is still logged in (logout ends it).
+RECHECK_S = 5.0
 
 _exiting = threading.Event()
 
@@ -116,21 +120,33 @@ class Hub:
                 topic.task.cancel()
 
 
+#: Every line break the event-stream format knows: CRLF, a lone CR and a lone LF each end a line.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def encode(events: dict[str, str]) -> str:
     out = []
     for name, html in events.items():
         # An empty data field would not be dispatched: an empty comment clears the element.
-        lines = "".join(f"data: {line}\n" for line in (html or "<!---->").split("\n"))
+        # Split at CR too, not only LF: a browser ends the line at a bare CR, so text after it
+        # (a message with "\r" in it) would otherwise become a field of its own.
+        lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(html or "<!---->"))
         out.append(f"event: {name}\n{lines}\n")
     return "".join(out)
 
 
 async def stream(
-    request: Request, hub: Hub, key: str, produce: Produce, lifetime_s: float = LIFETIME_S
+    request: Request,
+    hub: Hub,
+    key: str,
+    produce: Produce,
+    lifetime_s: float = LIFETIME_S,
+    allowed: Allowed | None = None,
 ) -> AsyncIterator[str]:
+    """``allowed``: whether the viewer is still logged in; checked every RECHECK_S."""
     box = hub.subscribe(key, produce)
     loop = asyncio.get_running_loop()
-    started = last_write = loop.time()
+    started = last_write = last_check = loop.time()
     try:
         yield "retry: 1500\n\n"
         while not _exiting.is_set() and loop.time() - started < lifetime_s:
@@ -138,6 +154,10 @@ async def stream(
                 await asyncio.wait_for(box.ready.wait(), 1.0)
             if await request.is_disconnected():
                 break
+            if allowed is not None and loop.time() - last_check >= RECHECK_S:
+                last_check = loop.time()
+                if not await allowed():
+                    break
             events = box.take()
             if events:
                 last_write = loop.time()

@@ -5,21 +5,31 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from waqtor import reports
+from waqtor import failures, reports
 from waqtor.dashboard import campaign, live, render
-from waqtor.dashboard.auth import Look, PageError, Svc
+from waqtor.dashboard.auth import Look, PageError, Svc, still_logged_in
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.recipients import Filter, parse_status, table
 from waqtor.dashboard.routes_pages import SSE_HEADERS
+from waqtor.engine import valid_job_id
 from waqtor.services import Services
 
 router = APIRouter(prefix="/admin/queues/jobs", route_class=DashboardRoute, include_in_schema=False)
 
 ROWS_EVERY_S = 3.0
-JobId = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+def _known(job_id: Annotated[str, Path()]) -> str:
+    """An id that cannot name a job (bullmq's own key names, a ':') is unknown: a 404 page."""
+    if not valid_job_id(job_id):
+        raise PageError(404, "No campaign with that id (it may have been removed or cleaned)")
+    return job_id
+
+
+JobId = Annotated[str, Depends(_known)]
 
 
 async def _log(s: Services, view: campaign.CampaignView) -> list[str]:
@@ -87,7 +97,8 @@ async def campaign_page(
     )
     if partial:
         return render.page(request, "_recipients.html", {"v": view, "t": rows})
-    context = {"nav": "jobs", "v": view, "t": rows, "log": await _log(s, view)}
+    trace = await failures.trace(s, job_id) if who.can_act else ""
+    context = {"nav": "jobs", "v": view, "t": rows, "log": await _log(s, view), "trace": trace}
     return render.page(request, "campaign.html", context)
 
 
@@ -100,7 +111,13 @@ async def campaign_actions(request: Request, job_id: JobId, who: Look, s: Svc) -
 @router.get("/{job_id}/events")
 async def campaign_events(request: Request, job_id: JobId, who: Look, s: Svc) -> StreamingResponse:
     hub: live.Hub = request.app.state.dashboard_hub
-    body = live.stream(request, hub, f"campaign:{job_id}", _producer(request, s, job_id))
+    body = live.stream(
+        request,
+        hub,
+        f"campaign:{job_id}",
+        _producer(request, s, job_id),
+        allowed=still_logged_in(request),
+    )
     return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from waqtor.dashboard import jobs, live, render, search
-from waqtor.dashboard.auth import Look, PageError, Svc
+from waqtor.dashboard.auth import Look, PageError, Svc, still_logged_in
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.overview import Overview
 from waqtor.services import Services
@@ -53,7 +53,9 @@ async def queue_controls(request: Request, who: Look, s: Svc) -> Response:
 @router.get("/events")
 async def overview_events(request: Request, who: Look, s: Svc) -> StreamingResponse:
     hub: live.Hub = request.app.state.dashboard_hub
-    body = live.stream(request, hub, "overview", _producer(request, s))
+    body = live.stream(
+        request, hub, "overview", _producer(request, s), allowed=still_logged_in(request)
+    )
     return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -11,6 +11,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from waqtor.domain.phones import search_digits
+from waqtor.engine import valid_job_id
 from waqtor.services import Services
 
 #: Phone search budget: stop after this long, or this many recipients scanned.
@@ -18,8 +20,6 @@ BUDGET_S = 2.0
 BUDGET_RECIPIENTS = 2_000_000
 MAX_HITS = 50
 _BATCH = 50
-
-JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,16 @@ class PhoneSearch:
 
 
 def digits_of(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    return search_digits(text)
 
 
 def looks_like_phone(text: str) -> bool:
     stripped = re.sub(r"[\s()+.\-/]", "", text)
-    return len(stripped) >= 4 and stripped.isdigit()
+    return len(stripped) >= 4 and len(search_digits(stripped)) == len(stripped)
 
 
 async def job_exists(s: Services, job_id: str) -> bool:
-    if not JOB_ID.match(job_id):
+    if not valid_job_id(job_id):
         return False
     key = f"{s.keys.bull_prefix}:{s.keys.queue}:{job_id}"
     return bool(await s.redis.exists(key) or await s.redis.exists(s.keys.meta(job_id)))

@@ -1,9 +1,11 @@
-"""The dashboard's session: a signed cookie with a fingerprint of the key that logged in.
+"""The dashboard's session: a signed cookie with a fingerprint of the key that logged in and
+the id of its server-side record (``store.sessions``).
 
 The cookie never holds the key itself: only an HMAC of it under the session secret. The role
 is worked out again from the configured keys on every request, so a key removed from the
-settings logs its sessions out at the next restart. Cookies are HttpOnly, SameSite=Strict,
-scoped to ``/admin`` and Secure over HTTPS.
+settings logs its sessions out at the next restart; and the session counts only while its
+record lives in Redis, so logout ends it everywhere the cookie was copied to. Cookies are
+HttpOnly, SameSite=Strict, scoped to ``/admin`` and Secure over HTTPS.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Session:
     since: int = 0  # login time (s)
     flash: str = ""
     flash_kind: str = "ok"
+    sid: str = ""  # the server-side record's id; empty before login
 
     @classmethod
     def anonymous(cls) -> Session:
@@ -80,10 +83,14 @@ class SessionCodec:
     def fingerprint(self, api_key: str) -> str:
         return hmac.new(self._fingerprint_key, api_key.encode(), hashlib.sha256).hexdigest()
 
-    def login(self, api_key: str) -> Session:
-        """A fresh session (new CSRF token) for a key that has just been checked."""
+    def login(self, api_key: str, sid: str) -> Session:
+        """A fresh session (new CSRF token) for a key that has just been checked, whose
+        server-side record is ``sid``."""
         return Session(
-            csrf=secrets.token_urlsafe(24), key=self.fingerprint(api_key), since=int(time.time())
+            csrf=secrets.token_urlsafe(24),
+            key=self.fingerprint(api_key),
+            since=int(time.time()),
+            sid=sid,
         )
 
     def read(self, request: Request) -> Session | None:
@@ -102,6 +109,7 @@ class SessionCodec:
             since=int(data.get("t", 0)),
             flash=str(data.get("f", "")),
             flash_kind=str(data.get("fk", "ok")),
+            sid=str(data.get("s", "")),
         )
         if session.key and time.time() - session.since > self.max_age_s:
             return Session.anonymous()
@@ -124,7 +132,7 @@ class SessionCodec:
     def write(self, response: Response, request: Request, session: Session) -> None:
         data: dict[str, Any] = {"c": session.csrf}
         if session.key:
-            data.update(k=session.key, t=session.since)
+            data.update(k=session.key, t=session.since, s=session.sid)
         if session.flash:
             data.update(f=session.flash, fk=session.flash_kind)
         response.set_cookie(

@@ -48,6 +48,12 @@ class Keys:
         """Sorted set: unknown recipients scored by when their send lease ends (ms)."""
         return f"{self.prefix}:c:{cid}:u"
 
+    def failure(self, cid: str) -> str:
+        """String (30-day TTL, at most ``failures.MAX_TRACE_CHARS``): the stack trace of the
+        campaign job's last failure, for admins on the campaign page. bullmq's job data, which
+        Node tools such as Bull Board show, keeps only a short reason."""
+        return f"{self.prefix}:c:{cid}:trace"
+
     def campaign_keys(self, cid: str, lanes: int = 1) -> list[str]:
         """Every key of a campaign; the status string is third (delete.lua relies on it)."""
         return [
@@ -57,6 +63,7 @@ class Keys:
             self.detail(cid),
             self.inflight(cid),
             self.unsettled(cid),
+            self.failure(cid),
             *(self.retry(cid, lane) for lane in range(lanes)),
         ]
 
@@ -107,6 +114,22 @@ class Keys:
     def idempotency(self, digest: str) -> str:
         """String (24 h): the stored response of a send-bulk with that Idempotency-Key."""
         return f"{self.prefix}:idem:{digest}"
+
+    # --- security: failed attempts, dashboard sessions ---
+    def auth_failures(self, client: str) -> str:
+        """Integer (expires with its window): failed logins and wrong API keys from one client
+        address (an IPv6 address counts by its /64)."""
+        return f"{self.prefix}:authfail:{client}"
+
+    def session(self, sid: str) -> str:
+        """String (expires with the login): ``<key fingerprint>:<generation>`` of a live
+        dashboard session. Logout deletes it, so a copied cookie stops working at once."""
+        return f"{self.prefix}:sess:{sid}"
+
+    def session_generation(self, fingerprint: str) -> str:
+        """Integer: the generation of one API key's dashboard sessions; "log out everywhere"
+        increments it, which ends every session started before."""
+        return f"{self.prefix}:sessgen:{fingerprint}"
 
     # --- accounts and pacing ---
     @property

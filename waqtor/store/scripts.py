@@ -26,6 +26,9 @@ NAMES = (
     "cb_claim",
     "cb_result",
     "cb_requeue",
+    # security: failed logins and API keys per client address; dashboard sessions
+    "auth_fail",
+    "session_start",
 )
 
 
