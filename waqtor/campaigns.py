@@ -19,6 +19,8 @@ from waqtor.sender import Campaign, Sender, Step
 from waqtor.services import Services
 
 DEFAULT_ACCOUNT = "default"
+#: Campaigns larger than this write their recipient list ahead of the MULTI.
+PRESTAGE_FROM = 5000
 
 
 def new_id(now_ms: int) -> str:
@@ -139,6 +141,11 @@ async def enqueue(
     }
     if len(senders) > 1:
         data["accounts"] = senders
+    # A large list goes in batch by batch first: in the MULTI it would be one long step of
+    # the event loop (``Ledger.prestage``).
+    prestaged = n > PRESTAGE_FROM
+    if prestaged:
+        await s.ledger.prestage(cid, parsed.accepted)
     await s.engine.add_campaign(
         cid,
         data,
@@ -151,6 +158,7 @@ async def enqueue(
             mode="queue",
             created_ms=now,
             extra=extra,  # WhatsApp template or media, callbackUrl, timing
+            prestaged=prestaged,
         ),
         delay_ms=delay_ms,
     )

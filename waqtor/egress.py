@@ -31,9 +31,32 @@ class Destination:
     extensions: dict[str, str] = field(default_factory=dict)
 
 
+#: IPv6 forms that carry an IPv4 address (in the last 32 bits, or bits 16-48 for 6to4):
+#: ``64:ff9b::7f00:1`` reaches 127.0.0.1 through a NAT64 gateway, ``2002:7f00:1::`` through
+#: 6to4, ``::127.0.0.1`` on stacks that still read the IPv4-compatible form. They are as public
+#: as the IPv4 address inside. Local-use NAT64 (RFC 8215) is never public.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or address in _COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _public(address: Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
+        inner = _embedded(address)
+        if inner is not None:
+            return _public(inner)
     return address.is_global and not address.is_multicast
 
 

@@ -8,6 +8,7 @@ the ledger (``store.ledger``) keeps what happens to each recipient.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +21,32 @@ from redis.asyncio.client import Pipeline
 from waqtor.domain.status import JobState
 from waqtor.store.keys import HELPER_JOB_MARK
 
+#: Names bullmq gives its own keys beside the jobs (``bull:<queue>:<name>``), and ones Node
+#: BullMQ uses: a "job id" with one of these names would read that key, not a job.
+RESERVED_IDS = frozenset(
+    {
+        "active", "wait", "waiting", "waiting-children", "paused", "completed", "failed",
+        "delayed", "repeat", "stalled", "limiter", "prioritized", "id", "stalled-check", "meta",
+        "pc", "events", "marker", "de", "metrics", "drained", "lock", "logs",
+    }
+)  # fmt: skip
+#: Job ids we read: ours are hex, helper jobs add HELPER_JOB_MARK, bullmq's own are numbers;
+#: never a ':' (it would reach a job's sub-keys, ``<id>:lock``, ``<id>:logs``).
+_JOB_ID = re.compile(r"[A-Za-z0-9_.~-]{1,100}")
+
 JOB_NAME = "campaign"
 #: Jobs that help send a large campaign from other workers (``CampaignWorker._assist``).
 ASSIST_NAME = "assist"
 ASSIST_MARK = HELPER_JOB_MARK
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
 
-__all__ = ["DelayedError", "Engine", "JobView"]
+__all__ = ["DelayedError", "Engine", "JobView", "valid_job_id"]
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` can name a job at all (else it is unknown: a 404, never a read of
+    one of bullmq's own keys)."""
+    return bool(_JOB_ID.fullmatch(job_id)) and job_id.lower() not in RESERVED_IDS
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,8 @@ class Engine:
             # Finished jobs stay readable until `clean` removes them with their ledgers.
             "removeOnComplete": False,
             "removeOnFail": False,
+            # No traceback in the job's data (Bull Board shows it): see ``failures``.
+            "stackTraceLimit": 0,
         }
 
     async def add_campaign(
@@ -107,7 +129,12 @@ class Engine:
         helper. A helper job holds no campaign state (the ledger does), so it is removed when it
         ends, and adding one that is already queued or running does nothing. ``handed_back``
         counts how often a helper was passed on by a process that already sends the campaign."""
-        opts: dict[str, Any] = {"attempts": 1, "removeOnComplete": True, "removeOnFail": True}
+        opts: dict[str, Any] = {
+            "attempts": 1,
+            "removeOnComplete": True,
+            "removeOnFail": True,
+            "stackTraceLimit": 0,
+        }
         for n in range(1, helpers + 1):
             data = {"campaign": campaign_id, "lane": lane, "handedBack": handed_back}
             job_id = f"{campaign_id}{ASSIST_MARK}{lane}.{n}.{handed_back}"
@@ -128,16 +155,16 @@ class Engine:
         return _shown(state, await self.is_paused())
 
     async def get(self, job_id: str) -> JobView | None:
-        job = await self.queue.getJob(job_id)
-        if job is None:
-            return None
-        return _view(job, await self.state(job_id))
+        """The job, or None when there is none by that id (or the id cannot name a job)."""
+        found = await self.views([job_id])
+        return found[0] if found else None
 
     async def views(self, job_ids: list[str]) -> list[JobView]:
         """The jobs with these ids, in the same order, skipping ids bullmq no longer has.
 
         One pipeline for all of them (each job's hash and bullmq's own state script), not
         three round trips per job."""
+        job_ids = [i for i in job_ids if valid_job_id(i)]
         if not job_ids:
             return []
         scripts = self.queue.scripts
@@ -160,13 +187,18 @@ class Engine:
                 await state_script(
                     keys=state_keys, args=[job_id, scripts.toKey(job_id)], client=pipe
                 )
-            results = await pipe.execute()
+            results = await pipe.execute(raise_on_error=False)
         paused = await self.is_paused()
         found: list[JobView] = []
         for i, job_id in enumerate(job_ids):
-            raw, state = results[2 * i], str(results[2 * i + 1])
-            if not raw:
+            raw, state = results[2 * i], results[2 * i + 1]
+            # Not a job: nothing there, another kind of key (an error reading it as a hash), or
+            # a hash without a job's fields.
+            if not isinstance(raw, dict) or "name" not in raw or "timestamp" not in raw:
                 continue
+            if isinstance(state, Exception):
+                raise state
+            state = str(state)
             found.append(_view(bullmq.Job.fromJSON(self.queue, raw, job_id), _shown(state, paused)))
         return found
 

@@ -1,10 +1,19 @@
 """``Idempotency-Key`` for send-bulk: the same key within 24 h returns the same response,
-and the request behind it runs once, however many copies arrive at the same time."""
+and the request behind it runs once, however many copies arrive at the same time.
+
+Stored responses belong to the API key that made them: the Redis key is derived from the
+caller's API key and the idempotency key together, so another caller reusing the same
+idempotency key starts afresh and never sees the first caller's response. A key reused by the
+same caller for a *different* request (another digest of the parsed request: canonical JSON
+with sorted keys, or the raw bytes of a CSV) is refused with :class:`Mismatch` (a 422, as
+Stripe does), never answered with the other request's response.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -21,18 +30,34 @@ class InProgress(Exception):
     """Another request with the same key has not finished within the wait."""
 
 
-def _key(s: Services, idem_key: str) -> str:
-    return s.keys.idempotency(hashlib.sha256(idem_key.encode()).hexdigest())
+class Mismatch(Exception):
+    """The key was used before for a different request."""
+
+
+def json_digest(value: Any) -> str:
+    """SHA-256 of ``value`` as canonical JSON: keys sorted, no spaces, UTF-8."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _key(s: Services, caller: str, idem_key: str) -> str:
+    # An HMAC under the caller's API key: one caller's idempotency keys cannot name another's
+    # stored responses, and Redis never holds the API key itself.
+    scoped = hmac.new(caller.encode(), idem_key.encode(), hashlib.sha256).hexdigest()
+    return s.keys.idempotency(scoped)
 
 
 async def once(
     s: Services,
+    caller: str,
     idem_key: str,
+    digest: str,
     run: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
 ) -> tuple[int, dict[str, Any], bool]:
-    """Run ``run`` once per key; returns (status, body, replayed)."""
-    key = _key(s, idem_key)
-    token = _PENDING + secrets.token_hex(8)
+    """Run ``run`` once per (caller, key); returns (status, body, replayed). Raises Mismatch
+    when the key was used for a request with another ``digest``."""
+    key = _key(s, caller, idem_key)
+    token = f"{_PENDING}{secrets.token_hex(8)}:{digest}"
     if await s.redis.set(key, token, nx=True, px=TTL_MS):
         try:
             status, body = await run()
@@ -48,17 +73,22 @@ async def once(
         if status >= 500:
             await s.redis.delete(key)
         else:
-            await s.redis.set(key, json.dumps([status, body]), xx=True, keepttl=True)
+            await s.redis.set(key, json.dumps([status, body, digest]), xx=True, keepttl=True)
         return status, body, False
     deadline = asyncio.get_running_loop().time() + WAIT_S
     while True:
         found = await s.redis.get(key)
         if found is None:  # the first request failed; this one goes ahead itself
-            return await once(s, idem_key, run)
+            return await once(s, caller, idem_key, digest, run)
         raw = str(found)
-        if not raw.startswith(_PENDING):
-            status, body = json.loads(raw)
-            return int(status), body, True
+        if raw.startswith(_PENDING):
+            if raw.split(":", 2)[2] != digest:
+                raise Mismatch()
+        else:
+            stored = json.loads(raw)
+            if len(stored) < 3 or stored[2] != digest:
+                raise Mismatch()
+            return int(stored[0]), stored[1], True
         if asyncio.get_running_loop().time() > deadline:
             raise InProgress()
         await asyncio.sleep(0.05)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from waqtor import callbacks, concurrency, heartbeats
+from waqtor import callbacks, concurrency, failures, heartbeats
 from waqtor.domain.eta import clock_text
 from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
@@ -143,14 +143,23 @@ class CampaignWorker:
 
     # ---- the processor ----
     async def process(self, job: Any, token: str) -> dict[str, int]:
-        if job.name == ASSIST_NAME:
-            return await self._assist(job, token)
-        cid = str(job.id)
-        self.active.add(cid)
+        # A failed job keeps a short reason only: bullmq would store the whole traceback, server
+        # paths and all, in the job's data, which Node tools such as Bull Board show.
+        job.opts["stackTraceLimit"] = 0
         try:
-            return await self._run(job, token, cid)
-        finally:
-            self.active.discard(cid)
+            if job.name == ASSIST_NAME:
+                return await self._assist(job, token)
+            cid = str(job.id)
+            self.active.add(cid)
+            try:
+                return await self._run(job, token, cid)
+            finally:
+                self.active.discard(cid)
+        except DelayedError:
+            raise
+        except Exception as exc:
+            log.warning("job %s failed: %s", job.id, failures.short_reason(exc))
+            raise await failures.shorten(self.s, str(job.id), exc) from None
 
     async def _assist(self, job: Any, token: str) -> dict[str, int]:
         """Help send a campaign that another job runs: batches of one lane, until the lane has

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from waqtor.api.scheduling import Timing
+from waqtor.domain.accounts import HTTP_URL
+from waqtor.domain.numbers import numbers_only
 from waqtor.providers.content import MediaSpec, TemplateSpec
 
 
@@ -15,6 +17,7 @@ class SendBulkRequest(Timing):
 
     recipients: list[Any] = Field(
         ...,
+        min_length=1,
         description=(
             'Phone strings, or objects {"phone", "message"?, ...variables}. Invalid ones are '
             "reported by index; the rest are sent."
@@ -34,7 +37,7 @@ class SendBulkRequest(Timing):
     callbackUrl: str | None = Field(
         default=None,
         max_length=2048,
-        pattern=r"^https?://\S+$",
+        pattern=HTTP_URL,
         description="Status callbacks of this campaign go here (else to the account's).",
     )
     account: str | None = Field(
@@ -62,6 +65,12 @@ class CleanRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     grace: int | None = Field(default=None, ge=0, le=10**13, description="Age in ms; default 24 h.")
+    _numbers = numbers_only("grace")
+
+
+FaultClass = Literal[
+    "transient", "rate_limited", "permanent", "ambiguous", "unavailable", "spam", "throttled"
+]
 
 
 class FaultsRequest(BaseModel):
@@ -75,12 +84,18 @@ class FaultsRequest(BaseModel):
     spam: float = Field(default=0.0, ge=0, le=1)
     throttled: float = Field(default=0.0, ge=0, le=1)
     latencyMs: int | None = Field(default=None, ge=0, le=60_000)
-    phones: dict[str, str] = Field(
+    phones: dict[str, FaultClass] = Field(
         default_factory=dict,
         description="Outcome forced per E.164 phone: transient, rate_limited, permanent, ...",
     )
+    _numbers = numbers_only(
+        "transient", "rate_limited", "permanent", "ambiguous", "unavailable", "spam",
+        "throttled", "latencyMs",
+    )  # fmt: skip
     lookup: bool = Field(
-        default=True, description="Off: act like a provider that cannot settle unknown sends."
+        default=True,
+        strict=True,
+        description="Off: act like a provider that cannot settle unknown sends.",
     )
 
 

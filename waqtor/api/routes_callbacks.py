@@ -35,7 +35,7 @@ async def callback_stats(s: Annotated[Services, Depends(services)]) -> dict[str,
     return ok({**await callbacks.stats(s), "webhooks": await webhooks.stats(s)})
 
 
-@router.post("/{callback_id}/retry")
+@router.post("/{callback_id}/retry", responses={404: {}})
 async def retry_callback(
     callback_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")],
     s: Annotated[Services, Depends(services)],

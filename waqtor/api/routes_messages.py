@@ -6,22 +6,26 @@ The body is JSON (the seed's shape), ``text/csv``, or a multipart form with a CS
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from waqtor import callbacks, campaigns, hygiene, idempotency, preview
+from waqtor import callbacks, campaigns, hygiene, idempotency, offload, preview
+from waqtor.api import auth
 from waqtor.api.deps import sender, services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
+from waqtor.api.openapi import EXTRA_SCHEMAS
 from waqtor.api.scheduling import plan, timing_fields
 from waqtor.domain.recipients import Parsed, parse
-from waqtor.domain.templates import MAX_MESSAGE_CHARS
+from waqtor.domain.templates import MAX_MESSAGE_CHARS, TemplateError, check
 from waqtor.intake import CsvError, parse_csv
 from waqtor.providers import content
 from waqtor.sender import Sender
@@ -38,11 +42,13 @@ _CSV_FORM = {
     },
     "required": ["file"],
 }
+_SEND_SCHEMA = SendBulkRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+EXTRA_SCHEMAS.update(_SEND_SCHEMA.pop("$defs", {}))
 _BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": SendBulkRequest.model_json_schema()},
+            "application/json": {"schema": _SEND_SCHEMA},
             "text/csv": {"schema": {"type": "string"}},
             "multipart/form-data": {"schema": _CSV_FORM},
         },
@@ -57,6 +63,7 @@ class Submission:
         account: str | None,
         accounts: list[str] | None = None,
         extra: dict[str, str] | None = None,
+        digest: str = "",
     ) -> None:
         self.parsed = parsed
         #: Campaign meta from the JSON body: WhatsApp template or media, callbackUrl, timing.
@@ -65,6 +72,8 @@ class Submission:
         names = accounts or [account or campaigns.DEFAULT_ACCOUNT]
         self.accounts = list(dict.fromkeys(names))  # each once, in the order given
         self.account = self.accounts[0]
+        #: What the request asked for (``idempotency.request_digest``), for Idempotency-Key.
+        self.digest = digest
 
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -72,26 +81,70 @@ async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _hashed(chunks: AsyncIterator[bytes], digest: Any) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
 def _check_message(message: str | None) -> None:
-    if message is not None and len(message) > MAX_MESSAGE_CHARS:
-        raise ApiError(400, "message: longer than 4096 characters (WhatsApp's limit)")
+    """The request's own template: past a limit (length, nesting, choice groups) it is a 400
+    naming the limit, before any recipient is read."""
+    if message is None:
+        return
+    try:
+        check(message)
+    except TemplateError as exc:
+        raise ApiError(400, f"message: {exc.reason}") from None
+
+
+def _read_json(
+    raw: bytes, default_region: str | None, max_recipients: int, digest: bool
+) -> tuple[SendBulkRequest, Parsed, str]:
+    """Validate the JSON body and every recipient (CPU pool: a large list takes a while)."""
+    try:
+        body = SendBulkRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        ) from exc
+    if not body.recipients:
+        raise ApiError(400, "recipients: at least one recipient is required")
+    if len(body.recipients) > max_recipients:
+        raise ApiError(
+            413,
+            f"recipients: {len(body.recipients)} recipients; the limit is "
+            f"{max_recipients} per request",
+        )
+    _check_message(body.message)
+    parsed = parse(body.recipients, body.message, default_region)
+    return body, parsed, idempotency.json_digest(body.model_dump(mode="json")) if digest else ""
 
 
 async def read_submission(
-    request: Request, s: Services, message: str | None, account: str | None
+    request: Request,
+    s: Services,
+    message: str | None,
+    account: str | None,
+    *,
+    digest: bool = False,
 ) -> Submission:
+    """The request's recipients, validated. ``digest``: also fingerprint the request, for
+    Idempotency-Key (canonical JSON, or the CSV's raw bytes, with the message and account)."""
     settings = s.settings
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    hashed = hashlib.sha256()
     try:
         if kind == "text/csv":
             _check_message(message)
             parsed = await parse_csv(
-                request.stream(),
+                _hashed(request.stream(), hashed),
                 message,
                 default_region=settings.default_region,
                 max_rows=settings.max_recipients,
             )
-            return Submission(parsed, account)
+            tail = idempotency.json_digest({"message": message, "account": account})
+            return Submission(parsed, account, digest=f"csv:{hashed.hexdigest()}:{tail}")
         if kind == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=10)
             upload = form.get("file")
@@ -103,47 +156,41 @@ async def read_submission(
             account = account or (form_account if isinstance(form_account, str) else None)
             _check_message(message)
             parsed = await parse_csv(
-                _chunks(upload),
+                _hashed(_chunks(upload), hashed),
                 message,
                 default_region=settings.default_region,
                 max_rows=settings.max_recipients,
             )
-            return Submission(parsed, account)
+            tail = idempotency.json_digest({"message": message, "account": account})
+            return Submission(parsed, account, digest=f"csv:{hashed.hexdigest()}:{tail}")
     except CsvError as exc:
         raise ApiError(400, str(exc)) from exc
     if kind not in ("application/json", ""):
         raise ApiError(415, "body: send application/json, text/csv or multipart/form-data")
-    try:
-        body = SendBulkRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
-        ) from exc
-    if not body.recipients:
-        raise ApiError(400, "recipients: at least one recipient is required")
-    if len(body.recipients) > settings.max_recipients:
-        raise ApiError(
-            413,
-            f"recipients: {len(body.recipients)} recipients; the limit is "
-            f"{settings.max_recipients} per request",
-        )
-    _check_message(body.message)
+    _check_message(message)
+    body, parsed, fingerprint = await offload.run(
+        _read_json, await request.body(), settings.default_region, settings.max_recipients, digest
+    )
     extra = content.meta_fields(body.template, body.media)
     if body.callbackUrl:
         extra[callbacks.META_FIELD] = body.callbackUrl
     timing, delay = plan(timing_fields(body), s.clock.now_ms(), settings.timezone)
     extra.update(timing)
+    if fingerprint:
+        tail = idempotency.json_digest({"message": message, "account": account})
+        fingerprint = f"json:{fingerprint}:{tail}"
     submission = Submission(
-        parse(body.recipients, body.message, settings.default_region),
-        account or body.account,
-        body.accounts,
-        extra,
+        parsed, account or body.account, body.accounts, extra, digest=fingerprint
     )
     submission.delay_ms = delay
     return submission
 
 
-@router.post("/send-bulk", openapi_extra=_BODY_DOC)
+@router.post(
+    "/send-bulk",
+    openapi_extra=_BODY_DOC,
+    responses={409: {}, 415: {}, 422: {}},
+)
 async def send_bulk(
     request: Request,
     s: Annotated[Services, Depends(services)],
@@ -160,9 +207,13 @@ async def send_bulk(
         ),
     ] = None,
 ) -> Any:
+    keyed = bool(idempotency_key) and not dryRun
+    # Reading errors (a malformed body, a bad CSV) are answered at once and stored nowhere:
+    # there is no request to remember yet.
+    sub = await read_submission(request, s, message, account, digest=keyed)
+
     async def run() -> tuple[int, dict[str, Any]]:
         try:
-            sub = await read_submission(request, s, message, account)
             for name in sub.accounts:
                 await _known(s, name)
             if dryRun:
@@ -176,32 +227,50 @@ async def send_bulk(
                 raise
             return exc.status, {"success": False, "error": exc.error, **exc.extra}
 
-    if not idempotency_key or dryRun:
+    if not keyed or idempotency_key is None:
         status, body = await run()
-        return JSONResponse(body, status_code=status)
+        return await _json(body, status)
+    caller = request.headers.get(auth.HEADER, "")
     try:
-        status, body, replayed = await idempotency.once(s, idempotency_key, run)
+        status, body, replayed = await idempotency.once(s, caller, idempotency_key, sub.digest, run)
     except idempotency.InProgress:
         raise ApiError(
             409, "Idempotency-Key: a request with this key is still in progress"
         ) from None
+    except idempotency.Mismatch:
+        raise ApiError(
+            422,
+            "Idempotency-Key: already used for a different request; send a new key for a new "
+            "request",
+        ) from None
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return await _json(body, status, headers)
 
 
-@router.post("/preview", openapi_extra=_BODY_DOC)
+@router.post("/preview", openapi_extra=_BODY_DOC, responses={415: {}})
 async def preview_route(
     request: Request,
     s: Annotated[Services, Depends(services)],
     message: Annotated[str | None, Query(max_length=MAX_MESSAGE_CHARS)] = None,
     account: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
-) -> dict[str, Any]:
+) -> Any:
     """The same as ``send-bulk?dryRun=true``."""
     sub = await read_submission(request, s, message, account)
     await _known(s, sub.account)
-    return ok(
-        await preview.dry_run(s, sub.parsed, sub.account, sub.accounts, sub.extra), mode="preview"
+    return await _json(
+        ok(
+            await preview.dry_run(s, sub.parsed, sub.account, sub.accounts, sub.extra),
+            mode="preview",
+        )
     )
+
+
+async def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer encoded on the CPU pool: one for 100,000 invalid recipients is large."""
+    encoded = await offload.run(
+        json.dumps, body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
+    return Response(encoded, status_code=status, media_type="application/json", headers=headers)
 
 
 async def _known(s: Services, account: str) -> None:
@@ -226,7 +295,9 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
         "invalid": invalid,
         "suppressed": suppressed,
         "suppressedCount": len(suppressed),
-        "warnings": hygiene.identical_text(parsed, s.settings.identical_text_warn),
+        "warnings": await offload.run(
+            hygiene.identical_text, parsed, s.settings.identical_text_warn
+        ),
     }
     fallback: str | None = None
     timed = sub.delay_ms > 0 or any(k in sub.extra for k in ("window", "quiet", "expires_ms"))

@@ -13,6 +13,7 @@ from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.live_jobs import DEFAULT_LIMIT, MAX_LIMIT, LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.api.models import CleanRequest, ok
+from waqtor.api.routes_jobs import JobId
 from waqtor.config import redis_label
 from waqtor.health import account_providers
 from waqtor.services import Services
@@ -50,8 +51,8 @@ async def jobs(
     return Response(await live.encoded(limit), media_type="application/json")
 
 
-@router.get("/jobs/{job_id}")
-async def job(job_id: str, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", responses={404: {}})
+async def job(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     view = await s.engine.get(job_id)
     if view is None:
         raise ApiError(404, "Job not found")
@@ -87,7 +88,15 @@ async def clean(
     )
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    responses={
+        503: {
+            "description": "Unhealthy: `data` says which part (Redis, workers, provider).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def health(
     s: Annotated[Services, Depends(services)], live: Annotated[LiveStats, Depends(live_stats)]
 ) -> Any:

@@ -29,7 +29,11 @@ log = logging.getLogger("waqtor.webhooks")
 MAX_CHALLENGE = 512
 
 
-@router.get("/whatsapp", response_class=PlainTextResponse)
+@router.get(
+    "/whatsapp",
+    response_class=PlainTextResponse,
+    responses={400: {}, 403: {}, 404: {"description": "WHATSAPP_VERIFY_TOKEN is not set."}},
+)
 async def verify(request: Request, s: Annotated[Services, Depends(services)]) -> PlainTextResponse:
     """Meta's subscription check: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
     expected = s.settings.whatsapp_verify_token
@@ -49,7 +53,14 @@ async def verify(request: Request, s: Annotated[Services, Depends(services)]) ->
     return PlainTextResponse(challenge, headers={"X-Content-Type-Options": "nosniff"})
 
 
-@router.post("/whatsapp")
+@router.post(
+    "/whatsapp",
+    responses={
+        400: {},
+        401: {"description": "X-Hub-Signature-256 is missing or does not match the body."},
+        404: {"description": "WHATSAPP_APP_SECRET is not set."},
+    },
+)
 async def receive(request: Request, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Delivery statuses and inbound messages. Applied idempotently: Meta may send an event
     more than once, and out of order."""
@@ -62,6 +73,9 @@ async def receive(request: Request, s: Annotated[Services, Depends(services)]) -
         raise ApiError(401, f"{webhooks.SIGNATURE_HEADER}: missing or does not match the body")
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "body: not valid JSON") from None
-    return ok(await webhooks.handle(s, payload))
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, a huge number, deep nesting
+        raise ApiError(400, "body: not valid JSON (or nested too deeply)") from None
+    try:
+        return ok(await webhooks.handle(s, payload))
+    except webhooks.Malformed as exc:
+        raise ApiError(400, str(exc)) from None

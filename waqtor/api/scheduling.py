@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from waqtor.api.errors import ApiError
-from waqtor.domain.schedule import Daily, Schedule
+from waqtor.domain.numbers import numbers_only
+from waqtor.domain.schedule import ZONE_NAMES, Daily, Schedule
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -17,7 +18,9 @@ class Span(BaseModel):
 
     start: str = Field(pattern=HHMM, examples=["09:00"])
     end: str = Field(pattern=HHMM, examples=["18:00"])
-    timezone: str | None = Field(default=None, max_length=64)
+    timezone: str | None = Field(
+        default=None, max_length=64, json_schema_extra={"enum": [*ZONE_NAMES, None]}
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -42,7 +45,10 @@ class Timing(BaseModel):
         default=None, description="Recipients not sent by then become expired."
     )
     ttl: int | None = Field(
-        default=None, ge=1, le=30 * 86400, description="Like validUntil, in seconds from now."
+        default=None,
+        ge=1,
+        le=30 * 86400,
+        description="Like validUntil, in seconds from now.",
     )
     window: Span | None = Field(
         default=None, description="Send only between start and end each day, spread to fit."
@@ -58,6 +64,8 @@ class Timing(BaseModel):
         le=24 * 7,
         description="Skip a recipient who got the same text from the same account this recently.",
     )
+
+    _numbers = numbers_only("ttl", "dedupeHours")
 
 
 def plan(timing: Timing, now_ms: int, default_zone: str) -> tuple[dict[str, str], int]:

@@ -14,12 +14,23 @@ a fifth of the tier's (at least 10) and grows 20 % a day until it reaches it.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from waqtor.domain.numbers import numbers_only
+from waqtor.domain.schedule import ZONE_NAMES
+
+PHONE_NUMBER_ID = re.compile(r"[0-9]{1,32}")
+#: An http(s) URL with a host name or IPv4 address, an optional port (1-65535) and printable
+#: ASCII after it: what every regex dialect (the API schema's, pydantic's) and ``urlsplit`` read
+#: the same way. Non-ASCII is %- or IDNA-encoded; no user:password@.
+_PORT = r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+HTTP_URL = r"^https?://[A-Za-z0-9._~%-]+" + _PORT + r"(?:[/?#][!-~]*)?$"
 
 
 class Tier(StrEnum):
@@ -56,6 +67,7 @@ class Account(BaseModel):
 
     name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     tier: Tier | None = Field(default=Tier.NEW, description="None: no caps (the default account)")
+    # Numbers are numbers (``true`` is not 1, ``"5"`` is not 5) and flags are flags.
     hourlyCap: int | None = Field(
         default=None, ge=0, le=10_000_000, description="Overrides the tier's"
     )
@@ -69,19 +81,58 @@ class Account(BaseModel):
         default=None, ge=0, le=86_400_000, description="Overrides MESSAGE_DELAY"
     )
     jitter: float | None = Field(default=None, ge=0, le=5, description="Overrides MESSAGE_JITTER")
-    warmup: bool = True
-    startDate: date | None = Field(
-        default=None, ge=date(2000, 1, 1), le=date(2100, 1, 1), description="Warm-up starts here"
+    warmup: bool = Field(default=True, strict=True)
+    # No bounds: JSON Schema cannot state them for a date, and warm-up counts 365 days at most.
+    startDate: date | None = Field(default=None, description="Warm-up starts here (YYYY-MM-DD)")
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA zone",
+        json_schema_extra={"enum": [*ZONE_NAMES, None]},
     )
-    timezone: str | None = Field(default=None, max_length=64, description="IANA zone")
     quietHours: QuietHours | None = None
     provider: str | None = Field(default=None, max_length=32)
-    phoneNumberId: str | None = Field(default=None, max_length=64)
-    accessTokenEnv: str | None = Field(default=None, max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    callbackUrl: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
-    paused: bool = False
-    pausedReason: str | None = None
-    reducedUntilMs: int | None = None
+    phoneNumberId: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Meta's phone-number ID: digits only",
+        json_schema_extra={"pattern": "^[0-9]{1,32}$"},
+    )
+    accessTokenEnv: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable holding the access token: WA_TOKEN_*, or one "
+        "CLOUD_API_TOKEN_ENVS lists",
+        json_schema_extra={"pattern": "^WA_TOKEN_[A-Z0-9_]+$"},
+    )
+    callbackUrl: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL)
+    paused: bool = Field(default=False, strict=True)
+    pausedReason: str | None = Field(default=None, max_length=500)
+    reducedUntilMs: int | None = Field(default=None, ge=0, le=10**15)
+
+    _numbers = numbers_only(
+        "hourlyCap", "dailyCap", "metaDailyLimit", "delayMs", "jitter", "reducedUntilMs"
+    )
+
+    @field_validator("startDate", mode="before")
+    @classmethod
+    def _date_text(cls, value: object) -> object:
+        # "YYYY-MM-DD" (or a date): lax pydantic would also read 0 as 1970-01-01.
+        if value is not None and not isinstance(value, (str, date)):
+            raise ValueError("a date, written YYYY-MM-DD")
+        return value
+
+    @field_validator("phoneNumberId")
+    @classmethod
+    def _digits(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # It becomes a path segment of the Graph API's URL: anything but digits could change
+        # the path (``../../x?``). Accounts stored before this rule still load (context
+        # ``stored``), so they can be listed and fixed; the Cloud API refuses to use them.
+        stored = bool(info.context and info.context.get("stored"))
+        if value is not None and not stored and not PHONE_NUMBER_ID.fullmatch(value):
+            raise ValueError("Meta's phone-number ID is digits only")
+        return value
 
     @field_validator("timezone")
     @classmethod

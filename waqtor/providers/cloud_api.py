@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from waqtor import __version__
 from waqtor.config import Settings
-from waqtor.domain.accounts import Account
+from waqtor.domain.accounts import PHONE_NUMBER_ID, Account
 from waqtor.providers._cloud_errors import classify
 from waqtor.providers.base import (
     AmbiguousError,
@@ -42,6 +44,7 @@ log = logging.getLogger("waqtor.cloud_api")
 
 NAME = "cloud_api"
 OPAQUE_PREFIX = "wq1"
+_VERSION = re.compile(r"v[0-9]+\.[0-9]+")
 _HEALTH_CACHE_S = 30.0
 
 
@@ -129,8 +132,12 @@ class CloudApiProvider:
         self.phone_number_id = phone_number_id
         self.token = token
         self.label = label or phone_number_id
+        if not PHONE_NUMBER_ID.fullmatch(phone_number_id) or not _VERSION.fullmatch(version):
+            raise ProviderConfigError("the Cloud API needs a digits-only phone-number ID")
         self._version = version
-        self._messages_path = f"/{version}/{phone_number_id}/messages"
+        # Both parts are checked above and quoted here: no field can change the URL's path.
+        self._number_path = f"/{quote(version, safe='')}/{quote(phone_number_id, safe='')}"
+        self._messages_path = f"{self._number_path}/messages"
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
@@ -248,7 +255,7 @@ class CloudApiProvider:
         try:
             headers = self._auth()
             resp = await self._client.get(
-                f"/{self._version}/{self.phone_number_id}",
+                self._number_path,
                 params={"fields": "display_phone_number,quality_rating"},
                 headers=headers,
             )
@@ -291,10 +298,21 @@ def factory(settings: Settings) -> Callable[[Account], CloudApiProvider]:
     def build(account: Account) -> CloudApiProvider:
         if not account.phoneNumberId:
             raise ProviderConfigError(f"account {account.name}: the Cloud API needs phoneNumberId")
+        if not PHONE_NUMBER_ID.fullmatch(account.phoneNumberId):
+            raise ProviderConfigError(
+                f"account {account.name}: phoneNumberId must be Meta's digits-only ID"
+            )
         if not account.accessTokenEnv:
             raise ProviderConfigError(
                 f"account {account.name}: the Cloud API needs accessTokenEnv (the name of the "
                 "environment variable that holds the access token)"
+            )
+        if not settings.token_env_allowed(account.accessTokenEnv):
+            # Stored under older rules: never read (and send as a bearer token) a variable
+            # that is not meant to hold a WhatsApp token, such as SESSION_SECRET.
+            raise ProviderConfigError(
+                f"account {account.name}: accessTokenEnv must be a WA_TOKEN_* variable or be "
+                "listed in CLOUD_API_TOKEN_ENVS"
             )
         key = (account.phoneNumberId, account.accessTokenEnv)
         provider = built.get(key)

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from waqtor.domain.templates import render
+from waqtor.domain.accounts import HTTP_URL
+from waqtor.domain.templates import TemplateError, check, render
 
 #: Campaign meta fields (``Ledger.stage``'s ``extra``) holding a campaign's template and media.
 TEMPLATE_FIELD = "waTemplate"
@@ -21,7 +22,7 @@ MEDIA_FIELD = "waMedia"
 
 #: Keys whose string values are rendered per recipient inside template components.
 RENDERED_KEYS = frozenset({"text", "payload", "link", "caption", "filename", "fallback_value"})
-_URL = r"^https?://[^\s]+$"
+_URL = HTTP_URL
 _LANG = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 
 
@@ -52,6 +53,11 @@ class TemplateSpec(BaseModel):
             raise ValueError("language must be a code such as en_US or ar")
         if self.parameters is not None and self.components is not None:
             raise ValueError("give parameters or components, not both")
+        for text in [*(self.parameters or []), *_strings(self.components or [])]:
+            try:
+                check(text)  # each is rendered per recipient like a message: same limits
+            except TemplateError as exc:
+                raise ValueError(exc.reason) from None
         return self
 
     def readable(self) -> str:

@@ -13,6 +13,9 @@ from waqtor.store.keys import Keys
 
 DEFAULT = "default"
 CACHE_S = 1.0
+#: Accounts read back from Redis were checked when they were written; one stored under older,
+#: looser rules still loads (so it can be fixed), and the provider refuses to use it.
+STORED = {"stored": True}
 
 
 class AccountStore:
@@ -31,7 +34,7 @@ class AccountStore:
         if hit and not fresh and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
         raw = await self.redis.hget(self.keys.accounts, name)
-        account = Account.model_validate_json(raw) if raw else None
+        account = Account.model_validate_json(raw, context=STORED) if raw else None
         if account is None and name == DEFAULT:
             account = self.default()
         self._cache[name] = (time.monotonic(), account)
@@ -39,7 +42,7 @@ class AccountStore:
 
     async def all(self) -> list[Account]:
         raw = await self.redis.hgetall(self.keys.accounts)
-        accounts = {name: Account.model_validate_json(v) for name, v in raw.items()}
+        accounts = {name: Account.model_validate_json(v, context=STORED) for name, v in raw.items()}
         accounts.setdefault(DEFAULT, self.default())
         return [accounts[n] for n in sorted(accounts)]
 

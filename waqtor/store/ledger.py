@@ -22,6 +22,9 @@ from waqtor.store.keys import Keys
 from waqtor.store.scripts import Scripts
 
 _PUSH_BATCH = 5000
+#: ``prestage``: recipients per command, and how long an unclaimed list lives (ms).
+_PRESTAGE_BATCH = 1000
+_PRESTAGE_TTL_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,24 @@ class Ledger:
         self.keys = keys
         self.scripts = scripts
 
-    # ---- writing a new campaign (inside the caller's MULTI) ----
+    # ---- writing a new campaign ----
+    async def prestage(self, cid: str, recipients: Sequence[Recipient]) -> None:
+        """Write a large campaign's recipient list ahead of ``stage``, a batch per command.
+
+        One MULTI of 100,000 recipients costs about half a second of packing on the event loop
+        in one piece; batch by batch, each step is a few ms. Until ``stage(prestaged=True)``
+        persists it in the campaign's MULTI the list expires, and nothing reads it (the
+        campaign id is new and no meta or job names it), so a crash in between leaves nothing
+        behind for long."""
+        key = self.keys.recipients(cid)
+        for start in range(0, len(recipients), _PRESTAGE_BATCH):
+            batch = recipients[start : start + _PRESTAGE_BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, *[pack(r) for r in batch])
+                pipe.pexpire(key, _PRESTAGE_TTL_MS)
+                await pipe.execute()
+
+    # ---- inside the caller's MULTI ----
     def stage(
         self,
         pipe: Pipeline,
@@ -88,8 +108,10 @@ class Ledger:
         mode: str,
         created_ms: int,
         extra: dict[str, str] | None = None,
+        prestaged: bool = False,
     ) -> None:
-        """Recipient ``i`` is sent by ``accounts[i % len(accounts)]`` (its lane)."""
+        """Recipient ``i`` is sent by ``accounts[i % len(accounts)]`` (its lane).
+        ``prestaged``: ``prestage`` wrote the recipient list already; it is kept now."""
         k = self.keys
         n = len(recipients)
         lanes = len(accounts)
@@ -106,9 +128,12 @@ class Ledger:
         }
         fields.update(extra or {})
         pipe.hset(k.meta(cid), mapping=fields)
-        for start in range(0, n, _PUSH_BATCH):
-            batch = recipients[start : start + _PUSH_BATCH]
-            pipe.rpush(k.recipients(cid), *[pack(r) for r in batch])
+        if prestaged:
+            pipe.persist(k.recipients(cid))
+        else:
+            for start in range(0, n, _PUSH_BATCH):
+                batch = recipients[start : start + _PUSH_BATCH]
+                pipe.rpush(k.recipients(cid), *[pack(r) for r in batch])
         pipe.set(k.status(cid), RecipientStatus.PENDING.code * n)
         pipe.hincrby(k.message_counts, RecipientStatus.PENDING.code, n)
         for lane, account in enumerate(accounts):

@@ -1,0 +1,48 @@
+"""Why a campaign's job failed, kept where it belongs.
+
+bullmq stores a failed job's reason and, by default, its full Python traceback (file paths of
+this server included) in the job's own hash, which Node tools such as Bull Board show to
+whoever can open them. The job keeps a short reason only; the trace goes to a key of our own
+(size-capped, expiring) that the campaign page shows to admins.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from waqtor.services import Services
+
+log = logging.getLogger("waqtor.worker")
+
+MAX_REASON_CHARS = 300
+MAX_TRACE_CHARS = 16_000
+TRACE_TTL_MS = 30 * 24 * 3600 * 1000
+
+
+class JobFailed(Exception):
+    """What a failed job's ``failedReason`` says: one short line, no trace."""
+
+
+def short_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(text) > MAX_REASON_CHARS:
+        text = text[: MAX_REASON_CHARS - 1] + "…"
+    return text
+
+
+async def shorten(s: Services, cid: str, exc: BaseException) -> JobFailed:
+    """Keep ``exc``'s trace under our own key and return the short error bullmq may store."""
+    trace = "".join(traceback.format_exception(exc))
+    if len(trace) > MAX_TRACE_CHARS:
+        trace = "…" + trace[-(MAX_TRACE_CHARS - 1) :]  # the end says where it broke
+    try:
+        await s.redis.set(s.keys.failure(cid), trace, px=TRACE_TTL_MS)
+    except Exception as err:  # Redis away: the reason still reaches the job
+        log.warning("could not keep the trace of campaign %s: %s", cid, err)
+    return JobFailed(short_reason(exc))
+
+
+async def trace(s: Services, cid: str) -> str:
+    found = await s.redis.get(s.keys.failure(cid))
+    return str(found) if found else ""
