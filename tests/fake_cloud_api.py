@@ -456,12 +456,12 @@ class Receiver:
 
 
 # ---------------------------------------------------------------- test helpers
-TOKEN_ENV = "WQ_TEST_CLOUD_TOKEN"
+TOKEN_ENV = "WA_TOKEN_TEST_CLOUD"
 
 
 def cloud_account(name: str = "cloud", **extra: Any) -> dict[str, Any]:
     """A Cloud API account (business tier, no delay) using the fake's phone-number id; the
-    token is read from ``$WQ_TEST_CLOUD_TOKEN``."""
+    token is read from ``$WA_TOKEN_TEST_CLOUD``."""
     return {
         "name": name,
         "tier": "business",

@@ -226,11 +226,11 @@ async def test_token_comes_from_env_or_file_never_into_errors_or_logs(
     settings = Settings(cloud_api_base_url=fake.url, provider_timeout_ms=2000)
     build = factory(settings)
     account = Account(
-        name="cloud", provider="cloud_api", phoneNumberId=PHONE_NUMBER_ID, accessTokenEnv="WQ_T1"
+        name="cloud", provider="cloud_api", phoneNumberId=PHONE_NUMBER_ID, accessTokenEnv="WA_TOKEN_T1"
     )
-    monkeypatch.delenv("WQ_T1", raising=False)
-    monkeypatch.delenv("WQ_T1_FILE", raising=False)
-    with pytest.raises(ProviderConfigError, match=r"\$WQ_T1") as missing:
+    monkeypatch.delenv("WA_TOKEN_T1", raising=False)
+    monkeypatch.delenv("WA_TOKEN_T1_FILE", raising=False)
+    with pytest.raises(ProviderConfigError, match=r"\$WA_TOKEN_T1") as missing:
         build(account)
     assert isinstance(missing.value, UnknownProvider)  # the send path waits, saying why
     with pytest.raises(ProviderConfigError, match="phoneNumberId"):
@@ -238,7 +238,7 @@ async def test_token_comes_from_env_or_file_never_into_errors_or_logs(
     # From a file; an expired token (190) makes it read the file again.
     token_file = tmp_path / "token"
     token_file.write_text("expired-token-value-1234\n")
-    monkeypatch.setenv("WQ_T1_FILE", str(token_file))
+    monkeypatch.setenv("WA_TOKEN_T1_FILE", str(token_file))
     p = build(account)
     assert build(account.model_copy(update={"paused": True})) is p  # one pool per number
     try:

@@ -22,7 +22,7 @@ from waqtor.services import Services, build
 async def services(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Services]:
-    monkeypatch.setenv("WQ_PIPE_TOKEN", TOKEN)
+    monkeypatch.setenv("WA_TOKEN_PIPE", TOKEN)
     s = build(
         make_settings(redis_url, tmp_path, cloud_api_concurrency=4, cloud_api_mps=100),
         redis_url,
@@ -34,7 +34,7 @@ async def services(
             delayMs=0,
             provider="cloud_api",
             phoneNumberId=PHONE_NUMBER_ID,
-            accessTokenEnv="WQ_PIPE_TOKEN",
+            accessTokenEnv="WA_TOKEN_PIPE",
         )
     )
     await s.accounts.put(Account(name="slow", tier=None, delayMs=0))  # the simulator

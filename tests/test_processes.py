@@ -263,7 +263,7 @@ def test_check_fails_for_an_account_whose_provider_cannot_send(
         "tier": "business",
         "provider": "cloud_api",
         "phoneNumberId": "1234567890",
-        "accessTokenEnv": "WAQTOR_TEST_NO_SUCH_TOKEN",
+        "accessTokenEnv": "WA_TOKEN_TEST_NO_SUCH_TOKEN",
     }
     client.hset("wq:accounts", "cloud", json.dumps(account))
     env = {**env_for(), "REDIS_URL": redis_url, "CLOUD_API_BASE_URL": "http://127.0.0.1:9"}

@@ -19,7 +19,7 @@ HOOK = "/webhooks/whatsapp"
 async def app(
     redis_url: str, tmp_path: Path, fake: FakeCloudApi, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[App]:
-    monkeypatch.setenv("WQ_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("WA_TOKEN_TEST", TOKEN)
     async with App(cloud_settings(redis_url, tmp_path, fake)) as running:
         resp = await running.post(
             "/api/accounts",
@@ -30,7 +30,7 @@ async def app(
                 "delayMs": 0,
                 "provider": "cloud_api",
                 "phoneNumberId": PHONE_NUMBER_ID,
-                "accessTokenEnv": "WQ_TEST_TOKEN",
+                "accessTokenEnv": "WA_TOKEN_TEST",
             },
         )
         assert resp.status_code == 201, resp.text
