@@ -226,7 +226,10 @@ async def test_token_comes_from_env_or_file_never_into_errors_or_logs(
     settings = Settings(cloud_api_base_url=fake.url, provider_timeout_ms=2000)
     build = factory(settings)
     account = Account(
-        name="cloud", provider="cloud_api", phoneNumberId=PHONE_NUMBER_ID, accessTokenEnv="WA_TOKEN_T1"
+        name="cloud",
+        provider="cloud_api",
+        phoneNumberId=PHONE_NUMBER_ID,
+        accessTokenEnv="WA_TOKEN_T1",
     )
     monkeypatch.delenv("WA_TOKEN_T1", raising=False)
     monkeypatch.delenv("WA_TOKEN_T1_FILE", raising=False)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import (
@@ -68,6 +68,11 @@ NOT_DIGITS = ["²", "¹", "①", "9665012345²7"]  # category No: never digits o
 # ---------------------------------------------------------------- 2. phones, every path
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=40), st.integers(), st.none(), st.booleans(), st.floats()))
+@example("²")
+@example("+966501234²67")
+@example("¹٩٦٦")
+@example(10**5000)
+@example("966503333333@c.us")
 def test_phone_parsing_raises_only_phone_errors(raw: Any) -> None:
     try:
         phone = normalise(raw)

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from tests.conftest import HEADERS, KEY, App, cloud_settings, make_settings, recipients
 from tests.dashboard_support import READ_KEY, Browser, text_of
 from tests.fake_cloud_api import APP_SECRET, PHONE_NUMBER_ID, TOKEN, FakeCloudApi
-from waqtor.domain.templates import TemplateError, check, render, spin
+from waqtor.domain import templates
+from waqtor.domain.templates import TemplateError, render, spin
 
 ATTACK = "{a|" * 1023 + "x" + "}" * 1023  # 0.1 s per recipient with the old regex
 DEEP = "{a|" * 11 + "x" + "}" * 11
@@ -40,11 +41,11 @@ HEAVY = "{Hi|Hello|Hey} {a|b} " * 190
 def test_templates_past_a_limit_are_refused_naming_it() -> None:
     for template, limit in ((ATTACK, "10 levels"), (DEEP, "10 levels"), (WIDE, "1000 groups")):
         with pytest.raises(TemplateError, match=limit):
-            check(template)
+            templates.check(template)
         with pytest.raises(TemplateError, match=limit):
             render(template, {}, {}, seed="s")
-    check("{" * 10 + "x|y" + "}" * 10)  # ten levels are fine
-    check("{a|b}" * 800)
+    templates.check("{" * 10 + "x|y" + "}" * 10)  # ten levels are fine
+    templates.check("{a|b}" * 800)
 
 
 def _regex_spin(template: str, seed: str) -> str:
