@@ -167,7 +167,7 @@ async def test_a_failed_job_shows_its_stack_trace_in_the_dashboard_only(
         assert "stacktrace" not in api.text and "Traceback" not in api.text
         await b.login()
         page = await b.get(f"/admin/queues/jobs/{job_id}")
-        assert "Stack trace (shown only here" in page.text
+        assert "Stack trace of the last failure (admins only" in page.text
         assert "provider unavailable" in page.text
         assert (
             "provider_unavailable"

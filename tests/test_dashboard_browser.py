@@ -89,7 +89,7 @@ def test_login_logout_and_redirect_when_logged_out(page: Page, server: Server) -
     cookie = next(c for c in page.context.cookies() if c["name"] == "waqtor_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/admin"
     assert KEY not in cookie["value"] and KEY not in page.url
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("You are logged out")
     page.goto(server.base + "/admin/queues")
     expect(page).to_have_url(re.compile(r"/admin/login"))

@@ -15,16 +15,16 @@ without being read, and no body is ever held in memory past its limit.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waqtor.api.auth import HEADER, SAFE_METHODS, role_of
+from waqtor.api.errors import error_body
 from waqtor.api.guard import Guard
 from waqtor.api.limits import call_limited
 
@@ -36,8 +36,8 @@ SessionCheck = Callable[[Request], Awaitable[Response | None]]
 
 
 def _json(status: int, error: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"success": False, "error": error}).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    # The very bytes the routes' own error handler would send.
+    return JSONResponse(error_body(error), status_code=status, headers=headers)
 
 
 def too_many(wait_s: int) -> Response:
