@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from waqtor.domain.eta import estimate_ms, humanise, mean_gap_ms
+from waqtor import campaigns
+from waqtor.domain.eta import estimate_ms, humanise
 from waqtor.domain.status import OPEN as OPEN_STATUSES
-from waqtor.domain.status import TERMINAL, RecipientStatus
+from waqtor.domain.status import TERMINAL, RecipientStatus, campaign_state
 from waqtor.engine import JobView
 from waqtor.services import Services
 
-FINISHED = ("completed", "failed")
+FINISHED = ("completed", "failed", "canceled")
 DONE = tuple(st.value for st in RecipientStatus if st in TERMINAL)
 OPEN = tuple(st.value for st in RecipientStatus if st in OPEN_STATUSES)
 
@@ -86,7 +87,7 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
     st = s.settings
     alive = sum(1 for b in beats if now - int(json.loads(b).get("ts", 0)) <= 3 * st.heartbeat_ms)
     remaining = sum(v.counts[name] for name in OPEN)
-    gap = mean_gap_ms(st.message_delay, st.message_jitter, float(acct[2] or 0))
+    gap = await campaigns.message_gap_ms(s, v.account, now)
     wait = max(0, int(acct[1] or 0) - now)
     share = -(-remaining // len(v.accounts))  # several accounts send side by side
     backlog = max(share, int(acct[0] or 0))
@@ -144,13 +145,21 @@ async def load(s: Services, cid: str) -> CampaignView | None:
     if job is None and not meta:
         return None
     counts = {st.value: int(meta.get("n:" + st.code, 0) or 0) for st in RecipientStatus}
-    state = job.state if job is not None else "instant"
+    canceled = meta.get("canceled") == "1"
+    orphaned = int(meta.get("orphaned", 0) or 0)
+    if job is not None:
+        state = campaign_state(job.state, paused=meta.get("paused") == "1", canceled=canceled)
+    elif orphaned:
+        ended = "failed" if meta.get("job_end") == "failed" else "completed"
+        state = "canceled" if canceled else ended
+    else:
+        state = "instant"
     finished = state in FINISHED or (job is None and not sum(counts[n] for n in OPEN))
-    paused = meta.get("paused") == "1" and not finished
+    paused = state == "paused"
     data = job.data if job is not None else {}
     v = CampaignView(
         id=cid,
-        state="paused" if paused else state,
+        state=state,
         account=meta.get("account", str(data.get("account", "default"))),
         accounts=_accounts(meta, data),
         template=meta.get("template", str(data.get("message", ""))),
@@ -159,9 +168,17 @@ async def load(s: Services, cid: str) -> CampaignView | None:
         counts=counts,
         job=job,
         paused=paused,
-        canceled=meta.get("canceled") == "1",
+        canceled=canceled,
         finished=finished,
     )
+    if orphaned:
+        v.reasons.append(
+            Reason(
+                "Its job was removed outside waqtor (e.g. from Bull Board); the recipients not "
+                "sent by then were canceled, at",
+                orphaned,
+            )
+        )
     try:
         wait = json.loads(meta.get("wait", "{}"))
         v.wait_reason, v.wait_until = str(wait.get("reason", "")), int(wait.get("until", 0))

@@ -218,6 +218,9 @@ class Ledger:
                 k.message_counts,
                 k.campaigns,
                 k.jobs,
+                k.canceled_jobs,
+                k.foreign_jobs,
+                k.reconcile_missing,
                 *own,
                 *(k.backlog(a) for a in accounts),
             ],
@@ -324,6 +327,8 @@ class Ledger:
                 "messageId": detail.get("m"),
                 "errorCode": detail.get("e"),
                 "error": detail.get("r"),
+                # Who claimed it last: a worker id (host:pid:...) or "api" (instant sends).
+                "worker": detail.get("w"),
             }
             out.append((row, rec, detail))
         return out
@@ -364,6 +369,8 @@ class Ledger:
                     "messageId": detail.get("m"),
                     "errorCode": detail.get("e"),
                     "error": detail.get("r"),
+                # Who claimed it last: a worker id (host:pid:...) or "api" (instant sends).
+                "worker": detail.get("w"),
                 }
             )
         return rows
