@@ -369,8 +369,8 @@ class Ledger:
                     "messageId": detail.get("m"),
                     "errorCode": detail.get("e"),
                     "error": detail.get("r"),
-                # Who claimed it last: a worker id (host:pid:...) or "api" (instant sends).
-                "worker": detail.get("w"),
+                    # Who claimed it last: a worker id (host:pid:...) or "api" (instant sends).
+                    "worker": detail.get("w"),
                 }
             )
         return rows
