@@ -133,9 +133,12 @@ async def test_a_job_removed_outside_is_closed_and_counts_come_right(
             "/api/messages/send-bulk", json={"recipients": recipients(11, 100), "message": "x"}
         )
         assert nxt.json()["data"]["backlogAhead"] == 0
-        cleaned = (await app.post("/api/queue/clean", json={"grace": 0})).json()["data"]
-        assert job_id in cleaned["jobs"]
+        report = await app.get(f"/api/queue/jobs/{job_id}/report.csv")
+        assert report.status_code == 200 and "job removed outside waqtor" in report.text
+        removed = await app.client.delete(f"/api/queue/jobs/{job_id}", headers=HEADERS)
+        assert removed.status_code == 200 and removed.json()["data"]["changed"] == 1
         assert (await app.get(f"/api/queue/jobs/{job_id}/report.csv")).status_code == 404
+        assert (await app.get("/api/queue/stats")).json()["data"]["messages"]["canceled"] == 0
 
 
 async def test_a_drifted_backlog_is_corrected_once_it_holds_still(

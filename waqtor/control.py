@@ -114,6 +114,11 @@ async def promote(s: Services, cid: str) -> Outcome:
 
 
 async def remove(s: Services, cid: str) -> Outcome:
+    if await s.engine.get(cid) is None and (await s.ledger.meta(cid)).get("orphaned"):
+        # Its job was removed outside waqtor and the reconciler closed it: only the ledger
+        # (kept for the report) is left.
+        await s.ledger.delete(cid)
+        return Outcome("Campaign's recipients removed", 1)
     state = await _state(s, cid)
     if state not in FINISHED:
         raise ControlError(409, f"Job is {state}: cancel it first, then remove it")

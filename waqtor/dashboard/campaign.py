@@ -38,6 +38,7 @@ class CampaignView:
     canceled: bool
     finished: bool
     wait_reason: str = ""  # why a worker parked the job (cap, rest, paused account...)
+    orphaned_ms: int = 0  # when the reconciler closed it, its job gone (``waqtor.reconcile``)
     wait_until: int = 0
     done: int = 0
     percent: int = 0
@@ -59,7 +60,9 @@ def _accounts(meta: dict[str, str], data: dict[str, object]) -> list[str]:
 
 def _actions(v: CampaignView) -> list[str]:
     if v.job is None:
-        return []  # an instant send: no job to control
+        # An instant send has no job to control; a campaign whose job was removed outside
+        # waqtor keeps only its ledger, for the report, until it is removed.
+        return ["remove"] if v.orphaned_ms else []
     if v.finished:
         return (["retry"] if v.counts["failed"] and not v.canceled else []) + ["remove"]
     out = ["resume"] if v.paused else ["pause"]
@@ -170,6 +173,7 @@ async def load(s: Services, cid: str) -> CampaignView | None:
         paused=paused,
         canceled=canceled,
         finished=finished,
+        orphaned_ms=orphaned,
     )
     if orphaned:
         v.reasons.append(
