@@ -296,7 +296,7 @@ async def test_the_dry_run_has_one_meaning_per_mode_field(app: App) -> None:
 
 
 async def test_instant_results_echo_the_phone_as_given(app: App) -> None:
-    given = ["966501234567", "+966 50 765 4321", "00966500000003"]
+    given: list[Any] = ["966501234567", "+966 50 765 4321", "00966500000003", 966500000004]
     data = (
         await app.post("/api/messages/send-bulk", json={"recipients": given, "message": "x"})
     ).json()["data"]
@@ -305,4 +305,5 @@ async def test_instant_results_echo_the_phone_as_given(app: App) -> None:
         "+966501234567",
         "+966507654321",
         "+966500000003",
+        "+966500000004",
     ]

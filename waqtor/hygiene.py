@@ -30,7 +30,7 @@ async def drop_suppressed(s: Services, account: str, parsed: Parsed) -> list[dic
     dropped: list[dict[str, object]] = []
     kept: list[Recipient] = []
     kept_idx: list[int] = []
-    kept_given: list[str] = []
+    kept_given: list[str | int] = []
     given = parsed.given if len(parsed.given) == len(parsed.accepted) else []
     for n, (rec, idx) in enumerate(zip(parsed.accepted, parsed.indexes, strict=True)):
         if rec.phone in hits:
