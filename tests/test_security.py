@@ -126,7 +126,7 @@ async def test_bad_phones_are_item_errors_on_json_send_preview_and_dry_run(app: 
         data = resp.json()["data"]
         assert set(_errors(data)) == {*MIXED_BAD, 6}, (path, data["invalid"])
         assert data["total"] == 3, path
-    sent = {r["phone"] for r in resp.json()["data"]["results"]}
+    sent = {r["normalizedPhone"] for r in resp.json()["data"]["results"]}
     assert sent == {"+966501234567", "+966503333333", "+966501234568"}
 
 

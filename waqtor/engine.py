@@ -8,13 +8,14 @@ the ledger (``store.ledger``) keeps what happens to each recipient.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bullmq
-from bullmq import DelayedError
+from bullmq import DelayedError, UnrecoverableError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -40,13 +41,30 @@ ASSIST_NAME = "assist"
 ASSIST_MARK = HELPER_JOB_MARK
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
 
-__all__ = ["DelayedError", "Engine", "JobView", "valid_job_id"]
+__all__ = [
+    "DelayedError",
+    "Engine",
+    "JobView",
+    "is_unrecoverable",
+    "unrecoverable",
+    "valid_job_id",
+]
 
 
 def valid_job_id(job_id: str) -> bool:
     """Whether ``job_id`` can name a job at all (else it is unknown: a 404, never a read of
     one of bullmq's own keys)."""
     return bool(_JOB_ID.fullmatch(job_id)) and job_id.lower() not in RESERVED_IDS
+
+
+def unrecoverable(message: str) -> Exception:
+    """An error that fails a job for good: bullmq does not retry it."""
+    error: Exception = UnrecoverableError(message)
+    return error
+
+
+def is_unrecoverable(error: BaseException) -> bool:
+    return isinstance(error, UnrecoverableError)
 
 
 @dataclass(frozen=True)
@@ -222,10 +240,17 @@ class Engine:
 
     async def discard(self, job_id: str) -> None:
         """Remove a job that is no longer needed; one a worker holds right now finishes."""
+        await self.try_remove(job_id)
+
+    async def try_remove(self, job_id: str) -> bool:
+        """Remove a job unless a worker holds it right now. True if it is gone."""
         try:
-            await self.queue.remove(job_id)
-        except Exception:  # locked by a worker: it will find nothing left and complete
-            return
+            return int(await self.queue.remove(job_id)) == 1
+        except Exception:  # locked by a worker
+            return False
+
+    async def exists(self, job_id: str) -> bool:
+        return bool(await self.client.exists(self.queue.scripts.toKey(job_id)))
 
     async def promote(self, job_id: str) -> bool:
         """Move a delayed job to waiting now. False if it was not delayed."""
@@ -254,6 +279,15 @@ class Engine:
 
     async def workers(self) -> int:
         return int(await self.queue.get_workers_count())
+
+    def node_client_name(self, worker_name: str) -> str:
+        """The connection name under which Node's BullMQ (and so Bull Board) finds a worker
+        of this queue: BullMQ 5+ puts the queue name in base64 (``bull:d2FxdG9y:w:<name>``),
+        while this Python bullmq names its own connections ``bull:waqtor:w:<name>``. One
+        connection cannot carry both names, so a worker keeps one extra, idle connection under
+        Node's name (``CampaignWorker``), and both kinds of tool see it."""
+        encoded = base64.b64encode(self.queue_name.encode()).decode()
+        return f"{self.queue.prefix}:{encoded}:w:{worker_name}"
 
     async def close(self) -> None:
         await self.queue.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 
+from waqtor.engine import is_unrecoverable, unrecoverable
 from waqtor.services import Services
 
 log = logging.getLogger("waqtor.worker")
@@ -31,8 +32,12 @@ def short_reason(exc: BaseException) -> str:
     return text
 
 
-async def shorten(s: Services, cid: str, exc: BaseException) -> JobFailed:
-    """Keep ``exc``'s trace under our own key and return the short error bullmq may store."""
+async def shorten(s: Services, cid: str, exc: BaseException) -> Exception:
+    """Keep ``exc``'s trace under our own key and return the short error bullmq may store: one
+    it does not retry if ``exc`` was one of those (a job with no campaign behind it, whose
+    trace says nothing and is not kept)."""
+    if is_unrecoverable(exc):
+        return unrecoverable(short_reason(exc))
     trace = "".join(traceback.format_exception(exc))
     if len(trace) > MAX_TRACE_CHARS:
         trace = "…" + trace[-(MAX_TRACE_CHARS - 1) :]  # the end says where it broke

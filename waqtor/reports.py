@@ -27,6 +27,7 @@ CSV_COLUMNS = (
     "errorCode",
     "error",
     "messageId",
+    "worker",
     "sendingAt",
     "sentAt",
     "failedAt",
