@@ -13,6 +13,7 @@ from waqtor.domain.accounts import effective_caps, gap_ms
 from waqtor.domain.eta import clock_text, estimate_capped_ms, humanise, mean_gap_ms
 from waqtor.domain.recipients import Parsed
 from waqtor.domain.status import FINISHED_JOB_STATES, JobState
+from waqtor.domain.steps import StepKind
 from waqtor.engine import JobView
 from waqtor.providers import content
 from waqtor.sender import Campaign, Sender, Step
@@ -159,6 +160,12 @@ async def enqueue(
     return cid, eta
 
 
+#: Why an instant send may stop with recipients left: its safety-net job finishes them.
+_LEFT_FOR_THE_JOB = frozenset(
+    {StepKind.WAIT, StepKind.SETTLE, StepKind.PAUSED, StepKind.PAUSED_QUEUE}
+)
+
+
 async def send_instant(
     s: Services,
     sender: Sender,
@@ -196,12 +203,12 @@ async def send_instant(
         if step.index >= 0:
             outcome[step.index] = step
             continue
-        if step.kind == "settle":
+        if step.kind is StepKind.SETTLE:
             again = await sender.settle(campaign)
             if again is None:
                 continue
         break
-    leftover = step.kind in ("wait", "settle", "paused", "paused_queue")
+    leftover = step.kind in _LEFT_FOR_THE_JOB
     if leftover:
         # Retries (or a pause) outlive the request: its job finishes them. Nothing dropped.
         await s.redis.zadd(s.keys.jobs, {cid: now})

@@ -20,14 +20,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from waqtor import callbacks, concurrency, heartbeats
+from waqtor import callbacks, heartbeats
 from waqtor.domain.eta import clock_text
 from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
+from waqtor.domain.steps import (
+    ACCOUNT_WAITS,
+    AGAIN,
+    ENDS,
+    HALTS,
+    OUTCOMES,
+    SENDS,
+    WAITS,
+    StepKind,
+    UnknownStepKind,
+)
 from waqtor.engine import ASSIST_NAME, DelayedError
 from waqtor.providers import content
+from waqtor.providers.registry import UnknownProvider
 from waqtor.sender import Campaign, Sender, Step
-from waqtor.sender_batch import Overlapped, overlap, send_batch
+from waqtor.sender_batch import Overlapped, overlap_of, send_batch
 from waqtor.services import Services
 from waqtor.store.connection import connect
 from waqtor.store.ledger import accounts_of
@@ -50,8 +62,6 @@ ASSIST_MIN_BATCHES = 4
 #: times at most, for another worker to take it.
 ASSIST_HANDOFFS = 3
 ASSIST_HANDOFF_S = 0.02
-#: Outcomes after which a helper takes another batch; anything else is for the campaign's job.
-_HELPER_GOES_ON = frozenset({"sent", "failed", "retry", "unknown", "deferred", "skipped"})
 
 
 class JobUnavailable(Exception):
@@ -178,10 +188,9 @@ class CampaignWorker:
         if not meta or lane >= len(accounts_of(meta)):
             return {"batches": 0}
         campaign = _campaign(cid, meta)
-        account = campaign.accounts[lane]
         batches = Overlapped(
             lambda: send_batch(self.sender, campaign, token, lane, lock_job=str(job.id)),
-            lambda: overlap(self.sender, account),
+            await overlap_of(self.sender, campaign.accounts[lane]),
         )
         self.active.add(cid)
         log.debug("helping to send campaign %s, lane %d", cid, lane)
@@ -189,8 +198,9 @@ class CampaignWorker:
         try:
             while not self.stopping.is_set():
                 steps = await batches.next()
+                # Anything but outcomes (a stop, a wait, an outage) is for the campaign's job.
                 if not steps or any(
-                    step.unavailable or step.kind not in _HELPER_GOES_ON for step in steps
+                    step.unavailable or step.kind not in OUTCOMES for step in steps
                 ):
                     break
                 done += 1
@@ -212,16 +222,20 @@ class CampaignWorker:
         task.add_done_callback(self._background.discard)
 
     async def _ask_for_help(self, run: _Run, lane: int) -> None:
-        """Once per lane and run, when batches are at full size and much is left: ask other
-        live workers to take batches of this lane too."""
+        """Once per lane and run, when its sends go through without trouble (batches at full
+        size; requests of a provider without batches several at once) and much is left: ask
+        other live workers to take batches of this lane too."""
         s = self.s
         st = s.settings
-        account = run.campaign.accounts[lane]
-        if (
-            lane in run.assisted
-            or not st.assist_workers
-            or self.sender.batch_sizes.get(account, 1) < st.send_batch
-        ):
+        if lane in run.assisted or not st.assist_workers:
+            return
+        name = run.campaign.accounts[lane]
+        try:
+            account = await s.accounts.get(name) or s.accounts.default()
+            flow = self.sender.flow(name, s.providers.get(account).capabilities)
+        except UnknownProvider:
+            return
+        if not flow.flowing(st.send_batch):
             return
         run.assisted.add(lane)
         counts = await s.ledger.counts(run.campaign.id)
@@ -281,7 +295,7 @@ class CampaignWorker:
         stop = run.stop
         if stop is not None:
             await self._halt(run, stop)
-        waits = [end for end in ends if end.kind != "done"]
+        waits = [end for end in ends if end.kind is not StepKind.DONE]
         if waits:
             first = min(waits, key=lambda end: end.due_ms)
             if first.reason:
@@ -301,47 +315,32 @@ class CampaignWorker:
         return {k: v for k, v in counts.items() if v} | {"total": int(meta.get("total", "0"))}
 
     async def _lane(self, run: _Run, lane: int) -> _End:
-        """Send one lane's recipients until it is done, must wait, or the campaign stops:
-        several at once where the provider allows it (``concurrency.Pipeline``)."""
-        pipe = concurrency.Pipeline(
-            self.s,
-            run.campaign.accounts[lane],
-            lambda: self.sender.step(run.campaign, run.token, run.halt, lane),
-        )
-        account = run.campaign.accounts[lane]
+        """Send one lane's recipients until it is done, must wait, or the campaign stops: in
+        batches while the account has nothing to pace (``sender_batch``), else one at a time."""
         batches = Overlapped(
-            lambda: send_batch(self.sender, run.campaign, run.token, lane),
-            lambda: overlap(self.sender, account),
+            lambda: send_batch(self.sender, run.campaign, run.token, lane, wake=run.halt),
+            await overlap_of(self.sender, run.campaign.accounts[lane]),
         )
         try:
-            return await self._lane_steps(run, lane, pipe, batches)
+            return await self._lane_steps(run, lane, batches)
         finally:
             await batches.drain()  # nothing of this lane left in flight
-            await pipe.drain()
 
     async def _next_step(
-        self,
-        run: _Run,
-        lane: int,
-        pipe: concurrency.Pipeline,
-        batches: Overlapped,
-        batch: deque[Step],
+        self, run: _Run, lane: int, batches: Overlapped, batch: deque[Step]
     ) -> Step:
-        """The next outcome: from a batch (``sender_batch``) while the account and provider
-        allow it, else one step at a time through the pipeline."""
+        """The next outcome: from a batch (``sender_batch``) while the account allows it,
+        else one step at a time."""
         if batch:
             return batch.popleft()
-        if not pipe.busy:
-            steps = await batches.next()
-            if steps:
-                await self._ask_for_help(run, lane)
-                batch.extend(steps)
-                return batch.popleft()
-        return await pipe.next()
+        steps = await batches.next()
+        if steps:
+            await self._ask_for_help(run, lane)
+            batch.extend(steps)
+            return batch.popleft()
+        return await self.sender.step(run.campaign, run.token, run.halt, lane)
 
-    async def _lane_steps(
-        self, run: _Run, lane: int, pipe: concurrency.Pipeline, batches: Overlapped
-    ) -> _End:
+    async def _lane_steps(self, run: _Run, lane: int, batches: Overlapped) -> _End:
         s = self.s
         campaign = run.campaign
         batch: deque[Step] = deque()
@@ -357,38 +356,41 @@ class CampaignWorker:
                         f"outside the sending window {window.start}-{window.end} {window.zone};"
                         f" resumes at {clock_text(change, window.zone)}"
                     )
-                    return _End("wait", change, reason)
+                    return _End(StepKind.WAIT, change, reason)
                 await self._spread(run, change)
-            step = await self._next_step(run, lane, pipe, batches, batch)
-            if step.kind in ("deferred", "skipped"):
+            step = await self._next_step(run, lane, batches, batch)
+            kind = step.kind
+            if kind in OUTCOMES:
+                if kind in SENDS:
+                    if step.unavailable:
+                        run.halt_with("unavailable", step.error or "unavailable")
+                        break
+                    await self._report(run)
                 continue
-            if step.kind in ("sent", "failed", "retry", "unknown"):
-                if step.unavailable:
-                    run.halt_with("unavailable", step.error or "unavailable")
-                    break
-                await self._report(run)
+            if kind in AGAIN:
                 continue
-            if step.kind in ("interrupted", "early"):
-                continue
-            if step.kind == "inflight":
+            if kind is StepKind.INFLIGHT:
                 await self._wait_in_flight(run)
                 continue
             run.in_flight_since = 0
-            if step.kind in ("lost", "paused", "paused_queue", "canceled", "expired"):
-                run.halt_with(step.kind)
+            if kind in HALTS:
+                run.halt_with(kind.value)
                 break
-            if step.kind in ("wait", "settle"):
-                return _End(step.kind, step.due_ms)
-            if step.kind in ("capped", "cooling", "account_paused"):
+            if kind in WAITS:
+                return _End(kind, step.due_ms)
+            if kind in ACCOUNT_WAITS:
                 until = (
                     step.due_ms
-                    if step.kind != "account_paused"
+                    if kind is not StepKind.ACCOUNT_PAUSED
                     else s.clock.now_ms() + ACCOUNT_RECHECK_MS
                 )
                 account = campaign.accounts[lane]
-                return _End(step.kind, until, _wait_reason(step.kind, step.error, account, until))
-            break  # done, lane_done
-        return _End("done")
+                return _End(kind, until, _wait_reason(kind, step.error, account, until))
+            if kind in ENDS:
+                break
+            # CLAIMED or EMPTY never reach here; a new kind must get a rule, not end the lane.
+            raise UnknownStepKind(f"lane {lane} of {campaign.id}: no rule for step {kind}")
+        return _End(StepKind.DONE)
 
     async def _spread(self, run: _Run, window_end_ms: int) -> None:
         """Pace a windowed campaign so its remaining recipients end inside today's window."""
@@ -486,21 +488,21 @@ def _campaign(cid: str, meta: dict[str, str]) -> Campaign:
     )
 
 
-def _wait_reason(kind: str, detail: str | None, account: str, until_ms: int) -> str:
+def _wait_reason(kind: StepKind, detail: str | None, account: str, until_ms: int) -> str:
     """``waiting for the hourly cap until 14:05``: what the job status and the ETA say."""
     at = clock_text(until_ms)
-    if kind == "capped":
+    if kind is StepKind.CAPPED:
         return f"waiting for the {detail or 'hourly'} cap of account {account} until {at}"
-    if kind == "cooling":
+    if kind is StepKind.COOLING:
         return f"account {account} is cooling down after a ban signal until {at}"
     return f"account {account} is paused ({detail}); checking again at {at}"
 
 
 @dataclass
 class _End:
-    """How a lane ended: ``done``, or a wait until ``due_ms`` (with a reason to show)."""
+    """How a lane ended: ``DONE``, or a wait until ``due_ms`` (with a reason to show)."""
 
-    kind: str
+    kind: StepKind
     due_ms: int = 0
     reason: str | None = None
 

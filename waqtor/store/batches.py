@@ -14,7 +14,8 @@ import orjson
 
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
-from waqtor.store.ledger import Claim, Ledger, unpack
+from waqtor.domain.steps import StepKind
+from waqtor.store.ledger import Claim, Ledger, answer, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,12 @@ class Outcome:
     deferral: bool = False
 
 
+DAY_MS = 86_400_000
+#: How long the indexes that lead status webhooks to recipients live (ms).
+ATTEMPT_INDEX_TTL_MS = 30 * DAY_MS
+MESSAGE_INDEX_TTL_MS = 31 * DAY_MS
+
+
 def attempt_id(prefix: str, index: int) -> str:
     """Written the same way by claim_batch.lua."""
     return f"{prefix}.{index}"
@@ -59,10 +66,12 @@ async def claim(
     lane: int = 0,
     lanes: int = 1,
     lock_job: str | None = None,
+    attempt_index_ttl_ms: int = 0,
 ) -> list[Claimed] | Claim:
     """Up to ``size`` recipients of the lane, or why none was claimed (a ``Claim`` whose kind
-    is ``empty`` when the lane has nothing left to claim right now). ``token`` must hold the
-    lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise)."""
+    is ``EMPTY`` when the lane has nothing left to claim right now). ``token`` must hold the
+    lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise).
+    ``attempt_index_ttl_ms`` > 0 also indexes each attempt for status webhooks."""
     k = ledger.keys
     res = await ledger.scripts["claim_batch"](
         keys=k.claim_keys(cid, lane, account, lock_job),
@@ -77,10 +86,11 @@ async def claim(
             lane,
             lanes,
             size,
+            attempt_index_ttl_ms,
         ],
     )
-    kind = str(res[0])
-    if kind == "claimed":
+    kind = StepKind.parse(res[0])
+    if kind is StepKind.CLAIMED:
         out: list[Claimed] = []
         for i in range(1, len(res), 3):
             index = int(res[i])
@@ -88,11 +98,7 @@ async def claim(
                 Claimed(index, int(res[i + 1]), attempt_id(prefix, index), unpack(res[i + 2]))
             )
         return out
-    if kind in ("wait", "early", "cooling"):
-        return Claim(kind, due_ms=int(float(res[1])))
-    if kind == "capped":
-        return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
-    return Claim(kind)
+    return answer(kind, res)
 
 
 async def finish(
@@ -108,11 +114,14 @@ async def finish(
     callback_url: str | None = None,
     callback_ids: Sequence[str] = (),
     phones: Mapping[int, str] | None = None,
+    index_ttl_ms: int = 0,
 ) -> list[bool]:
     """Record every outcome of the batch claimed with ``prefix`` (``""``: each outcome's own
     ``attempt_id``); one flag per outcome, false when it was stale. With ``callback_url``, each
     recorded change queues its status callback in the same script, under ``callback_ids`` (one
-    per outcome; ``phones`` gives each recipient's number, else it is read from the ledger)."""
+    per outcome; ``phones`` gives each recipient's number, else it is read from the ledger).
+    ``index_ttl_ms`` > 0 (providers that settle by webhook): each sent message id is indexed
+    for status webhooks, and definite outcomes leave the attempt index, in the same script."""
     if not outcomes:
         return []
     k = ledger.keys
@@ -141,6 +150,7 @@ async def finish(
         callback_url or "",
         cid,
         account,
+        index_ttl_ms,
     ]
     res = await ledger.scripts["finish_batch"](
         keys=[
@@ -158,6 +168,8 @@ async def finish(
             k.callback_items,
             k.callback_due,
             k.recipients(cid),
+            k.message_index(now_ms // DAY_MS),
+            k.attempt_index(cid),
         ],
         args=args,
     )
