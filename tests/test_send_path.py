@@ -5,6 +5,7 @@ request (the Cloud API against the fake, the simulator in its per-message mode).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -132,7 +133,8 @@ async def test_rate_slots_are_shared_and_reserved_in_runs(services: Services) ->
         *(throughput.reserve(services, f"acct{i}", caps, 10) for i in range(3))
     )
     # Three callers (any accounts on the same number) get three runs of 10 slots, 10 ms apart.
-    assert sorted(round(b - a) for a, b in zip(sorted(firsts), sorted(firsts)[1:])) == [100, 100]
+    ordered = sorted(firsts)
+    assert [round(b - a) for a, b in itertools.pairwise(ordered)] == [100, 100]
     started = time.monotonic()
     await asyncio.gather(*(throughput.throttle(services, "x", caps) for _ in range(11)))
     assert time.monotonic() - started >= 0.3  # after the 30 slots above, 10 ms apart
@@ -243,13 +245,9 @@ async def test_a_burst_of_130429_slows_the_number_and_never_strikes_the_account(
     settings = cloud_settings(redis_url, tmp_path, fake, cloud_api_mps=200, max_retries=1)
     async with App(settings) as app:
         assert (await app.post("/api/accounts", json=cloud_account())).status_code == 201
-        job_id = (
-            await app.post(
-                "/api/messages/send-bulk",
-                json={"recipients": [f"9665{i:08d}" for i in range(60)], "account": "cloud",
-                      "message": "Hi"},
-            )  # fmt: skip
-        ).json()["data"]["jobId"]
+        body = {"recipients": [f"9665{i:08d}" for i in range(60)], "message": "Hi"}
+        resp = await app.post("/api/messages/send-bulk", json={**body, "account": "cloud"})
+        job_id = resp.json()["data"]["jobId"]
         job = await wait_for_job(app.get, job_id, timeout=60)
         account = (await app.get("/api/accounts/cloud")).json()["data"]
         s: Services = app.app.state.services
