@@ -111,9 +111,11 @@ class Settings(BaseSettings):
     cloud_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     cloud_api_mps: float = Field(default=80.0, gt=0, le=10_000)
     """Messages per second one phone number may send (Meta's default throughput is 80)."""
-    cloud_api_concurrency: int = Field(default=32, ge=1, le=1000)
-    """Sends in flight at once per campaign and account, for accounts with no delay
-    (MESSAGE_DELAY / delayMs 0); with a delay, sends stay one at a time."""
+    cloud_api_concurrency: int = Field(default=128, ge=1, le=1000)
+    """Requests in flight at once per phone number and worker process, at most, for accounts
+    with no delay (MESSAGE_DELAY / delayMs 0): the ceiling of the adaptive in-flight limit,
+    which backs off on 130429s and slow answers. Sending at CLOUD_API_MPS needs about
+    CLOUD_API_MPS x the answer time (s) in flight. With a delay, sends stay one at a time."""
     cloud_api_max_connections: int = Field(default=100, ge=1, le=10_000)
     """Keep-alive HTTP connections per phone number."""
     whatsapp_verify_token: str | None = None

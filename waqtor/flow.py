@@ -35,9 +35,10 @@ LATENCY_FACTOR = 2.0
 LATENCY_SLACK_S = 0.05
 #: The least answer time is taken over the last two periods of this length (s).
 BASE_PERIOD_S = 10.0
-#: Claimed recipients wait for their rate slot at most about this long (s): a claim never
-#: takes more than ``messages_per_second`` x this many.
-SLOT_HORIZON_S = 0.05
+#: A claim takes at most ``messages_per_second`` x this many recipients (s): the rate slots
+#: of one claim span about this long, which bounds how long a claimed recipient, and the room
+#: its request holds under the limit, waits for its slot.
+SLOT_HORIZON_S = 0.02
 
 
 class Signal(Enum):
@@ -61,6 +62,7 @@ class Flow:
         self.started = 0  # requests started, numbered from 1
         self._cut_at = 0  # the number of the last request started before the last cut
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._next_departure_ms = 0.0
         self.srtt_s = 0.0
         self._min_now = math.inf
         self._min_before = math.inf
@@ -81,15 +83,20 @@ class Flow:
             size = min(size, max(1, int(messages_per_second * SLOT_HORIZON_S)))
         return max(1, size)
 
-    def claims_in_flight(self, size: int) -> int:
+    def claims_in_flight(self, size: int, messages_per_second: float | None = None) -> int:
         """Claims of one lane that may be in flight at once: one while the limit is 1 (each
         outcome is known before the next claim), else enough to keep ``width`` requests busy
-        with one more being claimed or recorded."""
+        with one more being claimed or recorded; under a rate limit, no more than cover the
+        answer time with slots (claims further ahead would only hold room while they wait)."""
         if self.width < 2 or (self.batch_limit > 1 and self.batch_size < 2):
             return 1
         if self.batch_limit > 1:
             return self.width
-        return 1 + math.ceil(self.width / max(1, size))
+        claims = 1 + math.ceil(self.width / max(1, size))
+        if messages_per_second and self.srtt_s:
+            span_s = size / messages_per_second
+            claims = min(claims, 2 + math.ceil(self.srtt_s / span_s))
+        return claims
 
     def flowing(self, most: int) -> bool:
         """Sends go through without trouble: batches at full size (``most`` recipients, or
@@ -99,9 +106,10 @@ class Flow:
         return self.width >= 2
 
     # ---- requests ----
-    async def acquire(self) -> int:
-        """Wait for room under the limit; returns the request's number (for ``release``)."""
-        while self.in_flight >= self.width:
+    async def acquire(self, count: int = 1) -> list[int]:
+        """Wait for room for ``count`` requests under the limit (all of it while nothing is in
+        flight, even above the limit); returns their numbers, for ``release``."""
+        while self.in_flight and self.in_flight + count > self.width:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -109,9 +117,15 @@ class Flow:
             finally:
                 if not waiter.done():
                     waiter.cancel()
-        self.in_flight += 1
-        self.started += 1
-        return self.started
+        self.in_flight += count
+        first = self.started + 1
+        self.started += count
+        return list(range(first, self.started + 1))
+
+    def give_back(self, tickets: list[int]) -> None:
+        """Room taken for requests that were never made (fewer recipients claimed)."""
+        self.in_flight -= len(tickets)
+        self._wake()
 
     def release(self, ticket: int, signal: Signal, elapsed_s: float | None = None) -> None:
         self.in_flight -= 1
@@ -121,12 +135,11 @@ class Flow:
         self._wake()
 
     def _wake(self) -> None:
-        room = self.width - self.in_flight
-        while room > 0 and self._waiters:
+        # Every waiter looks again (each takes what it needs, or waits anew).
+        while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                room -= 1
 
     def _adapt(self, ticket: int, signal: Signal) -> None:
         if signal is Signal.BAN:
@@ -154,6 +167,16 @@ class Flow:
             self.batch_size = max(1, self.batch_size // 2)
         else:
             self.batch_size = min(self.batch_limit, self.batch_size * 2)
+
+    def departure(self, interval_ms: float) -> float:
+        """How long (s) the next request must wait to leave this process ``interval_ms`` after
+        the one before. The shared rate slots space the requests' *planned* times; one that
+        leaves late must not leave right before the next, or the provider sees a burst. The
+        times form a grid from the planned ones, so a timer's late wake-ups do not add up."""
+        now = time.monotonic() * 1000.0
+        at = max(now, self._next_departure_ms)
+        self._next_departure_ms = at + interval_ms
+        return (at - now) / 1000.0 if at - now > 1.0 else 0.0
 
     # ---- answer times ----
     def _slow(self, elapsed_s: float) -> bool:

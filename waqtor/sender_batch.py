@@ -89,37 +89,43 @@ async def send_batch(
         return None
     flow = sender.flow(name, can)
     size = flow.claim_size(s.settings.send_batch, can.messages_per_second)
-    # The rate slots first: recipients are claimed only once their requests may start.
-    slot = await throughput.reserve(s, name, can, size)
-    if slot and not await s.clock.sleep_until(int(slot), wake):
-        return [Step(StepKind.INTERRUPTED)]
-    now = s.clock.now_ms()
-    caps = effective_caps(account, date.today(), now)
-    prefix = uuid.uuid4().hex
-    claimed = await batches.claim(
-        s.ledger,
-        campaign.id,
-        token=token,
-        prefix=prefix,
-        now_ms=now,
-        worker_id=sender.worker_id,
-        lease_ms=s.settings.send_lease_ms,
-        account=name,
-        size=size,
-        hourly_cap=caps.hourly,
-        daily_cap=caps.daily,
-        lane=lane,
-        lanes=len(campaign.accounts),
-        lock_job=lock_job,
-        attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
-    )
-    if not isinstance(claimed, list):
-        if claimed.kind is StepKind.EMPTY:
-            return None
-        return [Step(claimed.kind, due_ms=claimed.due_ms, error=claimed.reason or None)]
-    batch = _Batch(sender, campaign, lane, account.name, prefix, claimed)
-    await batch.run(provider, account, flow, slot)
-    return batch.steps()
+    # One request per recipient: room under the in-flight limit first, then the rate slots,
+    # then the claim, so a claimed recipient never waits for either (a worker that dies
+    # leaves only requests under way unknown, and no request leaves late in a burst).
+    tickets = await flow.acquire(size) if flow.batch_limit == 1 else []
+    try:
+        slot = await throughput.reserve(s, name, can, size)
+        if slot and not await s.clock.sleep_until(int(slot), wake):
+            return [Step(StepKind.INTERRUPTED)]
+        now = s.clock.now_ms()
+        caps = effective_caps(account, date.today(), now)
+        prefix = uuid.uuid4().hex
+        claimed = await batches.claim(
+            s.ledger,
+            campaign.id,
+            token=token,
+            prefix=prefix,
+            now_ms=now,
+            worker_id=sender.worker_id,
+            lease_ms=s.settings.send_lease_ms,
+            account=name,
+            size=size,
+            hourly_cap=caps.hourly,
+            daily_cap=caps.daily,
+            lane=lane,
+            lanes=len(campaign.accounts),
+            lock_job=lock_job,
+            attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
+        )
+        if not isinstance(claimed, list):
+            if claimed.kind is StepKind.EMPTY:
+                return None
+            return [Step(claimed.kind, due_ms=claimed.due_ms, error=claimed.reason or None)]
+        batch = _Batch(sender, campaign, lane, account.name, prefix, claimed)
+        await batch.run(provider, account, flow, slot, tickets)
+        return batch.steps()
+    finally:
+        flow.give_back(tickets)  # the room of requests never made (the batch takes its own)
 
 
 #: What the worker hears about an outcome: a step of this kind.
@@ -171,7 +177,11 @@ class _Batch:
             steps.append(Step(StepKind.RETRY, error=self.unavailable, unavailable=True))
         return steps
 
-    async def run(self, provider: Provider, account: Any, flow: Flow, slot_ms: float) -> None:
+    async def run(
+        self, provider: Provider, account: Any, flow: Flow, slot_ms: float, tickets: list[int]
+    ) -> None:
+        """Render, send and record the claimed recipients. ``tickets``: room under the
+        in-flight limit taken for one request per recipient (each one used is removed)."""
         s, clock, campaign = self.s, self.s.clock, self.campaign
         quiet = quiet_hours(campaign, account)
         builtins = builtin_values("", s.settings.signature, datetime.now(self.sender.zone))
@@ -219,7 +229,7 @@ class _Batch:
             if flow.batch_limit > 1:
                 await self._send_batches(provider, ready, flow, slot_ms)
             else:
-                await self._send_each(provider, ready, flow, slot_ms)
+                await self._send_each(provider, ready, flow, slot_ms, tickets)
             sender = self.sender
             sender.breaker.record_ok(self.account, self.sent)
         now = clock.now_ms()
@@ -276,13 +286,13 @@ class _Batch:
         """One request per ``batch_size`` messages (the claim is sized to one)."""
         s = self.s
         size = flow.batch_limit
-        mps = provider.capabilities.messages_per_second
+        interval = throughput.interval_ms(provider.capabilities)
         for start in range(0, len(ready), size):
             chunk = ready[start : start + size]
-            if mps:  # a request of k messages takes k rate slots: it goes at the last one
+            if interval:  # a request of k messages takes k rate slots: it goes at the last one
                 last = start + len(chunk) - 1
-                await s.clock.sleep_until(math.ceil(slot_ms + last * 1000.0 / mps))
-            ticket = await flow.acquire()
+                await s.clock.sleep_until(math.ceil(slot_ms + last * interval))
+            (ticket,) = await flow.acquire()
             signal = Signal.OK
             try:
                 try:
@@ -304,17 +314,23 @@ class _Batch:
         ready: list[tuple[Claimed, OutgoingMessage, str]],
         flow: Flow,
         slot_ms: float,
+        tickets: list[int],
     ) -> None:
-        """One request per message, up to the in-flight limit at once, each in its rate slot."""
-        can = provider.capabilities
-        interval = 1000.0 / can.messages_per_second if can.messages_per_second else 0.0
+        """One request per message, each under its own room in the in-flight limit (taken
+        before the claim), each in its rate slot."""
+        interval = throughput.interval_ms(provider.capabilities)
         timeout = self.s.settings.provider_timeout_ms / 1000.0
         clock = self.s.clock
 
+        mine = [tickets.pop() for _ in ready]
+
         async def one(n: int, c: Claimed, message: OutgoingMessage, digest: str) -> None:
+            ticket = mine[n]
             if interval:
                 await clock.sleep_until(math.ceil(slot_ms + n * interval))
-            ticket = await flow.acquire()
+                wait_s = flow.departure(interval)
+                if wait_s:
+                    await asyncio.sleep(wait_s)
             signal, elapsed = Signal.OK, None
             started = time.monotonic()
             try:
@@ -469,6 +485,6 @@ async def overlap_of(sender: Sender, account: str) -> Callable[[], int]:
 
     def width() -> int:
         size = flow.claim_size(s.settings.send_batch, can.messages_per_second)
-        return flow.claims_in_flight(size)
+        return flow.claims_in_flight(size, can.messages_per_second)
 
     return width
