@@ -323,6 +323,7 @@ class _Batch:
         clock = self.s.clock
 
         mine = [tickets.pop() for _ in ready]
+        answered = [False] * len(ready)
 
         async def one(n: int, c: Claimed, message: OutgoingMessage, digest: str) -> None:
             ticket = mine[n]
@@ -335,20 +336,26 @@ class _Batch:
             started = time.monotonic()
             try:
                 try:
-                    async with asyncio.timeout(timeout):
-                        result: SendResult | ProviderError = await provider.send(message)
+                    result: SendResult | ProviderError = await provider.send(message)
                     elapsed = time.monotonic() - started
                 except ProviderError as exc:
                     result = exc
-                except TimeoutError:
-                    self._timed_out([(c, message, digest)])
-                    signal = Signal.CONGESTED
-                    return
+                answered[n] = True
                 signal = await self._outcome(c, digest, result)
+            except asyncio.CancelledError:
+                signal = Signal.CONGESTED  # cut off by the deadline below
+                raise
             finally:
                 flow.release(ticket, signal, elapsed)
 
-        await asyncio.gather(*(one(n, *item) for n, item in enumerate(ready)))
+        # One deadline for the claim (not a timer per request): each request's own time, plus
+        # the span of its rate slots. Requests still unanswered then are unknown.
+        deadline = timeout + len(ready) * interval / 1000.0
+        try:
+            async with asyncio.timeout(deadline):
+                await asyncio.gather(*(one(n, *item) for n, item in enumerate(ready)))
+        except TimeoutError:
+            self._timed_out([item for n, item in enumerate(ready) if not answered[n]])
 
     def _timed_out(self, items: list[tuple[Claimed, OutgoingMessage, str]]) -> None:
         lease_end = self.s.clock.now_ms() + self.s.settings.send_lease_ms

@@ -133,13 +133,25 @@ class SimulatorProvider(Provider):
         #: (attempt id, message id, outbox entry, the caller's future).
         self._queued: list[tuple[str, str, bytes, asyncio.Future[str]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None
 
     async def faults(self) -> Faults:
         if time.monotonic() - self._faults_at > _CACHE_S:
-            raw: dict[str, str] = await self.redis.hgetall(self.keys.sim_faults)  # type: ignore[assignment]
-            self._faults = Faults.from_hash(raw, self.default_latency_ms)
-            self._faults_at = time.monotonic()
+            # One read however many calls are waiting for it (not one connection each).
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_faults())
+            reading = self._reading
+            try:
+                await asyncio.shield(reading)
+            finally:
+                if reading.done() and self._reading is reading:
+                    self._reading = None
         return self._faults
+
+    async def _read_faults(self) -> None:
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.sim_faults)  # type: ignore[assignment]
+        self._faults = Faults.from_hash(raw, self.default_latency_ms)
+        self._faults_at = time.monotonic()
 
     def _pick_fault(self, faults: Faults, phone: str) -> str | None:
         if not faults.phones and not faults.rates:
