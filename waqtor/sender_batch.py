@@ -90,13 +90,23 @@ async def send_batch(
     flow = sender.flow(name, can)
     size = flow.claim_size(s.settings.send_batch, can.messages_per_second)
     # One request per recipient: room under the in-flight limit first, then the rate slots,
-    # then the claim, so a claimed recipient never waits for either (a worker that dies
-    # leaves only requests under way unknown, and no request leaves late in a burst).
-    tickets = await flow.acquire(size) if flow.batch_limit == 1 else []
+    # then the claim once the last of the slots has come, then every request at once. So a
+    # claimed recipient waits for nothing: a worker killed now leaves unknown only requests
+    # under way (which the provider got), hardly one that never left. No request leaves
+    # before its slot, and a claim's few requests together stay within the rate's headroom.
+    single = flow.batch_limit == 1
+    tickets = await flow.acquire(size) if single else []
     try:
         slot = await throughput.reserve(s, name, can, size)
-        if slot and not await s.clock.sleep_until(int(slot), wake):
-            return [Step(StepKind.INTERRUPTED)]
+        if slot:
+            interval = throughput.interval_ms(can)
+            last = slot + (size - 1) * interval if single else slot
+            if not await s.clock.sleep_until(math.ceil(last), wake):
+                return [Step(StepKind.INTERRUPTED)]
+            if single:  # this process's claims never leave closer than their slots' span
+                wait_s = flow.departure(size * interval)
+                if wait_s:
+                    await asyncio.sleep(wait_s)
         now = s.clock.now_ms()
         caps = effective_caps(account, date.today(), now)
         prefix = uuid.uuid4().hex
@@ -229,7 +239,7 @@ class _Batch:
             if flow.batch_limit > 1:
                 await self._send_batches(provider, ready, flow, slot_ms)
             else:
-                await self._send_each(provider, ready, flow, slot_ms, tickets)
+                await self._send_each(provider, ready, flow, tickets)
             sender = self.sender
             sender.breaker.record_ok(self.account, self.sent)
         now = clock.now_ms()
@@ -313,25 +323,17 @@ class _Batch:
         provider: Provider,
         ready: list[tuple[Claimed, OutgoingMessage, str]],
         flow: Flow,
-        slot_ms: float,
         tickets: list[int],
     ) -> None:
-        """One request per message, each under its own room in the in-flight limit (taken
-        before the claim), each in its rate slot."""
-        interval = throughput.interval_ms(provider.capabilities)
+        """One request per message, all at once, each under its own room in the in-flight
+        limit (taken before the claim, as were the rate slots)."""
         timeout = self.s.settings.provider_timeout_ms / 1000.0
-        clock = self.s.clock
 
         mine = [tickets.pop() for _ in ready]
         answered = [False] * len(ready)
 
         async def one(n: int, c: Claimed, message: OutgoingMessage, digest: str) -> None:
             ticket = mine[n]
-            if interval:
-                await clock.sleep_until(math.ceil(slot_ms + n * interval))
-                wait_s = flow.departure(interval)
-                if wait_s:
-                    await asyncio.sleep(wait_s)
             signal, elapsed = Signal.OK, None
             started = time.monotonic()
             try:
@@ -348,11 +350,10 @@ class _Batch:
             finally:
                 flow.release(ticket, signal, elapsed)
 
-        # One deadline for the claim (not a timer per request): each request's own time, plus
-        # the span of its rate slots. Requests still unanswered then are unknown.
-        deadline = timeout + len(ready) * interval / 1000.0
+        # One deadline for the claim (not a timer per request). Requests still unanswered
+        # then are unknown.
         try:
-            async with asyncio.timeout(deadline):
+            async with asyncio.timeout(timeout):
                 await asyncio.gather(*(one(n, *item) for n, item in enumerate(ready)))
         except TimeoutError:
             self._timed_out([item for n, item in enumerate(ready) if not answered[n]])
