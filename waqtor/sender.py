@@ -54,6 +54,8 @@ class Step:
     error_code: str | None = None
     due_ms: int = 0
     unavailable: bool = False
+    #: The campaign's recipients still open after this outcome was recorded (-1: not known).
+    open_left: int = -1
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,12 @@ class Sender:
         started = 0  # set when the request is handed to the provider
         text_hash = ""
 
+        left = -1  # the campaign's open recipients, as the script that recorded this one said
+
         async def finish(status: RecipientStatus, **kw: Any) -> None:
+            nonlocal left
             digest = text_hash if status is RecipientStatus.SENT else ""
-            await record(
+            _, left = await record(
                 s,
                 campaign.id,
                 name,
@@ -187,6 +192,9 @@ class Sender:
                 phone=recipient.phone,
                 index_ttl_ms=indexed,
             )
+
+        def outcome(kind: StepKind, **kw: Any) -> Step:
+            return Step(kind, idx, open_left=left, **kw)
 
         quiet = quiet_hours(campaign, account)
         if quiet is not None:
@@ -200,7 +208,7 @@ class Sender:
                     due_ms=ends,
                     deferral=True,
                 )
-                return Step(StepKind.DEFERRED, idx, due_ms=ends)
+                return outcome(StepKind.DEFERRED, due_ms=ends)
 
         local_now = datetime.now(self.zone)
         builtins = builtin_values(recipient.phone, s.settings.signature, local_now)
@@ -214,14 +222,14 @@ class Sender:
             )
         except TemplateError as exc:
             await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)
-            return Step(StepKind.FAILED, idx, error=exc.reason, error_code="template")
+            return outcome(StepKind.FAILED, error=exc.reason, error_code="template")
 
         text_hash = hashlib.sha1(f"{recipient.phone}\0{text}".encode()).hexdigest()[:16]
         dedupe = campaign.schedule.dedupe_ms if campaign.schedule else 0
         if dedupe and await _sent_recently(s, name, text_hash, clock.now_ms() - dedupe):
             reason = "got the same text from this account recently"
             await finish(RecipientStatus.SKIPPED, error_code="duplicate_text", reason=reason)
-            return Step(StepKind.SKIPPED, idx, error=reason, error_code="duplicate_text")
+            return outcome(StepKind.SKIPPED, error=reason, error_code="duplicate_text")
 
         message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id, **extras)
         started = clock.now_ms()
@@ -233,7 +241,7 @@ class Sender:
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
             await self.breaker.record(name, True, exc.code)
-            return Step(StepKind.FAILED, idx, error=exc.reason, error_code=exc.code)
+            return outcome(StepKind.FAILED, error=exc.reason, error_code=exc.code)
         except TransientError as exc:
             if isinstance(exc, RateLimitedError) and exc.code in THROTTLE_SIGNALS:
                 # The provider's throughput, not this recipient nor the account's standing:
@@ -246,7 +254,7 @@ class Sender:
                     due_ms=due,
                     deferral=True,
                 )
-                return Step(StepKind.DEFERRED, idx, error=exc.reason, error_code=exc.code)
+                return outcome(StepKind.DEFERRED, error=exc.reason, error_code=exc.code)
             if isinstance(exc, RateLimitedError):
                 # Throttling is about the account; a 5xx or an outage is the provider's problem
                 # and must not pause the account.
@@ -257,10 +265,10 @@ class Sender:
             unavailable = isinstance(exc, UnavailableError)
             if claim.attempt > s.settings.max_retries and not unavailable:
                 await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
-                return Step(StepKind.FAILED, idx, error=exc.reason, error_code=exc.code)
+                return outcome(StepKind.FAILED, error=exc.reason, error_code=exc.code)
             await finish(RecipientStatus.RETRY, error_code=exc.code, reason=exc.reason, due_ms=due)
-            return Step(
-                StepKind.RETRY, idx, error=exc.reason, error_code=exc.code, unavailable=unavailable
+            return outcome(
+                StepKind.RETRY, error=exc.reason, error_code=exc.code, unavailable=unavailable
             )
         except (AmbiguousError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, AmbiguousError) else "provider_timeout"
@@ -272,11 +280,11 @@ class Sender:
             lease_end = clock.now_ms() + s.settings.send_lease_ms
             await finish(RecipientStatus.UNKNOWN, error_code=code, reason=reason, due_ms=lease_end)
             log.warning("outcome unknown for %s: %s", mask(recipient.phone), reason)
-            return Step(StepKind.UNKNOWN, idx, error=reason, error_code=code)
+            return outcome(StepKind.UNKNOWN, error=reason, error_code=code)
         await finish(RecipientStatus.SENT, message_id=result.message_id)
         await self.breaker.record(name, False)
         await self.observe(name, clock.now_ms() - started)
-        return Step(StepKind.SENT, idx, message_id=result.message_id)
+        return outcome(StepKind.SENT, message_id=result.message_id)
 
     async def observe(self, account: str, elapsed_ms: float) -> None:
         """Track the provider's send time; share it every few seconds, not every message."""
@@ -351,13 +359,14 @@ async def record(
     sent_at_ms: int = 0,
     phone: str | None = None,
     index_ttl_ms: int = 0,
-) -> bool:
+) -> tuple[bool, int]:
     """Record one outcome, and queue its status callback in the same script (when the
-    campaign or account has a callback URL). False when the attempt was stale.
-    ``index_ttl_ms`` > 0: the provider settles by webhook (``batches.finish``)."""
+    campaign or account has a callback URL). False when the attempt was stale; and the
+    campaign's recipients still open. ``index_ttl_ms`` > 0: the provider settles by webhook
+    (``batches.finish_counted``)."""
     now = s.clock.now_ms()
     url = await callbacks.url_for(s, campaign_id, account)
-    (applied,) = await batches.finish(
+    (applied,), open_left = await batches.finish_counted(
         s.ledger,
         campaign_id,
         account,
@@ -371,7 +380,7 @@ async def record(
         phones={outcome.index: phone} if phone else None,
         index_ttl_ms=index_ttl_ms,
     )
-    return applied
+    return applied, open_left
 
 
 def quiet_hours(campaign: Campaign, account: Account) -> Daily | None:

@@ -169,6 +169,7 @@ class _Batch:
         self.phones: dict[int, str] = {}
         self.unavailable: str | None = None  # why, when the provider as a whole is down
         self.sent = 0
+        self.open_left = -1  # the campaign's open recipients once the outcomes are recorded
 
     def close(self, c: Claimed, status: RecipientStatus, **kw: Any) -> None:
         self.outcomes.append(Outcome(c.index, c.attempt_id, status, **kw))
@@ -181,7 +182,13 @@ class _Batch:
         for o in self.outcomes:
             kind = StepKind.DEFERRED if o.deferral else _KINDS[o.status]
             if kind not in out:
-                out[kind] = Step(kind, o.index, error=o.reason or None, error_code=o.error_code)
+                out[kind] = Step(
+                    kind,
+                    o.index,
+                    error=o.reason or None,
+                    error_code=o.error_code,
+                    open_left=self.open_left,
+                )
         steps = list(out.values())
         if self.unavailable is not None:
             steps.append(Step(StepKind.RETRY, error=self.unavailable, unavailable=True))
@@ -244,7 +251,7 @@ class _Batch:
             sender.breaker.record_ok(self.account, self.sent)
         now = clock.now_ms()
         url = await callbacks.url_for(s, campaign.id, self.account)
-        await batches.finish(
+        _, self.open_left = await batches.finish_counted(
             s.ledger,
             campaign.id,
             self.account,

@@ -48,8 +48,8 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
-#: Progress is written at most this often (ms).
-PROGRESS_EVERY_MS = 250
+#: Progress is written at most this often (ms) per campaign.
+PROGRESS_EVERY_MS = 500
 #: How long a graceful stop may wait for bullmq to let go (s).
 STOP_TIMEOUT_S = 15.0
 #: How often a job waiting on a paused account looks again (ms).
@@ -365,7 +365,7 @@ class CampaignWorker:
                     if step.unavailable:
                         run.halt_with("unavailable", step.error or "unavailable")
                         break
-                    await self._report(run)
+                    await self._report(run, step)
                 continue
             if kind in AGAIN:
                 continue
@@ -404,12 +404,15 @@ class CampaignWorker:
             await self.s.clock.sleep_until(int(run.last_send_ms + gap), run.halt)
         run.last_send_ms = self.s.clock.now_ms()
 
-    async def _report(self, run: _Run) -> None:
+    async def _report(self, run: _Run, step: Step) -> None:
         now = self.s.clock.now_ms()
         if now - run.reported_ms < PROGRESS_EVERY_MS:
             return  # progress is read by people: a few updates a second, not one per message
         run.reported_ms = now
-        pct = await self._progress(run.campaign.id, run.total)
+        if step.open_left >= 0:  # the script that recorded the outcome counted what is left
+            pct = min(100, int((run.total - step.open_left) * 100 / run.total))
+        else:
+            pct = await self._progress(run.campaign.id, run.total)
         if pct != run.last_pct:
             run.last_pct = pct
             await run.job.updateProgress(pct)

@@ -27,8 +27,13 @@ class TemplateError(Exception):
         self.reason = reason
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def placeholders(template: str) -> frozenset[str]:
     """Variables the template may use (in any spintax branch)."""
+    if "{" not in template:  # a recipient's own plain text: no cache entry for each one
+        return _NONE
     return _placeholders(template)
 
 
@@ -54,6 +59,8 @@ BUILTINS = frozenset({"name", "phone", "signature", "date", "time"})
 
 def missing(template: str, variables: Mapping[str, object]) -> list[str]:
     """Placeholders in ``template`` that neither ``variables`` nor the built-ins provide."""
+    if "{" not in template:  # plain text, as the seed's clients send one per recipient
+        return []
     need = _needed(template)
     if not need:  # the usual case, checked once per recipient of a large list
         return []
@@ -80,6 +87,8 @@ def spin(template: str, seed: str | None) -> str:
 
 def variants(template: str) -> int:
     """How many different texts spintax can make of ``template`` (nesting counted loosely)."""
+    if "|" not in template:
+        return 1
     total = 1
     for match in SPIN.finditer(template):
         total *= len(match.group(1).split("|"))

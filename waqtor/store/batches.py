@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -106,6 +107,17 @@ async def finish(
     cid: str,
     account: str,
     outcomes: Sequence[Outcome],
+    **kw: Any,
+) -> list[bool]:
+    """``finish_counted`` without the count."""
+    return (await finish_counted(ledger, cid, account, outcomes, **kw))[0]
+
+
+async def finish_counted(
+    ledger: Ledger,
+    cid: str,
+    account: str,
+    outcomes: Sequence[Outcome],
     *,
     prefix: str,
     now_ms: int,
@@ -115,15 +127,17 @@ async def finish(
     callback_ids: Sequence[str] = (),
     phones: Mapping[int, str] | None = None,
     index_ttl_ms: int = 0,
-) -> list[bool]:
+) -> tuple[list[bool], int]:
     """Record every outcome of the batch claimed with ``prefix`` (``""``: each outcome's own
     ``attempt_id``); one flag per outcome, false when it was stale. With ``callback_url``, each
     recorded change queues its status callback in the same script, under ``callback_ids`` (one
     per outcome; ``phones`` gives each recipient's number, else it is read from the ledger).
     ``index_ttl_ms`` > 0 (providers that settle by webhook): each sent message id is indexed
-    for status webhooks, and definite outcomes leave the attempt index, in the same script."""
+    for status webhooks, and definite outcomes leave the attempt index, in the same script.
+    Also returns how many of the campaign's recipients are still open (pending, retry,
+    sending; -1 with no outcomes): its progress, without another round trip."""
     if not outcomes:
-        return []
+        return [], -1
     k = ledger.keys
     rows = [
         [
@@ -173,4 +187,4 @@ async def finish(
         ],
         args=args,
     )
-    return [bool(int(flag)) for flag in res]
+    return [bool(int(flag)) for flag in res[:-1]], int(res[-1])

@@ -21,7 +21,9 @@
 -- Each applied change queues its status callback here, in the same step as the change: a crash
 -- cannot record one without the other.
 -- (One JSON argument rather than nine per outcome: the client packs one string, not 900.)
--- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled).
+-- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled),
+-- then the campaign's recipients still open (pending, retry, sending): its progress, read here
+-- rather than in another round trip.
 --!include _batch_writes
 local meta, status, detail, inflight, retry, counts, backlog, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -29,7 +31,7 @@ local now, sent_at, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local items = cjson.decode(ARGV[4])
 local now_s = string.format('%.0f', now)
 local n = #items
-if n == 0 then return {} end
+if n == 0 then return {-1} end
 
 local idxs = {}
 for i = 1, n do idxs[i] = items[i][1] end
@@ -183,4 +185,6 @@ end
 if #deferred > 0 then redis.call('ZREM', KEYS[11], unpack(deferred)) end
 if #retries > 0 then redis.call('ZADD', retry, unpack(retries)) end
 if #unknowns > 0 then redis.call('ZADD', unsettled, unpack(unknowns)) end
+local open = redis.call('HMGET', meta, 'n:P', 'n:R', 'n:S')
+applied[n + 1] = tonumber(open[1] or '0') + tonumber(open[2] or '0') + tonumber(open[3] or '0')
 return applied
