@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     sim_batch_size: int = Field(default=1000, ge=1, le=10_000)
     """Messages the simulator takes in one request; 1: one message per call, like the Cloud
     API (the per-message benchmark)."""
-    sim_max_in_flight: int = Field(default=64, ge=1, le=1000)
+    sim_max_in_flight: int = Field(default=100, ge=1, le=1000)
     """Calls in flight per account when the simulator takes one message per call."""
 
     # --- WhatsApp Cloud API (accounts with "provider": "cloud_api") ---

@@ -116,7 +116,7 @@ class SimulatorProvider(Provider):
         latency_ms: int = 0,
         rng: random.Random | None = None,
         batch_size: int = 1000,
-        max_in_flight: int = 64,
+        max_in_flight: int = 100,
     ) -> None:
         self.capabilities = capabilities(batch_size, max_in_flight)
         self.redis = redis
