@@ -94,8 +94,10 @@ class Flow:
             return self.width
         claims = 1 + math.ceil(self.width / max(1, size))
         if messages_per_second and self.srtt_s:
+            # Twice the answer time, for the claim and record around each request, and a few
+            # more: a claim waiting for its slots holds no recipient, only room.
             span_s = size / messages_per_second
-            claims = min(claims, 2 + math.ceil(self.srtt_s / span_s))
+            claims = min(claims, 3 + math.ceil(2 * self.srtt_s / span_s))
         return claims
 
     def flowing(self, most: int) -> bool:
