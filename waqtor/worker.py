@@ -48,8 +48,10 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
-#: Progress is written at most this often (ms) per campaign.
-PROGRESS_EVERY_MS = 500
+#: A job's bullmq progress is written at most this often (ms) per campaign: a paced campaign
+#: sends about one message a second, and its progress need not cost a round trip for each (the
+#: dashboard and the API's counts read the ledger itself; the last write is 100 %).
+PROGRESS_EVERY_MS = 2000
 #: How long a graceful stop may wait for bullmq to let go (s).
 STOP_TIMEOUT_S = 15.0
 #: How often a job waiting on a paused account looks again (ms).
@@ -407,7 +409,7 @@ class CampaignWorker:
     async def _report(self, run: _Run, step: Step) -> None:
         now = self.s.clock.now_ms()
         if now - run.reported_ms < PROGRESS_EVERY_MS:
-            return  # progress is read by people: a few updates a second, not one per message
+            return  # progress is read by people, not once per message
         run.reported_ms = now
         if step.open_left >= 0:  # the script that recorded the outcome counted what is left
             pct = min(100, int((run.total - step.open_left) * 100 / run.total))
