@@ -111,15 +111,15 @@ def test_claims_stay_within_a_short_horizon_of_rate_slots() -> None:
     flow = Flow(32)
     flow.limit = 32.0
     assert flow.claim_size(100, None) == 32
-    assert flow.claim_size(100, 500.0) == 10  # 20 ms of slots at 500/s
+    assert flow.claim_size(100, 500.0) == 5  # 10 ms of slots at 500/s
     assert flow.claim_size(100, 10.0) == 1
-    assert flow.claims_in_flight(10) == 5
+    assert flow.claims_in_flight(5) == 8  # enough claims of 5 to keep 32 requests busy, +1
     flow.limit = 128.0
     flow.ceiling = 128
-    flow.srtt_s = 0.05  # answers in 50 ms: claims of 20 ms of slots over twice that, and 3 more
-    assert flow.claims_in_flight(10, 500.0) == 8
+    flow.srtt_s = 0.05  # answers in 50 ms: claims of 10 ms of slots over twice that, and 3 more
+    assert flow.claims_in_flight(5, 500.0) == 13
     flow.srtt_s = 0.01
-    assert flow.claims_in_flight(10, 500.0) == 4
+    assert flow.claims_in_flight(5, 500.0) == 5
 
 
 # ---------------------------------------------------------------- rate slots

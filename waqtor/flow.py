@@ -38,7 +38,7 @@ BASE_PERIOD_S = 10.0
 #: A claim takes at most ``messages_per_second`` x this many recipients (s): the rate slots
 #: of one claim span about this long, which bounds how long a claimed recipient, and the room
 #: its request holds under the limit, waits for its slot.
-SLOT_HORIZON_S = 0.02
+SLOT_HORIZON_S = 0.01
 
 
 class Signal(Enum):
