@@ -216,11 +216,8 @@ class SimulatorProvider(Provider):
 
     async def _write_queued(self) -> None:
         queued, self._queued, self._writer = self._queued, [], None
-        args: list[str | bytes] = [FENCED]
-        for attempt_id, message_id, entry, _ in queued:
-            args += [attempt_id, message_id, entry]
         try:
-            ids = await self._accept(keys=[self.keys.sim_outbox, self.keys.sim_attempts], args=args)
+            ids = await self._land([(a, m, e) for a, m, e, _ in queued])
         except Exception as exc:  # Redis trouble: each caller sees it, as from its own write
             for *_, landed in queued:
                 if not landed.done():
@@ -245,7 +242,7 @@ class SimulatorProvider(Provider):
             await asyncio.sleep(faults.latency_ms / 1000.0)
         results: list[SendResult | ProviderError | None] = []
         accepted: list[int] = []
-        args: list[str | bytes] = [FENCED]
+        landing: list[tuple[str, str, bytes]] = []
         batch_id = uuid.uuid4().hex
         for n, message in enumerate(messages):
             fault = self._pick_fault(faults, message.phone)
@@ -255,7 +252,9 @@ class SimulatorProvider(Provider):
                 results.append(exc)
                 continue
             message_id = f"sim-{batch_id}-{n}"
-            args += [message.attempt_id, message_id, self._entry(message, message_id, received_ms)]
+            landing.append(
+                (message.attempt_id, message_id, self._entry(message, message_id, received_ms))
+            )
             accepted.append(n)
             results.append(
                 # Delivered, but the answer is "lost": what a timeout after sending looks like.
@@ -264,8 +263,7 @@ class SimulatorProvider(Provider):
                 else None
             )
         if accepted:
-            # One script: each attempt lands at most once, and never after a lookup fenced it.
-            ids = await self._accept(keys=[self.keys.sim_outbox, self.keys.sim_attempts], args=args)
+            ids = await self._land(landing)
             for n, message_id in zip(accepted, ids, strict=True):
                 if message_id == FENCED:
                     results[n] = TransientError(
@@ -274,6 +272,20 @@ class SimulatorProvider(Provider):
                 elif results[n] is None:
                     results[n] = SendResult(str(message_id))
         return [r for r in results if r is not None]
+
+    async def _land(self, messages: list[tuple[str, str, bytes]]) -> list[str]:
+        """One script: each attempt lands at most once, and never after a lookup fenced it.
+        ``messages``: (attempt id, message id, outbox entry); one reply each."""
+        ids = await self._accept(
+            keys=[self.keys.sim_outbox, self.keys.sim_attempts],
+            args=[
+                FENCED,
+                "\n".join(a for a, _, _ in messages),
+                "\n".join(m for _, m, _ in messages),
+                b"\n".join(e for _, _, e in messages),
+            ],
+        )
+        return [str(found) for found in ids]
 
     async def lookup(self, attempt_id: str) -> str | None:
         if not (await self.faults()).lookup:
