@@ -86,7 +86,7 @@ async def test_cancel_marks_unsent_recipients_canceled(redis_url: str, tmp_path:
         await wait_until(started)
         resp = (await app.post(f"/api/queue/jobs/{job_id}/cancel")).json()
         assert resp["success"] is True and resp["data"]["changed"] > 0
-        job = await wait_for_job(app.get, job_id)
+        job = await wait_for_job(app.get, job_id, states=("canceled",))
         counts = job["recipients"]
         sent = await sent_for(app, job_id)
         assert counts["sent"] == sent and counts["canceled"] == 60 - sent
@@ -103,7 +103,7 @@ async def test_cancel_a_paused_campaign(redis_url: str, tmp_path: Path) -> None:
         await app.post(f"/api/queue/jobs/{job_id}/pause")
         await asyncio.sleep(0.3)
         await app.post(f"/api/queue/jobs/{job_id}/cancel")
-        job = await wait_for_job(app.get, job_id)
+        job = await wait_for_job(app.get, job_id, states=("canceled",))
         assert job["recipients"]["canceled"] + job["recipients"]["sent"] == 30
 
 

@@ -281,7 +281,7 @@ async def test_campaign_actions_pause_resume_and_cancel(redis_url: str, tmp_path
         assert (await b.post(f"{page}/resume")).status_code == 303
         assert (await s.ledger.meta(job_id))["paused"] == "0"
         assert (await b.post(f"{page}/cancel")).status_code == 303
-        done = await wait_for_job(app.get, job_id)
+        done = await wait_for_job(app.get, job_id, states=("canceled",))
         assert done["recipients"]["canceled"] > 0
         again = await b.post(f"{page}/cancel")
         assert "nothing to cancel" in (await b.get(again.headers["location"])).text

@@ -172,7 +172,7 @@ def test_pause_resume_and_cancel(page: Page, server: Server) -> None:
     page.get_by_role("button", name="Cancel campaign").click()
     expect(page.get_by_role("status")).to_contain_text("Campaign canceled")
     assert questions and "never be sent" in questions[0]
-    expect(page.get_by_test_id("campaign-state")).to_have_text("completed")
+    expect(page.get_by_test_id("campaign-state")).to_have_text("canceled")
     canceled = int(page.get_by_test_id("count-canceled").locator(".n").inner_text())
     assert canceled > 0 and server.job(second)["recipients"]["canceled"] == canceled
     server.api("POST", f"/api/queue/jobs/{first}/cancel")  # free the account for the next test

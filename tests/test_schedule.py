@@ -36,7 +36,7 @@ async def test_send_at_delays_and_cancel_before_start(app: App) -> None:
     job_id = body["data"]["jobId"]
     assert (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]["status"] == "delayed"
     assert (await app.post(f"/api/queue/jobs/{job_id}/cancel")).status_code == 200
-    job = await wait_for_job(app.get, job_id)
+    job = await wait_for_job(app.get, job_id, states=("canceled",))
     assert job["recipients"]["canceled"] == 5 and await outbox(app) == []
     second = await app.post(
         "/api/messages/send-bulk",

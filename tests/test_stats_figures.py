@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import App, make_settings, recipients
-from waqtor.domain.eta import clock_text
+from waqtor.domain.waits import wait_reason
 from waqtor.services import Services
 from waqtor.store.keys import Keys
 from waqtor.store.queue_stats import BULL_STATES
@@ -21,6 +21,12 @@ async def round_trips(s: Services) -> dict[str, Any]:
     held = min(counts["delayed"], int(await s.redis.scard(s.keys.paused_campaigns)))
     counts["delayed"] -= held
     counts["paused"] += held
+    # Canceled campaigns (bullmq: completed) and jobs that were never campaigns (bullmq: failed)
+    # are counted apart.
+    counts["canceled"] = min(counts["completed"], int(await s.redis.zcard(s.keys.canceled_jobs)))
+    counts["completed"] -= counts["canceled"]
+    counts["foreign"] = min(counts["failed"], int(await s.redis.zcard(s.keys.foreign_jobs)))
+    counts["failed"] -= counts["foreign"]
     counts["total"] = sum(counts.values())
     alerts: list[dict[str, Any]] = []
     now = s.clock.now_ms()
@@ -37,7 +43,7 @@ async def round_trips(s: Services) -> dict[str, Any]:
                     "account": account.name,
                     "state": "cooling",
                     "until": cool,
-                    "reason": f"resting after a ban signal until {clock_text(cool)}",
+                    "reason": wait_reason("cooling", None, account.name, cool),
                 }
             )
     return {**counts, "messages": await s.ledger.global_counts(), "alerts": alerts}

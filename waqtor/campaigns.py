@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+
 from waqtor import callbacks
 from waqtor.domain.accounts import effective_caps, gap_ms
-from waqtor.domain.eta import clock_text, estimate_capped_ms, humanise, mean_gap_ms
+from waqtor.domain.eta import (
+    clock_text,
+    estimate_capped_ms,
+    humanise,
+    mean_gap_ms,
+    unpaced_gap_ms,
+)
 from waqtor.domain.recipients import Parsed
-from waqtor.domain.status import FINISHED_JOB_STATES, JobState
+from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
-from waqtor.engine import JobView
 from waqtor.providers import content
-from waqtor.sender import Campaign, Sender, Step
+from waqtor.providers.registry import UnknownProvider
+from waqtor.sender import Campaign, Sender
 from waqtor.services import Services
 
 DEFAULT_ACCOUNT = "default"
+#: How long an instant send's lease lasts unless its request renews it (every third of it).
+INSTANT_LEASE_MS = 10_000
 
 
 def new_id(now_ms: int) -> str:
@@ -39,10 +50,30 @@ class Estimate:
 class InstantResult:
     campaign_id: str
     results: list[dict[str, Any]] = field(default_factory=list)
+    successful: int = 0
+    #: Settled failures only (the provider refused, retries used up, skipped).
+    failed: int = 0
+    #: Not settled when the request ended: the campaign's job finishes them (``job_id``).
+    pending: int = 0
 
     @property
-    def successful(self) -> int:
-        return sum(1 for r in self.results if r["success"])
+    def job_id(self) -> str | None:
+        return self.campaign_id if self.pending else None
+
+
+async def message_gap_ms(s: Services, account_name: str, now: int | None = None) -> float:
+    """Average time per message on the account: its paced gap (delay and jitter) or the
+    provider's observed send time, whichever is longer; with no delay, what its campaigns
+    really achieve (batches and requests side by side)."""
+    account = await s.accounts.get(account_name) or s.accounts.default()
+    now = s.clock.now_ms() if now is None else now
+    jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
+    delay = gap_ms(account, s.settings.message_delay, now)
+    observed = await s.pacer.observed_send_ms(account_name)
+    if delay > 0:
+        return mean_gap_ms(delay, jitter, observed)
+    raw = await s.redis.get(s.keys.throughput_ms(account_name))
+    return unpaced_gap_ms(float(raw) if raw else None, observed, await _parallel(s, account_name))
 
 
 async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
@@ -52,12 +83,7 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     account = await s.accounts.get(account_name) or s.accounts.default()
     now = s.clock.now_ms()
     caps = effective_caps(account, date.today(), now)
-    jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
-    gap = mean_gap_ms(
-        gap_ms(account, s.settings.message_delay, now),
-        jitter,
-        await s.pacer.observed_send_ms(account_name),
-    )
+    gap = await message_gap_ms(s, account_name, now)
     backlog = await s.pacer.backlog(account_name)
     free_at = max(
         await s.pacer.next_free_ms(account_name), await s.accounts.cooling_until(account_name)
@@ -79,6 +105,22 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     if ms > wait + (backlog + recipients) * gap + 1:
         limited = f"caps of account {account_name}: {caps.hourly}/hour, {caps.daily}/day"
     return Estimate(ms, humanise(ms), backlog, limited)
+
+
+async def _parallel(s: Services, account_name: str) -> int:
+    """How many sends of one campaign go out side by side on an unpaced account: a batch
+    (``SEND_BATCH``) when its provider takes them, else the requests it allows in flight
+    (its declared ``max_in_flight``, at most a claim of ``SEND_BATCH``)."""
+    account = await s.accounts.get(account_name) or s.accounts.default()
+    try:
+        can = s.providers.get(account).capabilities
+    except UnknownProvider:
+        return 1
+    if s.settings.send_batch <= 1 or can.min_gap_ms > 0:
+        return 1
+    if can.batch_size > 1:
+        return s.settings.send_batch
+    return max(1, min(s.settings.send_batch, can.max_in_flight))
 
 
 async def instant_blocker(s: Services, account_name: str, recipients: int) -> str | None:
@@ -160,12 +202,6 @@ async def enqueue(
     return cid, eta
 
 
-#: Why an instant send may stop with recipients left: its safety-net job finishes them.
-_LEFT_FOR_THE_JOB = frozenset(
-    {StepKind.WAIT, StepKind.SETTLE, StepKind.PAUSED, StepKind.PAUSED_QUEUE}
-)
-
-
 async def send_instant(
     s: Services,
     sender: Sender,
@@ -173,18 +209,17 @@ async def send_instant(
     account: str = DEFAULT_ACCOUNT,
     extra: dict[str, str] | None = None,
 ) -> InstantResult:
-    """Send a small list now, through the same ledger, pacing and provider as the worker."""
+    """Send a small list now, through the same ledger, pacing and provider as the worker.
+
+    The answer reads the ledger: a recipient is reported sent or failed only once that is
+    settled there; anything else is ``queued`` on the campaign's job, never ``failed``."""
     now = s.clock.now_ms()
     cid = new_id(now)
     eta = await estimate(s, account, len(parsed.accepted))
-    # A safety net: the campaign also gets a job, delayed past the time this request should
-    # take. If this process dies mid-send, a worker picks the job up and finishes the list
-    # (the ledger makes it resume, never repeat); if all goes well the job is removed.
-    net_ms = int(2 * eta.ms) + s.settings.provider_timeout_ms + s.settings.send_lease_ms
-    await s.engine.add_campaign(
-        cid,
-        {"campaignId": cid, "account": account, "total": len(parsed.accepted), "mode": "instant"},
-        lambda pipe: s.ledger.stage(
+    lease = s.keys.instant_lease(cid)
+
+    def stage(pipe: Pipeline) -> None:
+        s.ledger.stage(
             pipe,
             cid,
             accounts=[account],
@@ -193,95 +228,151 @@ async def send_instant(
             mode="instant",
             created_ms=now,
             extra=extra,
-        ),
+        )
+        pipe.set(lease, "1", px=INSTANT_LEASE_MS)
+
+    # A safety net: the campaign also gets a job, delayed past the time this request should
+    # take. If this process dies mid-send, a worker picks the job up and finishes the list
+    # (the ledger makes it resume, never repeat); if all goes well the job is removed. While
+    # this request renews its lease the job does not start, even if someone promotes it.
+    net_ms = int(2 * eta.ms) + s.settings.provider_timeout_ms + s.settings.send_lease_ms
+    await s.engine.add_campaign(
+        cid,
+        {"campaignId": cid, "account": account, "total": len(parsed.accepted), "mode": "instant"},
+        stage,
         delay_ms=max(net_ms, 10_000),
     )
-    campaign = Campaign(cid, [account], parsed.template, **content.from_meta(extra or {}))
-    outcome: dict[int, Step] = {}
-    while True:
-        step = await sender.step(campaign, token="", priority=True)
-        if step.index >= 0:
-            outcome[step.index] = step
-            continue
-        if step.kind is StepKind.SETTLE:
-            again = await sender.settle(campaign)
-            if again is None:
-                continue
-        break
-    leftover = step.kind in _LEFT_FOR_THE_JOB
-    if leftover:
-        # Retries (or a pause) outlive the request: its job finishes them. Nothing dropped.
+    renewer = asyncio.ensure_future(_renew(s, lease))
+    try:
+        await _send_all(s, sender, cid, account, parsed.template, extra)
+    finally:
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+    result = await _instant_result(s, cid, parsed)
+    await s.redis.delete(lease)
+    if result.pending:
+        # Retries, unknown outcomes or a pause outlive the request: its job finishes them.
         await s.redis.zadd(s.keys.jobs, {cid: now})
         await s.engine.promote(cid)
     else:
-        await s.engine.discard(cid)
+        await _drop_safety_net(s, cid)
         counts = await s.ledger.counts(cid)
         await callbacks.campaign_event(s, cid, account, "completed", counts=counts)
-    result = InstantResult(cid)
-    for position, recipient in enumerate(parsed.accepted):
-        st = outcome.get(position)
-        row: dict[str, Any] = {"phone": recipient.phone, "index": parsed.indexes[position]}
-        if st is not None and st.kind == "sent":
-            row.update(success=True, messageId=st.message_id)
-        elif leftover and (st is None or st.kind == "retry"):
-            row.update(
-                success=False,
-                error=(st.error if st else "not sent yet"),
-                status="queued",
-                jobId=cid,
-            )
-        else:
-            row.update(
-                success=False,
-                error=(st.error if st else "not sent"),
-                errorCode=(st.error_code if st else None),
-            )
-        result.results.append(row)
     return result
 
 
-async def job_detail(s: Services, job: JobView) -> dict[str, Any]:
-    counts = await s.ledger.counts(job.id)
-    meta = await s.ledger.meta(job.id)
-    state = job.state
-    if meta.get("paused") == "1" and state not in {st.value for st in FINISHED_JOB_STATES}:
-        state = JobState.PAUSED.value
-    return {
-        "id": job.id,
-        "status": state,
-        "progress": job.progress,
-        "data": job.data,
-        "failedReason": job.failed_reason,
-        "processedOn": job.processed_on,
-        "finishedOn": job.finished_on,
-        "returnvalue": job.returnvalue,
-        "attemptsMade": job.attempts_made,
-        "timestamp": job.timestamp,
-        "recipients": counts,
-        "waitingFor": _waiting_for(meta, state),
+async def _renew(s: Services, lease: str) -> None:
+    while True:
+        await asyncio.sleep(INSTANT_LEASE_MS / 3 / 1000)
+        with contextlib.suppress(Exception):  # Redis down: the sends fail and say so
+            await s.redis.pexpire(lease, INSTANT_LEASE_MS)
+
+
+async def _send_all(
+    s: Services,
+    sender: Sender,
+    cid: str,
+    account: str,
+    template: str,
+    extra: dict[str, str] | None,
+) -> None:
+    campaign = Campaign(cid, [account], template, **content.from_meta(extra or {}))
+    while True:
+        step = await sender.step(campaign, token="", priority=True)
+        if step.index >= 0:
+            continue
+        if step.kind is StepKind.SETTLE and await sender.settle(campaign) is None:
+            continue
+        return
+
+
+async def _drop_safety_net(s: Services, cid: str) -> None:
+    """Remove the instant send's job. A worker may hold it for a moment (it found the lease
+    and is putting it back in *delayed*): try again briefly."""
+    for _ in range(20):
+        if await s.engine.try_remove(cid):
+            return
+        await asyncio.sleep(0.05)
+
+
+#: Settled statuses that are not a success, as an instant result reports them.
+_SETTLED_FAILURES = frozenset(
+    {
+        RecipientStatus.FAILED,
+        RecipientStatus.SKIPPED,
+        RecipientStatus.SUPPRESSED,
+        RecipientStatus.EXPIRED,
+        RecipientStatus.CANCELED,
     }
+)
+_SUCCESS = frozenset({RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.READ})
 
 
-def _waiting_for(meta: dict[str, str], state: str) -> str | None:
-    """Why a campaign is not sending: a cap, a rest, a paused account or campaign or queue."""
-    if state == JobState.PAUSED.value:
-        return "paused" if meta.get("paused") == "1" else "the queue is paused"
-    if state == JobState.DELAYED.value and "wait" in meta:
-        reason: str = json.loads(meta["wait"]).get("reason", "")
-        return reason
-    return None
+async def _instant_result(s: Services, cid: str, parsed: Parsed) -> InstantResult:
+    """Each recipient as the ledger has it now: ``phone`` as the request gave it and
+    ``normalizedPhone`` as it was sent."""
+    rows = await s.ledger.rows_at(cid, list(range(len(parsed.accepted))))
+    awaiting = {index for index, *_ in await s.ledger.unsettled(cid)}
+    given = parsed.given if len(parsed.given) == len(parsed.accepted) else []
+    result = InstantResult(cid)
+    for position, row in enumerate(rows):
+        status = RecipientStatus(row["status"])
+        out: dict[str, Any] = {
+            "phone": given[position] if given else row["phone"],
+            "normalizedPhone": row["phone"],
+            "index": parsed.indexes[position],
+        }
+        if status in _SUCCESS:
+            out.update(success=True, status=status.value, messageId=row["messageId"])
+            result.successful += 1
+        elif status in _SETTLED_FAILURES:
+            out.update(
+                success=False,
+                status=status.value,
+                error=row["error"] or status.value,
+                errorCode=row["errorCode"],
+            )
+            result.failed += 1
+        elif status is RecipientStatus.UNKNOWN and position not in awaiting:
+            # The provider cannot say whether it went out: neither a success nor a failure.
+            # The job stays, so an operator can settle it (``.../resolve``).
+            out.update(status=status.value, jobId=cid, error=row["error"])
+            result.pending += 1
+        else:
+            # Not settled yet (a retry is due, an outcome is being checked, a pause): the
+            # campaign's job finishes it. Never reported as failed.
+            out.update(status="queued", jobId=cid)
+            if row["error"]:
+                out["lastError"] = row["error"]
+            result.pending += 1
+        result.results.append(out)
+    return result
 
 
 async def clean(s: Services, grace_ms: int) -> list[str]:
-    """Remove finished jobs older than ``grace_ms`` together with their ledgers."""
+    """Remove finished jobs older than ``grace_ms`` together with their ledgers; and the
+    ledgers with no job: instant sends, and campaigns whose job was removed outside waqtor
+    (closed by ``reconcile``), on the same rule."""
     removed = await s.engine.clean(grace_ms)
     for cid in removed:
         await s.ledger.delete(cid)
-    # Instant sends have a ledger but no job; they age out on the same rule.
     cutoff = s.clock.now_ms() - grace_ms
-    for raw in await s.redis.zrangebyscore(s.keys.campaigns, "-inf", cutoff):
-        cid = str(raw)
-        if await s.redis.hget(s.keys.meta(cid), "mode") == "instant":
-            await s.ledger.delete(cid)
-            removed.append(cid)
+    ids = [str(raw) for raw in await s.redis.zrangebyscore(s.keys.campaigns, "-inf", cutoff)]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        async with s.redis.pipeline(transaction=False) as pipe:
+            for cid in chunk:
+                pipe.hmget(s.keys.meta(cid), ["mode", "orphaned"])
+                pipe.exists(s.keys.instant_lease(cid))
+            replies = await pipe.execute()
+        for n, cid in enumerate(chunk):
+            (mode, orphaned), leased = replies[2 * n], replies[2 * n + 1]
+            if orphaned:
+                gone = int(orphaned) <= cutoff
+            else:
+                # An instant send still sending, or whose job still finishes it, stays.
+                gone = mode == "instant" and not leased and not await s.engine.exists(cid)
+            if gone:
+                await s.ledger.delete(cid)
+                removed.append(cid)
     return removed

@@ -178,7 +178,7 @@ async def _run_worker(settings: Settings, url: str, burst: bool) -> int:
             await stop.wait()
     finally:
         await worker.stop()
-        await worker.s.close()
+        await worker.close()
     return 0
 
 

@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     lock_duration_ms: int = Field(default=30_000, ge=500)
     stalled_interval_ms: int = Field(default=15_000, ge=200)
     heartbeat_ms: int = Field(default=5_000, ge=100)
+    reconcile_every_ms: int = Field(default=15_000, ge=100)
+    """How often one worker looks for campaigns whose job was removed outside waqtor (Bull
+    Board's remove or clean) and for drifted backlog counters (``waqtor.reconcile``)."""
+    reconcile_grace_ms: int = Field(default=60_000, ge=0)
+    """A campaign's job must be missing this long before its open recipients are canceled."""
 
     # --- logs ---
     log_level: str = "INFO"

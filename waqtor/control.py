@@ -42,19 +42,25 @@ async def pause(s: Services, cid: str) -> Outcome:
     state = await _state(s, cid)
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to pause")
+    was = (await s.ledger.meta(cid)).get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "1")
     await s.redis.sadd(s.keys.paused_campaigns, cid)
-    return Outcome("Campaign paused: no message goes out until it is resumed")
+    if was:
+        return Outcome("Campaign was already paused")
+    return Outcome("Campaign paused: no message goes out until it is resumed", 1)
 
 
 async def resume(s: Services, cid: str) -> Outcome:
     state = await _state(s, cid)
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to resume")
+    was = (await s.ledger.meta(cid)).get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "0")
     await s.redis.srem(s.keys.paused_campaigns, cid)
     await s.engine.promote(cid)  # a parked job starts again now, at the exact recipient
-    return Outcome("Campaign resumed")
+    if not was:
+        return Outcome("Campaign was not paused")
+    return Outcome("Campaign resumed", 1)
 
 
 async def cancel(s: Services, cid: str) -> Outcome:
@@ -78,27 +84,47 @@ async def retry_failed(s: Services, cid: str, codes: Sequence[str] = ()) -> Outc
         raise ControlError(409, "Campaign was canceled")
     changed = await s.ledger.retry_failed(cid, accounts_of(meta), list(codes), s.clock.now_ms())
     if changed:
-        if state in FINISHED:
-            await s.engine.reprocess(cid)
-        else:
-            await s.engine.promote(cid)
+        await _go_on(s, cid, state)
     return Outcome(f"{changed} failed recipient(s) queued again", changed)
+
+
+async def _go_on(s: Services, cid: str, state: str) -> None:
+    """Start the job now: a finished one is put back in the queue (its ledger decides what is
+    left to do), a delayed one is promoted."""
+    if state in FINISHED:
+        # We chose what to retry: the re-run must not also retry what the job's failure
+        # closed, as it does for a re-run from outside waqtor (worker.JOB_END).
+        await s.redis.hdel(s.keys.meta(cid), "job_end")
+        await s.engine.reprocess(cid)
+    else:
+        await s.engine.promote(cid)
 
 
 async def promote(s: Services, cid: str) -> Outcome:
     await _state(s, cid)
+    if await s.redis.exists(s.keys.instant_lease(cid)):
+        raise ControlError(
+            409,
+            "Job is an instant send's safety net and its request is still sending; "
+            "it starts by itself only if that request stops",
+        )
     if not await s.engine.promote(cid):
         raise ControlError(409, "Job is not delayed or scheduled")
-    return Outcome("Job promoted: it starts now")
+    return Outcome("Job promoted: it starts now", 1)
 
 
 async def remove(s: Services, cid: str) -> Outcome:
+    if await s.engine.get(cid) is None and (await s.ledger.meta(cid)).get("orphaned"):
+        # Its job was removed outside waqtor and the reconciler closed it: only the ledger
+        # (kept for the report) is left.
+        await s.ledger.delete(cid)
+        return Outcome("Campaign's recipients removed", 1)
     state = await _state(s, cid)
     if state not in FINISHED:
         raise ControlError(409, f"Job is {state}: cancel it first, then remove it")
     await s.engine.remove(cid)
     await s.ledger.delete(cid)
-    return Outcome("Job and its recipients removed")
+    return Outcome("Job and its recipients removed", 1)
 
 
 async def resolve(s: Services, cid: str, index: int, action: str, message_id: str = "") -> Outcome:
@@ -112,8 +138,5 @@ async def resolve(s: Services, cid: str, index: int, action: str, message_id: st
     if not done:
         raise ControlError(409, "Recipient is not unknown")
     if action == "resend":
-        if state in FINISHED:
-            await s.engine.reprocess(cid)
-        else:
-            await s.engine.promote(cid)
+        await _go_on(s, cid, state)
     return Outcome("Recipient marked sent" if action == "sent" else "Recipient will be sent again")

@@ -8,12 +8,13 @@ the ledger (``store.ledger``) keeps what happens to each recipient.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bullmq
-from bullmq import DelayedError
+from bullmq import DelayedError, UnrecoverableError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -26,7 +27,13 @@ ASSIST_NAME = "assist"
 ASSIST_MARK = HELPER_JOB_MARK
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
 
-__all__ = ["DelayedError", "Engine", "JobView"]
+__all__ = ["DelayedError", "Engine", "JobView", "unrecoverable"]
+
+
+def unrecoverable(message: str) -> Exception:
+    """An error that fails a job for good: bullmq does not retry it."""
+    error: Exception = UnrecoverableError(message)
+    return error
 
 
 @dataclass(frozen=True)
@@ -190,10 +197,17 @@ class Engine:
 
     async def discard(self, job_id: str) -> None:
         """Remove a job that is no longer needed; one a worker holds right now finishes."""
+        await self.try_remove(job_id)
+
+    async def try_remove(self, job_id: str) -> bool:
+        """Remove a job unless a worker holds it right now. True if it is gone."""
         try:
-            await self.queue.remove(job_id)
-        except Exception:  # locked by a worker: it will find nothing left and complete
-            return
+            return int(await self.queue.remove(job_id)) == 1
+        except Exception:  # locked by a worker
+            return False
+
+    async def exists(self, job_id: str) -> bool:
+        return bool(await self.client.exists(self.queue.scripts.toKey(job_id)))
 
     async def promote(self, job_id: str) -> bool:
         """Move a delayed job to waiting now. False if it was not delayed."""
@@ -222,6 +236,15 @@ class Engine:
 
     async def workers(self) -> int:
         return int(await self.queue.get_workers_count())
+
+    def node_client_name(self, worker_name: str) -> str:
+        """The connection name under which Node's BullMQ (and so Bull Board) finds a worker
+        of this queue: BullMQ 5+ puts the queue name in base64 (``bull:d2FxdG9y:w:<name>``),
+        while this Python bullmq names its own connections ``bull:waqtor:w:<name>``. One
+        connection cannot carry both names, so a worker keeps one extra, idle connection under
+        Node's name (``CampaignWorker``), and both kinds of tool see it."""
+        encoded = base64.b64encode(self.queue_name.encode()).decode()
+        return f"{self.queue.prefix}:{encoded}:w:{worker_name}"
 
     async def close(self) -> None:
         await self.queue.close()

@@ -30,13 +30,17 @@ async def drop_suppressed(s: Services, account: str, parsed: Parsed) -> list[dic
     dropped: list[dict[str, object]] = []
     kept: list[Recipient] = []
     kept_idx: list[int] = []
-    for rec, idx in zip(parsed.accepted, parsed.indexes, strict=True):
+    kept_given: list[str | int] = []
+    given = parsed.given if len(parsed.given) == len(parsed.accepted) else []
+    for n, (rec, idx) in enumerate(zip(parsed.accepted, parsed.indexes, strict=True)):
         if rec.phone in hits:
             dropped.append({"index": idx, "phone": rec.phone})
         else:
             kept.append(rec)
             kept_idx.append(idx)
-    parsed.accepted, parsed.indexes = kept, kept_idx
+            if given:
+                kept_given.append(given[n])
+    parsed.accepted, parsed.indexes, parsed.given = kept, kept_idx, kept_given
     return dropped
 
 

@@ -62,10 +62,12 @@ async def dry_run(
             "capWait": eta.limited_by,  # None unless caps make the campaign wait
             "quietHoursDeferred": quiet_now.get(name, 0),
         }
-    mode = "instant" if 0 < valid <= s.settings.instant_threshold else "queue"
+    # The response's top-level ``mode`` says how this request was handled ("preview"); this
+    # says how the same request would be sent for real.
+    send_mode = "instant" if 0 < valid <= s.settings.instant_threshold else "queue"
     return {
         "dryRun": True,
-        "mode": mode,
+        "sendMode": send_mode,
         "total": valid,
         "invalid": invalid + render_errors,
         "duplicates": sum(1 for r in parsed.rejected if r.error.startswith("duplicate")),

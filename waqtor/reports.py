@@ -24,6 +24,7 @@ CSV_COLUMNS = (
     "errorCode",
     "error",
     "messageId",
+    "worker",
     "sendingAt",
     "sentAt",
     "failedAt",

@@ -35,9 +35,12 @@ from waqtor.domain.steps import (
     StepKind,
     UnknownStepKind,
 )
-from waqtor.engine import ASSIST_NAME, DelayedError
+from waqtor.domain.waits import wait_reason
+from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
+from waqtor.reconcile import Reconciler
+from waqtor.redis_watch import RedisWatch
 from waqtor.sender import Campaign, Sender, Step
 from waqtor.sender_batch import Overlapped, overlap_of, send_batch
 from waqtor.services import Services
@@ -54,6 +57,8 @@ PAUSE_RECHECK_MS = 1000
 PROGRESS_EVERY_MS = 2000
 #: How long a graceful stop may wait for bullmq to let go (s).
 STOP_TIMEOUT_S = 15.0
+#: With Redis away, the whole stop takes at most this long (s): nothing can be recorded.
+STOP_WHEN_DOWN_S = 1.2
 #: How often a job waiting on a paused account looks again (ms).
 ACCOUNT_RECHECK_MS = 15_000
 #: A paused campaign parks its job in *delayed* this long; resume promotes it at once.
@@ -64,6 +69,21 @@ ASSIST_MIN_BATCHES = 4
 #: times at most, for another worker to take it.
 ASSIST_HANDOFFS = 3
 ASSIST_HANDOFF_S = 0.02
+
+
+#: Meta field: how the campaign's job ended when that was for good (``failed``), so a job put
+#: back in the queue from outside waqtor can be told from a fresh one.
+JOB_END = "job_end"
+#: Error code of the recipients closed because the provider stayed down for every attempt.
+PROVIDER_DOWN = "provider_unavailable"
+#: Why a job with no campaign behind it failed.
+FOREIGN_REASON = (
+    "not a waqtor campaign: no recipients are stored for this job (it was added outside "
+    "waqtor, e.g. from Bull Board); nothing was sent. Send with POST /api/messages/send-bulk."
+)
+#: A run's speed is remembered for ETAs once it sent at least this many recipients.
+THROUGHPUT_MIN_SENDS = 50
+THROUGHPUT_TTL_MS = 7 * 24 * 3600 * 1000
 
 
 class JobUnavailable(Exception):
@@ -84,6 +104,8 @@ class CampaignWorker:
         self._beat_task: asyncio.Task[None] | None = None
         self._callbacks: callbacks.Dispatcher | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._watch: RedisWatch | None = None
+        self._reconcile_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -99,43 +121,71 @@ class CampaignWorker:
             name=self.name,
         )
         self._bull.on("error", lambda err, *_: log.warning("queue error: %s", err))
+        self._watch = RedisWatch(self.s.redis_url, self.s.engine.node_client_name(self.name))
+        await self._watch.check()  # names the connection Bull Board looks for, or says why not
+        self._watch.start()
         self._run_task = asyncio.ensure_future(self._bull.run())
         self._beat_task = asyncio.ensure_future(self._heartbeat())
         self._callbacks = callbacks.Dispatcher(self.s)  # status callbacks out, from the outbox
         self._callbacks.start()
+        self._reconcile_task = asyncio.ensure_future(Reconciler(self.s, self.id).run(self.stopping))
         log.info("worker %s started (concurrency %d)", self.id, st.worker_concurrency)
 
     async def stop(self) -> None:
-        """Graceful: in-flight sends finish and are recorded, then jobs go straight back."""
+        """Graceful: in-flight sends finish and are recorded, then jobs go straight back.
+        With Redis away nothing can be recorded or handed back, so it does not wait for it:
+        the worker is gone within ``STOP_WHEN_DOWN_S`` (its jobs are recovered as stalled)."""
         self.stopping.set()
+        loop = asyncio.get_running_loop()
+        redis_up = self._watch is None or self._watch.up
+        deadline = loop.time() + (STOP_TIMEOUT_S if redis_up else STOP_WHEN_DOWN_S)
+
+        def left(most: float = STOP_TIMEOUT_S) -> float:
+            return max(0.05, min(most, deadline - loop.time()))
+
+        if not redis_up:
+            log.warning("worker %s: stopping with Redis away; its jobs will be recovered", self.id)
         if self._callbacks is not None:
-            await self._callbacks.stop()
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(self._callbacks.stop(), left())
         for run in list(self._runs):
             run.halt_with("stopping")  # wake lanes sleeping for a pacing slot
         if self._bull is not None:
             try:
-                await asyncio.wait_for(self._bull.close(), STOP_TIMEOUT_S)
-            except TimeoutError:  # e.g. Redis is down: don't hang the shutdown on it
+                await asyncio.wait_for(self._bull.close(force=not redis_up), left())
+            except (TimeoutError, Exception):  # e.g. Redis is down: don't hang the shutdown
                 log.warning("worker %s: graceful close timed out; forcing", self.id)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._bull.close(force=True), 2)
+                with contextlib.suppress(Exception, TimeoutError):
+                    await asyncio.wait_for(self._bull.close(force=True), left(2))
         if self._run_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    asyncio.gather(self._run_task, return_exceptions=True), STOP_TIMEOUT_S
+                    asyncio.gather(self._run_task, return_exceptions=True), left()
                 )
         if self._bull is not None:
             # bullmq's run loop can reopen a connection while it winds down; close it for good.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._bull.backend.close(force=True), 2)
-        for task in list(self._background):
-            task.cancel()
-        if self._beat_task is not None:
-            self._beat_task.cancel()
-            await asyncio.gather(self._beat_task, return_exceptions=True)
-        with contextlib.suppress(Exception):  # Redis may be gone: the heartbeat just ages out
-            await asyncio.wait_for(self.s.redis.hdel(self.s.keys.workers, self.id), 2)
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(self._bull.backend.close(force=True), left(2))
+        for task in [*self._background, self._reconcile_task, self._beat_task]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in (self._reconcile_task, self._beat_task) if t is not None),
+            return_exceptions=True,
+        )
+        if redis_up:
+            with contextlib.suppress(Exception):  # the heartbeat would just age out
+                await asyncio.wait_for(self.s.redis.hdel(self.s.keys.workers, self.id), left(2))
+        if self._watch is not None:
+            await self._watch.close()
         log.info("worker %s stopped", self.id)
+
+    async def close(self) -> None:
+        """Close the worker's clients (after ``stop``), without waiting on a Redis that is
+        away."""
+        redis_up = self._watch is None or self._watch.up
+        with contextlib.suppress(Exception, TimeoutError):
+            await asyncio.wait_for(self.s.close(), 5 if redis_up else 0.5)
 
     async def _heartbeat(self) -> None:
         interval = self.s.settings.heartbeat_ms / 1000.0
@@ -275,10 +325,19 @@ class CampaignWorker:
         s = self.s
         meta = await s.ledger.meta(cid)
         if not meta:
-            raise RuntimeError(f"campaign {cid} has no ledger")
+            raise await self._foreign(job, cid)
         campaign = _campaign(cid, meta)
+        if meta.get("mode") == "instant":
+            alive_ms = await s.redis.pttl(s.keys.instant_lease(cid))
+            if alive_ms > 0:
+                # The request that sends this list is alive (it renews its lease): a safety
+                # net that started now would take its sends for a dead worker's.
+                await job.log("the instant send's request is still running: the job waits")
+                raise await self._delay(job, token, s.clock.now_ms() + alive_ms + 50)
         if "wait" in meta:
             await s.redis.hdel(s.keys.meta(cid), "wait")
+        if meta.get(JOB_END) == "failed":
+            await self._rerun_failed(job, campaign)
         lost = await s.ledger.recover(cid, campaign.accounts, token, s.clock.now_ms())
         if lost:
             await job.log(f"{len(lost)} recipient(s) were in flight when a worker stopped: unknown")
@@ -286,6 +345,9 @@ class CampaignWorker:
         await self.sender.settle(campaign)
         await callbacks.campaign_event(s, cid, campaign.account, "active")
         run = _Run(job, token, campaign, max(1, int(meta.get("total", "1"))))
+        run.started_ms = s.clock.now_ms()
+        at_start = await s.ledger.counts(cid)
+        run.done_at_start = sum(at_start[st.value] for st in TERMINAL)
         if self.stopping.is_set():
             run.halt_with("stopping")
         self._runs.add(run)
@@ -312,9 +374,59 @@ class CampaignWorker:
         if again is not None:
             raise await self._delay(job, token, again)
         counts = await s.ledger.counts(cid)
+        await self._throughput(run, counts)
         await job.updateProgress(100)
+        if await s.redis.hget(s.keys.meta(cid), "canceled") == "1":
+            # bullmq will call the job completed; everything we show calls it canceled.
+            await s.redis.zadd(s.keys.canceled_jobs, {cid: s.clock.now_ms()})
         await callbacks.campaign_event(s, cid, campaign.account, "completed", counts=counts)
         return {k: v for k, v in counts.items() if v} | {"total": int(meta.get("total", "0"))}
+
+    async def _foreign(self, job: Any, cid: str) -> Exception:
+        """A job nobody stored a campaign for (added from Bull Board, say): fail it once, with
+        a reason a person can act on, and count it apart from campaigns that failed."""
+        s = self.s
+        await s.redis.zadd(s.keys.foreign_jobs, {cid: s.clock.now_ms()})
+        log.warning(
+            "job %s (%r) is not a waqtor campaign: nothing stored for it; failed", cid, job.name
+        )
+        return unrecoverable(FOREIGN_REASON)
+
+    async def _rerun_failed(self, job: Any, campaign: Campaign) -> None:
+        """The campaign's job had failed for good, and was put back in the queue from outside
+        waqtor (Bull Board's retry): retry what the job's failure closed, as our own retry
+        route would; with nothing of that left, the campaign stays failed."""
+        s, cid = self.s, campaign.id
+        await s.redis.hdel(s.keys.meta(cid), JOB_END)
+        again = await s.ledger.retry_failed(
+            cid, campaign.accounts, [PROVIDER_DOWN], s.clock.now_ms()
+        )
+        if again:
+            await job.log(f"re-run: {again} recipient(s) the job's failure closed are queued again")
+            log.info(
+                "campaign %s re-run from outside waqtor: %d recipient(s) queued again", cid, again
+            )
+            return
+        failed = (await s.ledger.counts(cid))[RecipientStatus.FAILED.value]
+        if failed:
+            await s.redis.hset(s.keys.meta(cid), JOB_END, "failed")
+            raise unrecoverable(
+                f"re-run of a failed campaign: {failed} recipient(s) stay failed and none of them "
+                "failed with the job; retry them with POST /api/queue/jobs/{id}/retry"
+            )
+
+    async def _throughput(self, run: _Run, counts: dict[str, int]) -> None:
+        """How fast this run really sent (all its lanes, batches and helpers together), for
+        the ETA of the next campaigns on the same accounts."""
+        done = sum(counts[st.value] for st in TERMINAL) - run.done_at_start
+        elapsed = self.s.clock.now_ms() - run.started_ms
+        if done < THROUGHPUT_MIN_SENDS or elapsed <= 0:
+            return
+        per_message = elapsed * len(run.campaign.accounts) / done
+        for account in run.campaign.accounts:
+            await self.s.redis.set(
+                self.s.keys.throughput_ms(account), f"{per_message:.4f}", px=THROUGHPUT_TTL_MS
+            )
 
     async def _lane(self, run: _Run, lane: int) -> _End:
         """Send one lane's recipients until it is done, must wait, or the campaign stops: in
@@ -387,7 +499,7 @@ class CampaignWorker:
                     else s.clock.now_ms() + ACCOUNT_RECHECK_MS
                 )
                 account = campaign.accounts[lane]
-                return _End(kind, until, _wait_reason(kind, step.error, account, until))
+                return _End(kind, until, wait_reason(kind, step.error, account, until))
             if kind in ENDS:
                 break
             # CLAIMED or EMPTY never reach here; a new kind must get a rule, not end the lane.
@@ -468,9 +580,10 @@ class CampaignWorker:
                 campaign.accounts,
                 RecipientStatus.FAILED,
                 now_ms=self.s.clock.now_ms(),
-                error_code="provider_unavailable",
+                error_code=PROVIDER_DOWN,
                 reason=reason,
             )
+            await self.s.redis.hset(self.s.keys.meta(campaign.id), JOB_END, "failed")
             await job.log(f"provider unavailable on the last attempt: {closed} recipient(s) failed")
             await callbacks.campaign_event(
                 self.s,
@@ -491,16 +604,6 @@ def _campaign(cid: str, meta: dict[str, str]) -> Campaign:
         **content.from_meta(meta),
         schedule=Schedule.from_meta(meta),
     )
-
-
-def _wait_reason(kind: StepKind, detail: str | None, account: str, until_ms: int) -> str:
-    """``waiting for the hourly cap until 14:05``: what the job status and the ETA say."""
-    at = clock_text(until_ms)
-    if kind is StepKind.CAPPED:
-        return f"waiting for the {detail or 'hourly'} cap of account {account} until {at}"
-    if kind is StepKind.COOLING:
-        return f"account {account} is cooling down after a ban signal until {at}"
-    return f"account {account} is paused ({detail}); checking again at {at}"
 
 
 @dataclass
@@ -530,6 +633,9 @@ class _Run:
     #: campaign has had nothing to claim but sends in flight.
     assisted: set[int] = field(default_factory=set)
     in_flight_since: int = 0
+    #: When this run started (ms) and how many recipients were settled by then.
+    started_ms: int = 0
+    done_at_start: int = 0
 
     def halt_with(self, why: str, detail: str = "") -> None:
         if self.stop is None:

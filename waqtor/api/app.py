@@ -69,7 +69,7 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop()
-                await worker.s.close()
+                await worker.close()
             app.state.live_stats = app.state.live_jobs = None
             await services.close()
 

@@ -8,34 +8,14 @@ it arrived) and one JSON encoding.
 
 from __future__ import annotations
 
-from typing import Any
-
 from waqtor.api.live_stats import render
 from waqtor.api.models import ok
 from waqtor.api.single_flight import SingleFlight
+from waqtor.job_views import job_rows
 from waqtor.services import Services
 
 #: The route's default and largest ``limit``.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
-
-
-async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` jobs, newest first, as the API shows them."""
-    ids = await s.redis.zrevrange(s.keys.jobs, 0, limit - 1)
-    views = await s.engine.views([str(i) for i in ids])
-    return [
-        {
-            "id": v.id,
-            "status": v.state,
-            "progress": v.progress,
-            "data": v.data,
-            "processedOn": v.processed_on,
-            "finishedOn": v.finished_on,
-            "failedReason": v.failed_reason,
-            "timestamp": v.timestamp,
-        }
-        for v in views
-    ]
 
 
 class LiveJobs:

@@ -14,7 +14,7 @@ from typing import Any
 from waqtor.api.models import ok
 from waqtor.api.single_flight import SingleFlight
 from waqtor.clock import Clock
-from waqtor.domain.eta import clock_text
+from waqtor.domain.waits import wait_reason
 from waqtor.store.queue_stats import QueueFigures, QueueStatsReader
 
 
@@ -42,7 +42,7 @@ def account_alerts(figures: QueueFigures, now_ms: int) -> list[dict[str, Any]]:
                         "account": name,
                         "state": "cooling",
                         "until": cool,
-                        "reason": f"resting after a ban signal until {clock_text(cool)}",
+                        "reason": wait_reason("cooling", None, name, cool),
                     },
                 )
             )
@@ -81,3 +81,8 @@ class LiveStats:
     async def alerts(self) -> list[dict[str, Any]]:
         """The accounts' alerts alone, read now (for the health route)."""
         return account_alerts(await self.reader.read(), self.clock.now_ms())
+
+    async def counts_and_alerts(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """The job counts and the accounts' alerts, from one read (for the health route)."""
+        figures = await self.reader.read()
+        return figures.jobs, account_alerts(figures, self.clock.now_ms())

@@ -236,18 +236,20 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
         fallback = await campaigns.instant_blocker(s, account, len(parsed.accepted))
         if fallback is None:
             sent = await campaigns.send_instant(s, snd, parsed, account, sub.extra)
-            return ok(
-                {
-                    "total": len(parsed.accepted),
-                    "successful": sent.successful,
-                    "failed": len(parsed.accepted) - sent.successful,
-                    "results": sent.results,
-                    **extra,
-                },
-                mode="instant",
-            )
+            data: dict[str, Any] = {
+                "total": len(parsed.accepted),
+                "successful": sent.successful,
+                "failed": sent.failed,
+                # Not settled when this answer was written: follow them on the job.
+                "pending": sent.pending,
+                "results": sent.results,
+                **extra,
+            }
+            if sent.job_id:
+                data["jobId"] = sent.job_id
+            return ok(data, mode="instant")
     cid, eta = await campaigns.enqueue(s, parsed, senders, sub.extra, delay_ms=sub.delay_ms)
-    data: dict[str, Any] = {
+    data = {
         "jobId": cid,
         "total": len(parsed.accepted),
         "status": "queued",

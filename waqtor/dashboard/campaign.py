@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from waqtor.domain.eta import estimate_ms, humanise, mean_gap_ms
+from waqtor import campaigns
+from waqtor.domain.eta import estimate_ms, humanise
 from waqtor.domain.status import OPEN as OPEN_STATUSES
-from waqtor.domain.status import TERMINAL, RecipientStatus
+from waqtor.domain.status import TERMINAL, RecipientStatus, campaign_state
 from waqtor.engine import JobView
 from waqtor.services import Services
 
-FINISHED = ("completed", "failed")
+FINISHED = ("completed", "failed", "canceled")
 DONE = tuple(st.value for st in RecipientStatus if st in TERMINAL)
 OPEN = tuple(st.value for st in RecipientStatus if st in OPEN_STATUSES)
 
@@ -37,6 +38,7 @@ class CampaignView:
     canceled: bool
     finished: bool
     wait_reason: str = ""  # why a worker parked the job (cap, rest, paused account...)
+    orphaned_ms: int = 0  # when the reconciler closed it, its job gone (``waqtor.reconcile``)
     wait_until: int = 0
     done: int = 0
     percent: int = 0
@@ -58,7 +60,9 @@ def _accounts(meta: dict[str, str], data: dict[str, object]) -> list[str]:
 
 def _actions(v: CampaignView) -> list[str]:
     if v.job is None:
-        return []  # an instant send: no job to control
+        # An instant send has no job to control; a campaign whose job was removed outside
+        # waqtor keeps only its ledger, for the report, until it is removed.
+        return ["remove"] if v.orphaned_ms else []
     if v.finished:
         return (["retry"] if v.counts["failed"] and not v.canceled else []) + ["remove"]
     out = ["resume"] if v.paused else ["pause"]
@@ -86,7 +90,7 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
     st = s.settings
     alive = sum(1 for b in beats if now - int(json.loads(b).get("ts", 0)) <= 3 * st.heartbeat_ms)
     remaining = sum(v.counts[name] for name in OPEN)
-    gap = mean_gap_ms(st.message_delay, st.message_jitter, float(acct[2] or 0))
+    gap = await campaigns.message_gap_ms(s, v.account, now)
     wait = max(0, int(acct[1] or 0) - now)
     share = -(-remaining // len(v.accounts))  # several accounts send side by side
     backlog = max(share, int(acct[0] or 0))
@@ -144,13 +148,21 @@ async def load(s: Services, cid: str) -> CampaignView | None:
     if job is None and not meta:
         return None
     counts = {st.value: int(meta.get("n:" + st.code, 0) or 0) for st in RecipientStatus}
-    state = job.state if job is not None else "instant"
+    canceled = meta.get("canceled") == "1"
+    orphaned = int(meta.get("orphaned", 0) or 0)
+    if job is not None:
+        state = campaign_state(job.state, paused=meta.get("paused") == "1", canceled=canceled)
+    elif orphaned:
+        ended = "failed" if meta.get("job_end") == "failed" else "completed"
+        state = "canceled" if canceled else ended
+    else:
+        state = "instant"
     finished = state in FINISHED or (job is None and not sum(counts[n] for n in OPEN))
-    paused = meta.get("paused") == "1" and not finished
+    paused = state == "paused"
     data = job.data if job is not None else {}
     v = CampaignView(
         id=cid,
-        state="paused" if paused else state,
+        state=state,
         account=meta.get("account", str(data.get("account", "default"))),
         accounts=_accounts(meta, data),
         template=meta.get("template", str(data.get("message", ""))),
@@ -159,9 +171,18 @@ async def load(s: Services, cid: str) -> CampaignView | None:
         counts=counts,
         job=job,
         paused=paused,
-        canceled=meta.get("canceled") == "1",
+        canceled=canceled,
         finished=finished,
+        orphaned_ms=orphaned,
     )
+    if orphaned:
+        v.reasons.append(
+            Reason(
+                "Its job was removed outside waqtor (e.g. from Bull Board); the recipients not "
+                "sent by then were canceled, at",
+                orphaned,
+            )
+        )
     try:
         wait = json.loads(meta.get("wait", "{}"))
         v.wait_reason, v.wait_until = str(wait.get("reason", "")), int(wait.get("until", 0))

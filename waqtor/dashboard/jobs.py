@@ -3,6 +3,9 @@ read and one pipeline of hash reads, however many jobs there are.
 
 *paused* holds the jobs of a paused queue (bullmq keeps them in its wait list) and campaigns
 paused one by one (the worker parks those in *delayed*, due about a year from now).
+*canceled* and *foreign* are ours: canceled campaigns (bullmq calls their jobs completed) and
+jobs added outside waqtor with no campaign behind them (failed on purpose), each listed and
+counted apart from the completed and failed ones.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.services import Services
 from waqtor.store.keys import HELPER_JOB_MARK
 
-STATES = ("waiting", "active", "delayed", "paused", "completed", "failed")
+STATES = ("waiting", "active", "delayed", "paused", "completed", "canceled", "failed", "foreign")
+#: Our own states, each a sorted set of ids taken out of one of bullmq's finished sets.
+_APART = {"canceled": "completed", "foreign": "failed"}
 #: Delayed jobs due further out than this are parked paused campaigns (worker.PARK_MS = 1 year).
 PARKED_AFTER_MS = 180 * 24 * 3600 * 1000
 #: Ledger counters of recipients that went out (sent, then perhaps delivered and read).
@@ -45,6 +50,8 @@ async def counts(s: Services, now_ms: int) -> dict[str, int]:
         pipe.zcard(bull(s, "failed"))
         pipe.hexists(bull(s, "meta"), "paused")
         # Helper jobs (they send a campaign already counted) are few and short-lived.
+        pipe.zcard(s.keys.canceled_jobs)
+        pipe.zcard(s.keys.foreign_jobs)
         pipe.lrange(bull(s, "wait"), 0, 999)
         pipe.lrange(bull(s, "active"), 0, 999)
         (
@@ -56,18 +63,53 @@ async def counts(s: Services, now_ms: int) -> dict[str, int]:
             completed,
             failed,
             paused,
+            canceled,
+            foreign,
             *lists,
         ) = await pipe.execute()
     helpers = [sum(1 for i in ids if HELPER_JOB_MARK in str(i)) for ids in lists]
     waiting = int(wait) + int(prio) - helpers[0]
+    canceled = min(int(canceled), int(completed))
+    foreign = min(int(foreign), int(failed))
     return {
         "waiting": 0 if paused else waiting,
         "active": int(active) - helpers[1],
         "delayed": int(delayed),
         "paused": int(parked_n) + (waiting if paused else 0),
-        "completed": int(completed),
-        "failed": int(failed),
+        "completed": int(completed) - canceled,
+        "canceled": canceled,
+        "failed": int(failed) - foreign,
+        "foreign": foreign,
     }
+
+
+def _apart_key(s: Services, state: str) -> str:
+    return s.keys.canceled_jobs if state == "canceled" else s.keys.foreign_jobs
+
+
+async def _excluding(s: Services, state: str, offset: int, limit: int) -> list[str]:
+    """One page of bullmq's ``completed`` (or ``failed``) set, newest first, without the ids
+    we list apart (canceled, foreign). Costs one rank read per id set apart, not a scan."""
+    key = bull(s, state)
+    apart = _apart_key(s, "canceled" if state == "completed" else "foreign")
+    members = [str(m) for m in await s.redis.zrange(apart, 0, -1)]
+    async with s.redis.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.zrevrank(key, member)
+        ranks = sorted(int(r) for r in await pipe.execute() if r is not None)
+    start = offset  # the rank of the offset-th id that is not set apart
+    for rank in ranks:
+        if rank <= start:
+            start += 1
+        else:
+            break
+    end = start + limit
+    for rank in ranks:
+        if start <= rank < end:
+            end += 1
+    skip = set(members)
+    ids = await s.redis.zrevrange(key, start, end - 1)
+    return [str(i) for i in ids if str(i) not in skip][:limit]
 
 
 async def _waiting(s: Services, offset: int, limit: int) -> list[str]:
@@ -100,8 +142,10 @@ async def page(
             ids += await s.redis.zrangebyscore(
                 delayed, parked, "+inf", start=rest, num=limit - len(ids)
             )
+    elif state in _APART:
+        ids = await s.redis.zrevrange(_apart_key(s, state), offset, offset + limit - 1)
     else:
-        ids = await s.redis.zrevrange(bull(s, state), offset, offset + limit - 1)
+        ids = await _excluding(s, state, offset, limit)
     return [str(i) for i in ids], n[state]
 
 

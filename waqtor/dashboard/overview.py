@@ -13,11 +13,10 @@ from waqtor.dashboard import banner, jobs
 from waqtor.dashboard.rates import MINUTE_MS, WINDOW_MIN, RateWindow
 from waqtor.domain.accounts import effective_caps
 from waqtor.domain.status import RecipientStatus
+from waqtor.domain.waits import DAY_MS, HOUR_MS, cap_reached, wait_reason
 from waqtor.services import Services
 
 _NEXT_WAITING = 20
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,12 @@ class Overview:
                 pipe.get(k.backlog(name))
                 pipe.get(k.cool_until_ms(name))
                 pipe.zrangebyscore(k.sent_window(name), now_ms - HOUR_MS, "+inf", withscores=True)
-                pipe.zrange(k.sent_window(name), 0, 0, withscores=True)
-                pipe.zcard(k.sent_window(name))
+                # The day's window as the claim script sees it: entries older than 24 h do
+                # not count (it drops them before it checks).
+                pipe.zrangebyscore(
+                    k.sent_window(name), now_ms - DAY_MS, "+inf", start=0, num=1, withscores=True
+                )
+                pipe.zcount(k.sent_window(name), now_ms - DAY_MS, "+inf")
             raw = await pipe.execute()
         today = datetime.now(UTC).date()
         out = []
@@ -125,14 +128,24 @@ class Overview:
             elif caps and caps.hourly is not None:
                 series = _series([int(score) for _, score in hour], now_ms)
             state, detail, until = "ok", "sending" if int(backlog or 0) > 0 else "idle", 0
+            cap = cap_reached(
+                hourly=hourly,
+                daily=daily,
+                sent_last_hour=len(hour),
+                sent_last_day=int(day),
+                first_in_hour_ms=int(hour[0][1]) if hour else None,
+                first_in_day_ms=int(oldest[0][1]) if oldest else None,
+                now_ms=now_ms,
+            )
             if account is not None and account.paused:
                 state, detail = "paused", account.pausedReason or "paused by the breaker"
             elif int(cool or 0) > now_ms:
-                state, detail, until = "cooling down", "resting after a ban signal", int(cool)
-            elif hourly is not None and len(hour) >= hourly:
-                state, detail, until = "capped", f"hourly cap {hourly}", int(hour[0][1]) + HOUR_MS
-            elif daily is not None and int(day) >= daily and oldest:
-                state, detail, until = "capped", f"daily cap {daily}", int(oldest[0][1]) + DAY_MS
+                # The words the worker stores on the campaigns it parks (``waitingFor``).
+                until = int(cool)
+                state, detail = "cooling down", wait_reason("cooling", None, name, until)
+            elif cap is not None:
+                until = cap[1]
+                state, detail = "capped", wait_reason("capped", cap[0], name, until)
             elif paused and int(backlog or 0) > 0:
                 state, detail = "paused", "the queue is paused"
             last_hour = sum(series) if series is not None else None

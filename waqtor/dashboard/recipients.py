@@ -48,6 +48,7 @@ class Row:
     message_id: str
     sending_ms: int
     ended_ms: int
+    worker: str = ""  # the worker that claimed it last ("api": an instant send)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ async def table(s: Services, cid: str, flt: Filter) -> Table:
                 message_id=str(row.get("messageId") or ""),
                 sending_ms=int(detail.get("ts", 0) or 0),
                 ended_ms=ended,
+                worker=str(detail.get("w") or ""),
             )
         )
     return Table(rows, total, flt)

@@ -16,6 +16,16 @@ def mean_gap_ms(delay_ms: int, jitter: float, observed_send_ms: float) -> float:
     return max(delay_ms * (1.0 + jitter / 2.0), observed_send_ms, 0.0)
 
 
+def unpaced_gap_ms(throughput_ms: float | None, observed_send_ms: float, parallel: int) -> float:
+    """Average time per message on an account with no pacing delay: what its campaigns really
+    achieved lately (``throughput_ms``), else the provider's send time shared by the sends that
+    go out side by side (a batch, or requests in flight): not one request's latency per
+    message, which said "~3 minutes" for a list sent in 4 seconds."""
+    if throughput_ms is not None and throughput_ms > 0:
+        return throughput_ms
+    return max(observed_send_ms, 0.0) / max(1, parallel)
+
+
 def estimate_ms(recipients: int, backlog_ahead: int, gap_ms: float, wait_ms: float = 0.0) -> float:
     """Time until the last of ``recipients`` is sent, after ``backlog_ahead`` messages already
     queued on the same account and a ``wait_ms`` before the account's next free slot."""
@@ -26,7 +36,8 @@ def humanise(ms: float) -> str:
     """``~3 minutes`` in the seed's style; never rounds a real wait down to nothing."""
     seconds = ms / 1000.0
     if seconds < 60:
-        return f"~{max(1, math.ceil(seconds))} seconds"
+        value = max(1, math.ceil(seconds))
+        return f"~{value} second" + ("s" if value != 1 else "")
     minutes = seconds / 60.0
     if minutes < 90:
         value = math.ceil(minutes)

@@ -36,6 +36,9 @@ class Parsed:
     rejected: list[Rejection] = field(default_factory=list)
     #: index in the request of each accepted recipient, to report results by index.
     indexes: list[int] = field(default_factory=list)
+    #: each accepted recipient's phone exactly as the request gave it, string or number (echoed
+    #: back to clients that match results against their own values).
+    given: list[str | int] = field(default_factory=list)
 
 
 _SCALARS = (str, int, float)  # a tuple: ``str | int | float`` is rebuilt on every call
@@ -122,6 +125,7 @@ class RecipientParser:
             Recipient(phone, variables, None if template == parsed.template else template)
         )
         parsed.indexes.append(self.index)
+        parsed.given.append(raw_phone if isinstance(raw_phone, str | int) else str(raw_phone))
 
     def result(self) -> Parsed:
         return self.parsed

@@ -72,7 +72,21 @@ class JobState(StrEnum):
     FAILED = "failed"
     DELAYED = "delayed"
     PAUSED = "paused"
+    #: Ours, not bullmq's: a canceled campaign whose job has finished (bullmq: completed).
+    CANCELED = "canceled"
     UNKNOWN = "unknown"
 
 
-FINISHED_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+FINISHED_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELED})
+
+
+def campaign_state(job_state: str, *, paused: bool, canceled: bool) -> str:
+    """A campaign's state as the API, the job list, the dashboard and the stats show it, from
+    its job's state (named as the seed names them) and the campaign's own flags: a campaign
+    paused by itself is ``paused`` wherever its job waits, and a canceled one that has
+    finished is ``canceled``, not ``completed``."""
+    if job_state == JobState.COMPLETED.value and canceled:
+        return JobState.CANCELED.value
+    if paused and job_state not in (JobState.COMPLETED.value, JobState.FAILED.value):
+        return JobState.PAUSED.value
+    return job_state

@@ -39,12 +39,13 @@ def client_options(url: str) -> dict[str, Any]:
     return opts
 
 
-def connect(url: str, *, patient: bool = False) -> Redis:
+def connect(url: str, *, patient: bool = False, client_name: str | None = None) -> Redis:
     """A pooled client.
 
     The API's client retries briefly, then lets errors surface as 503s. A worker's client is
     ``patient``: it rides out a Redis restart (about a minute of retries) instead of abandoning
-    a campaign halfway.
+    a campaign halfway. ``client_name`` names every connection (``CLIENT SETNAME``), again
+    after each reconnect.
     """
     retry = (
         Retry(ExponentialBackoff(cap=2.0, base=0.1), 40)
@@ -52,6 +53,8 @@ def connect(url: str, *, patient: bool = False) -> Redis:
         else Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     )
     opts = client_options(url)
+    if client_name:
+        opts["client_name"] = client_name
     kind: type[Connection] | type[UnixDomainSocketConnection] = Connection
     if "unix_socket_path" in opts:
         opts["path"] = opts.pop("unix_socket_path")

@@ -48,6 +48,11 @@ class Keys:
         """Sorted set: unknown recipients scored by when their send lease ends (ms)."""
         return f"{self.prefix}:c:{cid}:u"
 
+    def instant_lease(self, cid: str) -> str:
+        """String with a TTL (ms): an instant send's request is alive and sending; renewed by
+        that request. Its safety-net job does not start while this exists."""
+        return f"{self.prefix}:c:{cid}:lease"
+
     def campaign_keys(self, cid: str, lanes: int = 1) -> list[str]:
         """Every key of a campaign; the status string is third (delete.lua relies on it)."""
         return [
@@ -99,6 +104,18 @@ class Keys:
     def paused_campaigns(self) -> str:
         """Set: campaigns paused one by one (their jobs wait in *delayed*), for stats."""
         return f"{self.prefix}:paused"
+
+    @property
+    def canceled_jobs(self) -> str:
+        """Sorted set: canceled campaigns whose job has finished, scored by that time (ms).
+        bullmq calls their jobs completed; stats, lists and the dashboard call them canceled."""
+        return f"{self.prefix}:canceled"
+
+    @property
+    def foreign_jobs(self) -> str:
+        """Sorted set: jobs added to our queue outside waqtor (e.g. from Bull Board) with no
+        campaign stored, failed on purpose, scored by time (ms); counted apart from failures."""
+        return f"{self.prefix}:foreign"
 
     @property
     def message_counts(self) -> str:
@@ -158,6 +175,32 @@ class Keys:
     def send_ms(self, account: str) -> str:
         """String: moving average of the provider's send time for the account (ms)."""
         return f"{self.prefix}:acct:{account}:send_ms"
+
+    def throughput_ms(self, account: str) -> str:
+        """String: ms per message the account's campaigns really achieved lately (all their
+        sends side by side, batches included), for the ETA of unpaced accounts."""
+        return f"{self.prefix}:acct:{account}:rate_ms"
+
+    # --- reconciler (``waqtor.reconcile``) ---
+    @property
+    def reconcile_missing(self) -> str:
+        """Hash: campaign id -> when (ms) its bullmq job was first seen missing."""
+        return f"{self.prefix}:rec:missing"
+
+    @property
+    def reconcile_lock(self) -> str:
+        """String with a TTL: the process running the current reconciler pass."""
+        return f"{self.prefix}:rec:lock"
+
+    @property
+    def reconcile_stats(self) -> str:
+        """Hash: passes, last pass (ms), orphans fixed, recipients closed, backlog fixes."""
+        return f"{self.prefix}:rec:stats"
+
+    @property
+    def reconcile_log(self) -> str:
+        """List: the latest fixes (JSON), newest first, capped."""
+        return f"{self.prefix}:rec:log"
 
     # --- workers ---
     @property
@@ -223,7 +266,17 @@ class Keys:
         """List: the latest delivered callbacks (JSON summaries), newest first, capped."""
         return f"{self.prefix}:cb:delivered"
 
+    def meta_parts(self) -> tuple[str, str]:
+        """``(head, "")`` with ``meta(cid) == head + cid``; the ledger's other keys of a
+        campaign are ``meta(cid)`` plus a suffix (``:s`` status, ``:lease``)."""
+        head, _, tail = self.meta("\0").partition("\0")
+        return head, tail
+
     # --- BullMQ (read only) ---
+    def job_hash(self, job_id: str) -> str:
+        """bullmq's hash of one job; ``job_hash("")`` is the head of every job's key."""
+        return f"{self.bull_prefix}:{self.queue}:{job_id}"
+
     def job_lock(self, job_id: str) -> str:
         return f"{self.bull_prefix}:{self.queue}:{job_id}:lock"
 

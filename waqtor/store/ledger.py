@@ -231,6 +231,9 @@ class Ledger:
                 k.message_counts,
                 k.campaigns,
                 k.jobs,
+                k.canceled_jobs,
+                k.foreign_jobs,
+                k.reconcile_missing,
                 *own,
                 *(k.backlog(a) for a in accounts),
             ],
@@ -337,6 +340,8 @@ class Ledger:
                 "messageId": detail.get("m"),
                 "errorCode": detail.get("e"),
                 "error": detail.get("r"),
+                # Who claimed it last: a worker id (host:pid:...) or "api" (instant sends).
+                "worker": detail.get("w"),
             }
             out.append((row, rec, detail))
         return out
@@ -377,6 +382,8 @@ class Ledger:
                     "messageId": detail.get("m"),
                     "errorCode": detail.get("e"),
                     "error": detail.get("r"),
+                    # Who claimed it last: a worker id (host:pid:...) or "api" (instant sends).
+                    "worker": detail.get("w"),
                 }
             )
         return rows

@@ -20,8 +20,18 @@ from waqtor.store.keys import HELPER_JOB_MARK, Keys
 
 #: bullmq's lists and sorted sets the script counts, in this order.
 BULL_STATES = ("wait", "active", "completed", "failed", "delayed", "paused", "prioritized")
-#: The job counts the API shows, in the order it shows them (``total`` last).
-JOB_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
+#: The job counts the API shows, in the order it shows them (``total`` last). ``canceled``
+#: and ``foreign`` are ours: bullmq counts them as completed and failed.
+JOB_STATES = (
+    "waiting",
+    "active",
+    "completed",
+    "failed",
+    "delayed",
+    "paused",
+    "canceled",
+    "foreign",
+)
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,17 @@ class QueueFigures:
     cooling_until_ms: dict[str, int]
 
 
-def job_counts(bull: dict[str, int], queue_paused: bool, held: int) -> dict[str, int]:
+def job_counts(
+    bull: dict[str, int], queue_paused: bool, held: int, canceled: int = 0, foreign: int = 0
+) -> dict[str, int]:
     """bullmq's counts as the seed shows them (the same rules as ``Engine.counts`` and the
-    stats route applied before)."""
+    stats route applied before), with canceled campaigns apart from completed ones and jobs
+    that were never campaigns (added from Bull Board) apart from failed ones."""
     counts = {state: bull.get(state, 0) for state in JOB_STATES}
+    counts["canceled"] = min(canceled, counts["completed"])
+    counts["completed"] -= counts["canceled"]
+    counts["foreign"] = min(foreign, counts["failed"])
+    counts["failed"] -= counts["foreign"]
     counts["waiting"] = bull.get("wait", 0) + bull.get("prioritized", 0)
     if queue_paused:
         # BullMQ keeps a paused queue's jobs in its wait list; the seed counts them as paused.
@@ -54,7 +71,7 @@ def job_counts(bull: dict[str, int], queue_paused: bool, held: int) -> dict[str,
 
 
 def _figures(reply: list[Any]) -> QueueFigures:
-    bull_raw, queue_paused, held, message_flat, paused_flat, cooling_flat = reply
+    bull_raw, queue_paused, held, message_flat, paused_flat, cooling_flat, canceled, foreign = reply
     bull = {state: int(n) for state, n in zip(BULL_STATES, bull_raw, strict=True)}
     by_code = dict(zip(message_flat[::2], message_flat[1::2], strict=True))
     messages = {s.value: max(0, int(by_code.get(s.code, 0))) for s in RecipientStatus}
@@ -67,7 +84,7 @@ def _figures(reply: list[Any]) -> QueueFigures:
         for name, until in zip(cooling_flat[::2], cooling_flat[1::2], strict=True)
     }
     return QueueFigures(
-        jobs=job_counts(bull, bool(int(queue_paused)), int(held)),
+        jobs=job_counts(bull, bool(int(queue_paused)), int(held), int(canceled), int(foreign)),
         messages=messages,
         paused_accounts=paused,
         cooling_until_ms=cooling,
@@ -85,6 +102,8 @@ class QueueStatsReader:
             keys.paused_campaigns,
             keys.message_counts,
             keys.accounts,
+            keys.canceled_jobs,
+            keys.foreign_jobs,
             *(keys.bull_state(state) for state in BULL_STATES),
         ]
         self._args = [head, tail, DEFAULT, HELPER_JOB_MARK, *BULL_STATES]

@@ -19,6 +19,9 @@ NAMES = (
     "resolve",
     "strike",
     "find_phone",
+    # the reconciler: jobs removed outside waqtor, drifted backlog counters
+    "reconcile_scan",
+    "backlog_set",
     # WhatsApp Cloud API: throughput, status webhooks, status callbacks
     "throttle",
     "wh_status",

@@ -1,13 +1,18 @@
 -- Remove a finished campaign's ledger and take its recipients out of the global counts.
--- KEYS: 1 meta, 2 message counts, 3 campaigns index, 4 jobs index, then the campaign's own
---       keys (ARGV[2] of them), then each lane's account backlog
+-- KEYS: 1 meta, 2 message counts, 3 campaigns index, 4 jobs index, 5 canceled campaigns,
+--       6 jobs that were never campaigns, 7 the reconciler's missing-job hash, then the
+--       campaign's own keys (ARGV[2] of them), then each lane's account backlog
 -- ARGV: 1 campaign id, 2 how many campaign keys
 -- Returns 1 if the campaign existed.
 local meta, counts, index, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local first = 8  -- the campaign's own keys start here
 local own = tonumber(ARGV[2])
-local lanes = #KEYS - 4 - own
+local lanes = #KEYS - (first - 1) - own
 redis.call('ZREM', jobs, ARGV[1])
 redis.call('ZREM', index, ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('HDEL', KEYS[7], ARGV[1])
 if redis.call('EXISTS', meta) == 0 then return 0 end
 local fields = redis.call('HGETALL', meta)
 for i = 1, #fields, 2 do
@@ -18,7 +23,7 @@ for i = 1, #fields, 2 do
   end
 end
 -- Recipients still to send leave their account's backlog.
-local s = redis.call('GET', KEYS[7]) or ''  -- the status string (3rd of the campaign keys)
+local s = redis.call('GET', KEYS[first + 2]) or ''  -- the status string (3rd of the campaign keys)
 if lanes > 0 then
   local per_lane = {}
   for i = 1, #s do
@@ -29,8 +34,8 @@ if lanes > 0 then
     end
   end
   for lane = 0, lanes - 1 do
-    if per_lane[lane] then redis.call('DECRBY', KEYS[5 + own + lane], per_lane[lane]) end
+    if per_lane[lane] then redis.call('DECRBY', KEYS[first + own + lane], per_lane[lane]) end
   end
 end
-for i = 5, 4 + own do redis.call('DEL', KEYS[i]) end
+for i = first, first - 1 + own do redis.call('DEL', KEYS[i]) end
 return 1

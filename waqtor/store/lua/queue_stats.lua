@@ -1,13 +1,15 @@
 -- Everything GET /api/queue/stats shows, read in one call (and one consistent moment). Read only.
 -- KEYS: 1 bullmq's queue meta hash, 2 campaigns paused one by one (set), 3 message counts (hash),
---       4 accounts (hash), 5.. bullmq's list or sorted set of each state in ARGV[4..]
+--       4 accounts (hash), 5 canceled campaigns whose job finished (sorted set), 6 jobs added
+--       outside waqtor with no campaign (sorted set), 7.. bullmq's list or sorted set of each
+--       state in ARGV[5..]
 -- ARGV: 1, 2 an account's cool-down key is ARGV[1] .. name .. ARGV[2] (layout from keys.py),
 --       3 the default account's name (it exists with no hash entry),
 --       4 the mark in helper job ids (keys.HELPER_JOB_MARK): those jobs help send a campaign
 --       that is already counted, so they are left out of the active and waiting counts,
 --       5.. bullmq state names (wait, active, paused, prioritized, completed, ...)
 -- Returns {{count per state}, queue paused 0|1, paused campaigns, {message counts hash, flat},
---          {paused account, its JSON, ...}, {account, cool-down end ms, ...}}.
+--          {paused account, its JSON, ...}, {account, cool-down end ms, ...}, canceled, foreign}.
 local mark = ARGV[4]
 -- Helper jobs are few and short-lived; a long list is read only to its first 1,000 entries.
 local function helpers_in(key)
@@ -19,7 +21,7 @@ local function helpers_in(key)
 end
 local counts = {}
 for i = 5, #ARGV do
-  local state, key = ARGV[i], KEYS[i]
+  local state, key = ARGV[i], KEYS[i + 2]
   if state == 'wait' or state == 'paused' then
     -- Older bullmq left a '0:' marker at the tail of these lists; its getCounts skips it too.
     local n = redis.call('LLEN', key)
@@ -59,4 +61,5 @@ for i = 1, #accounts, 2 do
   end
 end
 if not seen_default then cool(default) end
-return {counts, queue_paused, held, messages, paused, cooling}
+return {counts, queue_paused, held, messages, paused, cooling,
+        redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6])}
