@@ -48,8 +48,21 @@ def open_context() -> Iterator[Context]:
 def standalone(run: Callable[[Context], Part]) -> int:
     """``python -m bench.<part>``: run one part, print its table, write its JSON."""
     with open_context() as ctx:
+        before = machine()
+        print(where(before, "at the start"), flush=True)
         part = run(ctx)
+        info = machine(ctx.redis_version)
         print(table(part.rows))
-        path = save(part, {"machine": machine(ctx.redis_version)})
-        print(f"\nwritten: {path}")
+        print(where(info, "at the end"))
+        path = save(part, {"machine": info, "loadavg_at_start": before["loadavg"]})
+        print(f"written: {path}")
     return 0
+
+
+def where(info: dict[str, Any], when: str) -> str:
+    """The machine beside the figures: CPU model, cores, and the load average."""
+    one, five, fifteen = info["loadavg"]
+    return (
+        f"{info['nproc']} x {info['cpu']}; load average {when} {one:.2f} {five:.2f} "
+        f"{fifteen:.2f} (1, 5, 15 min)"
+    )

@@ -27,8 +27,16 @@ def recipients(n: int, start: int = 0) -> list[dict[str, str]]:
     return [{"phone": f"9665{start + i:08d}", "name": f"Person {start + i}"} for i in range(n)]
 
 
-def bulk_body(n: int, start: int = 0) -> bytes:
-    """The send-bulk request body, serialised once so clients time only the request."""
+def bulk_body(n: int, start: int = 0, *, seed_shape: bool = False) -> bytes:
+    """The send-bulk request body, serialised once so clients time only the request.
+    ``seed_shape``: as the seed's clients send it, a ``message`` on every recipient and no
+    template."""
+    if seed_shape:
+        rows = [
+            {"phone": f"9665{start + i:08d}", "message": f"Hi Person {start + i}, your order"}
+            for i in range(n)
+        ]
+        return json.dumps({"recipients": rows}, separators=(",", ":")).encode()
     body = {"recipients": recipients(n, start), "message": TEMPLATE}
     return json.dumps(body, separators=(",", ":")).encode()
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.fake_cloud_api import PHONE_NUMBER_ID, TOKEN, FakeCloudApi, Fault
-from waqtor.breaker import BAN_SIGNALS
+from waqtor.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.config import Settings
 from waqtor.domain.accounts import Account
 from waqtor.providers.base import (
@@ -134,8 +134,10 @@ async def test_meta_error_codes_map_to_classes(
     if retry_after is not None:
         assert isinstance(exc, RateLimitedError)
         assert exc.retry_after_s >= retry_after
-    if code in (130429, 131056, 131048, 368):
+    if code in (131056, 131048, 368):
         assert exc.code in BAN_SIGNALS
+    if code == 130429:  # the number's throughput: the send path slows down, no strike
+        assert exc.code in THROTTLE_SIGNALS and exc.code not in BAN_SIGNALS
 
 
 async def test_131047_advises_a_template_and_100_subcode_33_stops_the_account(

@@ -272,13 +272,18 @@ def test_check_fails_for_an_account_whose_provider_cannot_send(
     assert "unhealthy: account cloud" in (tmp_path / "check.log").read_text()
 
 
+@pytest.mark.parametrize("sim_batch_size", [1000, 1], ids=["batches", "one-per-call"])
 def test_two_workers_share_one_campaign_and_a_killed_helper_loses_nothing(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, sim_batch_size: int
 ) -> None:
-    """A large unpaced campaign asks the other worker to help (batches from both processes);
-    SIGKILL the helper mid-batch: its in-flight sends are recovered after the send lease, and
-    every recipient still goes out exactly once."""
-    env = {**env_for(send_batch=20, sim_latency_ms=40), "REDIS_URL": redis_url}
+    """A large unpaced campaign asks the other worker to help (claims from both processes),
+    whether the provider takes batches or one message per call; SIGKILL the helper mid-batch:
+    its in-flight sends are recovered after the send lease, and every recipient still goes
+    out exactly once."""
+    env = {
+        **env_for(send_batch=20, sim_latency_ms=40, sim_batch_size=sim_batch_size),
+        "REDIS_URL": redis_url,
+    }
     serve = Serve(tmp_path)
     serve.env.update(env)
     serve.proc = Proc(["serve", "--port", str(serve.port), "--no-worker"], serve.env, serve.log)

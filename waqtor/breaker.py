@@ -11,7 +11,11 @@ from waqtor.services import Services
 
 #: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
 #: raises the same codes).
-BAN_SIGNALS = frozenset({"130429", "131056", "131048", "368"})
+BAN_SIGNALS = frozenset({"131056", "131048", "368"})
+#: Codes that only say the provider's throughput was exceeded (the Cloud API's 130429, an
+#: HTTP 429): the send path slows down (``waqtor.flow``) and sends the recipient again after
+#: the pause, without using one of its attempts. Never a ban signal, however many arrive.
+THROTTLE_SIGNALS = frozenset({"130429", "http_429", "sim_429"})
 MAX_COOL_MS = 3_600_000
 
 

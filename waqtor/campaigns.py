@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from waqtor import callbacks, concurrency
+from waqtor import callbacks
 from waqtor.domain.accounts import effective_caps, gap_ms
 from waqtor.domain.eta import (
     clock_text,
@@ -22,10 +22,10 @@ from waqtor.domain.eta import (
 )
 from waqtor.domain.recipients import Parsed
 from waqtor.domain.status import RecipientStatus
+from waqtor.domain.steps import StepKind
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
 from waqtor.sender import Campaign, Sender
-from waqtor.sender_batch import batch_provider
 from waqtor.services import Services
 
 DEFAULT_ACCOUNT = "default"
@@ -111,15 +111,18 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
 
 async def _parallel(s: Services, account_name: str) -> int:
     """How many sends of one campaign go out side by side on an unpaced account: a batch
-    (``SEND_BATCH``) when its provider takes them, else the requests it allows in flight."""
+    (``SEND_BATCH``) when its provider takes them, else the requests it allows in flight
+    (its declared ``max_in_flight``, at most a claim of ``SEND_BATCH``)."""
     account = await s.accounts.get(account_name) or s.accounts.default()
     try:
-        provider = s.providers.get(account)
+        can = s.providers.get(account).capabilities
     except UnknownProvider:
         return 1
-    if s.settings.send_batch > 1 and batch_provider(provider) is not None:
+    if s.settings.send_batch <= 1 or can.min_gap_ms > 0:
+        return 1
+    if can.batch_size > 1:
         return s.settings.send_batch
-    return await concurrency.width(s, account_name)
+    return max(1, min(s.settings.send_batch, can.max_in_flight))
 
 
 async def instant_blocker(s: Services, account_name: str, recipients: int) -> str | None:
@@ -286,7 +289,7 @@ async def _send_all(
         step = await sender.step(campaign, token="", priority=True)
         if step.index >= 0:
             continue
-        if step.kind == "settle" and await sender.settle(campaign) is None:
+        if step.kind is StepKind.SETTLE and await sender.settle(campaign) is None:
             continue
         return
 

@@ -106,9 +106,9 @@ class Settings(BaseSettings):
     provider: Literal["simulator"] = "simulator"
     provider_timeout_ms: int = Field(default=15_000, ge=1)
     send_batch: int = Field(default=100, ge=1, le=1000)
-    """Recipients claimed, sent and recorded per step on an account with no delay whose
-    provider takes messages in batches (the simulator): one Redis script call each way instead
-    of one per recipient. 1 turns batching off."""
+    """Recipients claimed and recorded per script call on an account with no delay, whatever
+    the provider (sent in one request where it takes batches, else as concurrent requests):
+    one Redis script call each way instead of one per recipient. 1 turns batching off."""
     send_lease_ms: int = Field(default=60_000, ge=1)
     """How long an in-flight send may take before a crashed worker's recipient is settled as
     not sent (after the provider confirms it has no record of it)."""
@@ -127,6 +127,11 @@ class Settings(BaseSettings):
 
     # --- simulator (development) ---
     sim_latency_ms: int = Field(default=0, ge=0)
+    sim_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    """Messages the simulator takes in one request; 1: one message per call, like the Cloud
+    API (the per-message benchmark)."""
+    sim_max_in_flight: int = Field(default=100, ge=1, le=1000)
+    """Calls in flight per account when the simulator takes one message per call."""
 
     # --- WhatsApp Cloud API (accounts with "provider": "cloud_api") ---
     cloud_api_base_url: str = "https://graph.facebook.com"
@@ -134,9 +139,11 @@ class Settings(BaseSettings):
     cloud_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     cloud_api_mps: float = Field(default=80.0, gt=0, le=10_000)
     """Messages per second one phone number may send (Meta's default throughput is 80)."""
-    cloud_api_concurrency: int = Field(default=32, ge=1, le=1000)
-    """Sends in flight at once per campaign and account, for accounts with no delay
-    (MESSAGE_DELAY / delayMs 0); with a delay, sends stay one at a time."""
+    cloud_api_concurrency: int = Field(default=128, ge=1, le=1000)
+    """Requests in flight at once per phone number and worker process, at most, for accounts
+    with no delay (MESSAGE_DELAY / delayMs 0): the ceiling of the adaptive in-flight limit,
+    which backs off on 130429s and slow answers. Sending at CLOUD_API_MPS needs about
+    CLOUD_API_MPS x the answer time (s) in flight. With a delay, sends stay one at a time."""
     cloud_api_max_connections: int = Field(default=100, ge=1, le=10_000)
     """Keep-alive HTTP connections per phone number."""
     cloud_api_token_envs: str = ""
@@ -177,7 +184,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=20, ge=1)
     """Campaigns one worker process runs at once (they share each account's pacing)."""
     assist_workers: int = Field(default=3, ge=0, le=64)
-    """How many other worker processes a large campaign on the batch path (no delay) asks to
+    """How many other worker processes a large campaign of an account with no delay asks to
     help send it, at most (one fewer than the live workers); 0: a campaign stays on one."""
     lock_duration_ms: int = Field(default=30_000, ge=500)
     stalled_interval_ms: int = Field(default=15_000, ge=200)

@@ -51,6 +51,12 @@ def identical_text(parsed: Parsed, limit: int) -> list[str]:
     """
     if limit <= 0:
         return []
+    shared = _shared_template_counts(parsed)
+    if shared is not None:
+        biggest = shared
+        if biggest <= limit:
+            return []
+        return [_IDENTICAL.format(biggest)]
     used: dict[str, tuple[str, ...]] = {}
     groups: Counter[tuple[object, ...]] = Counter()
     for rec in parsed.accepted:
@@ -64,10 +70,33 @@ def identical_text(parsed: Parsed, limit: int) -> list[str]:
     biggest = max((n // spread[key[0]] for key, n in groups.items()), default=0)  # type: ignore[index]
     if biggest <= limit:
         return []
-    return [
-        f"{biggest} recipients would get the identical text: personalise it (e.g. {{name}}) or "
-        "vary it, as identical bulk messages are a spam signal"
-    ]
+    return [_IDENTICAL.format(biggest)]
+
+
+_IDENTICAL = (
+    "{} recipients would get the identical text: personalise it (e.g. {{name}}) or vary it, "
+    "as identical bulk messages are a spam signal"
+)
+
+
+def _shared_template_counts(parsed: Parsed) -> int | None:
+    """The usual case, counted cheaply: every recipient uses the request's template, which
+    uses at most one variable. The most recipients sharing one text (spintax spreads them),
+    or None for any other case."""
+    template = parsed.template
+    if any(rec.message is not None for rec in parsed.accepted):
+        return None
+    names = placeholders(template) - {"date", "time"}
+    if len(names) > 1:
+        return None
+    spread = variants(template)
+    if not names:
+        return len(parsed.accepted) // spread
+    (name,) = names
+    if name == "phone":  # phones are unique after the duplicate check
+        return 1 // spread
+    counts = Counter(rec.variables.get(name) for rec in parsed.accepted)
+    return max(counts.values(), default=0) // spread
 
 
 async def add(s: Services, account: str, phones: Iterable[str]) -> int:

@@ -15,16 +15,20 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from waqtor import callbacks, concurrency
-from waqtor.breaker import Breaker
+from waqtor import callbacks, throughput
+from waqtor.breaker import THROTTLE_SIGNALS, Breaker
 from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.domain.phones import mask
 from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.status import RecipientStatus
+from waqtor.domain.steps import StepKind
 from waqtor.domain.templates import TemplateError, builtin_values, render
+from waqtor.flow import Flow
 from waqtor.providers import content
 from waqtor.providers.base import (
     AmbiguousError,
+    Capabilities,
+    Lookup,
     OutgoingMessage,
     PermanentError,
     RateLimitedError,
@@ -33,24 +37,25 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.registry import UnknownProvider
 from waqtor.services import Services
-from waqtor.store import batches, delivery
-from waqtor.store.batches import Outcome
+from waqtor.store import batches
+from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Outcome
 
 log = logging.getLogger("waqtor.sender")
 
 
 @dataclass(frozen=True)
 class Step:
-    """What one step did. ``kind`` is ``sent``, ``failed``, ``retry``, ``unknown``,
-    ``interrupted``, or a claim's reason for not sending (``done``, ``paused``, ``wait`` ...)."""
+    """What one step did: a recipient's outcome, or a claim's reason for not sending."""
 
-    kind: str
+    kind: StepKind
     index: int = -1
     message_id: str | None = None
     error: str | None = None
     error_code: str | None = None
     due_ms: int = 0
     unavailable: bool = False
+    #: The campaign's recipients still open after this outcome was recorded (-1: not known).
+    open_left: int = -1
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,24 @@ class Sender:
         self.breaker = Breaker(services)
         self._rng = random.Random()
         self._send_ms: dict[str, float] = {}
-        #: Per account: how many recipients the next batch may take (``sender_batch``).
-        self.batch_sizes: dict[str, int] = {}
+        #: Per sender (account, or the phone number accounts share): the adaptive in-flight
+        #: limit and batch size of the batch send path (``sender_batch``).
+        self.flows: dict[str, Flow] = {}
         self._published: dict[str, float] = {}
         try:
             self.zone = ZoneInfo(services.settings.timezone)
         except Exception:
             self.zone = ZoneInfo("UTC")
+
+    def flow(self, account: str, caps: Capabilities) -> Flow:
+        key = throughput.owner(account, caps)
+        flow = self.flows.get(key)
+        if flow is None:
+            flow = self.flows[key] = Flow(
+                caps.max_in_flight,
+                batch_limit=min(caps.batch_size, self.s.settings.send_batch),
+            )
+        return flow
 
     def backoff_ms(self, attempt: int) -> int:
         """Exponential backoff with jitter: base * 2^(attempt-1), times 0.5..1.5."""
@@ -110,25 +126,26 @@ class Sender:
         name = campaign.accounts[lane]
         account = await s.accounts.get(name)
         if account is None:
-            return Step("account_paused", error=f"account {name} no longer exists")
+            return Step(StepKind.ACCOUNT_PAUSED, error=f"account {name} no longer exists")
         if account.paused:
-            return Step("account_paused", error=account.pausedReason or "account paused")
+            return Step(StepKind.ACCOUNT_PAUSED, error=account.pausedReason or "account paused")
         try:
             provider = s.providers.get(account)
         except UnknownProvider as exc:
-            return Step("account_paused", error=str(exc))
+            return Step(StepKind.ACCOUNT_PAUSED, error=str(exc))
+        can = provider.capabilities
         now = clock.now_ms()
         caps = effective_caps(account, date.today(), now)
-        delay = gap_ms(account, s.settings.message_delay, now)
+        delay = max(gap_ms(account, s.settings.message_delay, now), can.min_gap_ms)
         jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
         if delay == 0:
             slot = now  # nothing to space out: skip the round trip
         else:
             slot = await s.pacer.reserve(name, now, delay, jitter, priority)
         if not await clock.sleep_until(slot, wake):
-            return Step("interrupted")
-        if not await concurrency.throttle(s, name, provider, wake):  # the provider's msgs/s
-            return Step("interrupted")
+            return Step(StepKind.INTERRUPTED)
+        if not await throughput.throttle(s, name, can, wake):  # the provider's msgs/s
+            return Step(StepKind.INTERRUPTED)
         attempt_id = uuid.uuid4().hex
         while True:
             claim = await s.ledger.claim_next(
@@ -144,27 +161,28 @@ class Sender:
                 daily_cap=caps.daily,
                 lane=lane,
                 lanes=len(campaign.accounts),
+                # Before the request: a status webhook can find this attempt.
+                attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
             )
-            if claim.kind != "early":
+            if claim.kind is not StepKind.EARLY:
                 break
             if not await clock.sleep_until(claim.due_ms, wake):
-                return Step("interrupted")
-        if claim.kind != "claimed" or claim.recipient is None:
+                return Step(StepKind.INTERRUPTED)
+        if claim.kind is not StepKind.CLAIMED or claim.recipient is None:
             return Step(claim.kind, due_ms=claim.due_ms, error=claim.reason or None)
         recipient = claim.recipient
         idx = claim.index
-        track = delivery.Tracker(
-            s, campaign.id, idx, attempt_id, indexed=getattr(provider, "settles_by_webhook", False)
-        )
-        await track.claimed()  # before the request: a status webhook can find this attempt
+        indexed = MESSAGE_INDEX_TTL_MS if can.settles_by_webhook else 0
 
         started = 0  # set when the request is handed to the provider
         text_hash = ""
 
+        left = -1  # the campaign's open recipients, as the script that recorded this one said
+
         async def finish(status: RecipientStatus, **kw: Any) -> None:
-            await track.before(kw)
+            nonlocal left
             digest = text_hash if status is RecipientStatus.SENT else ""
-            await record(
+            _, left = await record(
                 s,
                 campaign.id,
                 name,
@@ -172,8 +190,11 @@ class Sender:
                 Outcome(idx, attempt_id, status, text_hash=digest, **kw),
                 sent_at_ms=started,
                 phone=recipient.phone,
+                index_ttl_ms=indexed,
             )
-            await track.after(status)
+
+        def outcome(kind: StepKind, **kw: Any) -> Step:
+            return Step(kind, idx, open_left=left, **kw)
 
         quiet = quiet_hours(campaign, account)
         if quiet is not None:
@@ -187,7 +208,7 @@ class Sender:
                     due_ms=ends,
                     deferral=True,
                 )
-                return Step("deferred", idx, due_ms=ends)
+                return outcome(StepKind.DEFERRED, due_ms=ends)
 
         local_now = datetime.now(self.zone)
         builtins = builtin_values(recipient.phone, s.settings.signature, local_now)
@@ -201,14 +222,14 @@ class Sender:
             )
         except TemplateError as exc:
             await finish(RecipientStatus.FAILED, error_code="template", reason=exc.reason)
-            return Step("failed", idx, error=exc.reason, error_code="template")
+            return outcome(StepKind.FAILED, error=exc.reason, error_code="template")
 
         text_hash = hashlib.sha1(f"{recipient.phone}\0{text}".encode()).hexdigest()[:16]
         dedupe = campaign.schedule.dedupe_ms if campaign.schedule else 0
         if dedupe and await _sent_recently(s, name, text_hash, clock.now_ms() - dedupe):
             reason = "got the same text from this account recently"
             await finish(RecipientStatus.SKIPPED, error_code="duplicate_text", reason=reason)
-            return Step("skipped", idx, error=reason, error_code="duplicate_text")
+            return outcome(StepKind.SKIPPED, error=reason, error_code="duplicate_text")
 
         message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id, **extras)
         started = clock.now_ms()
@@ -220,23 +241,34 @@ class Sender:
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
             await self.breaker.record(name, True, exc.code)
-            return Step("failed", idx, error=exc.reason, error_code=exc.code)
+            return outcome(StepKind.FAILED, error=exc.reason, error_code=exc.code)
         except TransientError as exc:
+            if isinstance(exc, RateLimitedError) and exc.code in THROTTLE_SIGNALS:
+                # The provider's throughput, not this recipient nor the account's standing:
+                # again after the pause, without using up an attempt or striking the account.
+                due = clock.now_ms() + int(exc.retry_after_s * 1000)
+                await finish(
+                    RecipientStatus.RETRY,
+                    error_code=exc.code,
+                    reason=exc.reason,
+                    due_ms=due,
+                    deferral=True,
+                )
+                return outcome(StepKind.DEFERRED, error=exc.reason, error_code=exc.code)
             if isinstance(exc, RateLimitedError):
                 # Throttling is about the account; a 5xx or an outage is the provider's problem
                 # and must not pause the account.
                 await self.breaker.record(name, True, exc.code)
-            if isinstance(exc, RateLimitedError):
                 due = clock.now_ms() + int(exc.retry_after_s * 1000)
             else:
                 due = clock.now_ms() + self.backoff_ms(claim.attempt)
             unavailable = isinstance(exc, UnavailableError)
             if claim.attempt > s.settings.max_retries and not unavailable:
                 await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
-                return Step("failed", idx, error=exc.reason, error_code=exc.code)
+                return outcome(StepKind.FAILED, error=exc.reason, error_code=exc.code)
             await finish(RecipientStatus.RETRY, error_code=exc.code, reason=exc.reason, due_ms=due)
-            return Step(
-                "retry", idx, error=exc.reason, error_code=exc.code, unavailable=unavailable
+            return outcome(
+                StepKind.RETRY, error=exc.reason, error_code=exc.code, unavailable=unavailable
             )
         except (AmbiguousError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, AmbiguousError) else "provider_timeout"
@@ -248,11 +280,11 @@ class Sender:
             lease_end = clock.now_ms() + s.settings.send_lease_ms
             await finish(RecipientStatus.UNKNOWN, error_code=code, reason=reason, due_ms=lease_end)
             log.warning("outcome unknown for %s: %s", mask(recipient.phone), reason)
-            return Step("unknown", idx, error=reason, error_code=code)
+            return outcome(StepKind.UNKNOWN, error=reason, error_code=code)
         await finish(RecipientStatus.SENT, message_id=result.message_id)
         await self.breaker.record(name, False)
         await self.observe(name, clock.now_ms() - started)
-        return Step("sent", idx, message_id=result.message_id)
+        return outcome(StepKind.SENT, message_id=result.message_id)
 
     async def observe(self, account: str, elapsed_ms: float) -> None:
         """Track the provider's send time; share it every few seconds, not every message."""
@@ -285,9 +317,13 @@ class Sender:
                 provider = s.providers.get(account)
             except UnknownProvider:
                 continue
+            if provider.capabilities.lookup is Lookup.NONE:
+                # Only a status webhook (or an operator) can settle it.
+                await s.ledger.drop_unsettled(campaign.id, index)
+                continue
             try:
                 message_id = await provider.lookup(attempt_id)
-            except NotImplementedError:
+            except NotImplementedError:  # a lookup switched off for now
                 await s.ledger.drop_unsettled(campaign.id, index)
                 continue
             if message_id:
@@ -322,12 +358,15 @@ async def record(
     *,
     sent_at_ms: int = 0,
     phone: str | None = None,
-) -> bool:
+    index_ttl_ms: int = 0,
+) -> tuple[bool, int]:
     """Record one outcome, and queue its status callback in the same script (when the
-    campaign or account has a callback URL). False when the attempt was stale."""
+    campaign or account has a callback URL). False when the attempt was stale; and the
+    campaign's recipients still open. ``index_ttl_ms`` > 0: the provider settles by webhook
+    (``batches.finish_counted``)."""
     now = s.clock.now_ms()
     url = await callbacks.url_for(s, campaign_id, account)
-    (applied,) = await batches.finish(
+    (applied,), open_left = await batches.finish_counted(
         s.ledger,
         campaign_id,
         account,
@@ -339,8 +378,9 @@ async def record(
         callback_url=url,
         callback_ids=[callbacks.new_id(now)] if url else (),
         phones={outcome.index: phone} if phone else None,
+        index_ttl_ms=index_ttl_ms,
     )
-    return applied
+    return applied, open_left
 
 
 def quiet_hours(campaign: Campaign, account: Account) -> Daily | None:

@@ -1,34 +1,44 @@
-"""The send path for many recipients at once, for accounts with nothing to pace.
+"""The send path for many recipients at once, for accounts with nothing to pace, whatever the
+provider.
 
-claim N (one script) -> render -> provider.send_batch (one request) -> record N (one script).
+claim N (one script) -> render -> send -> record N (one script), where "send" is what the
+provider declares (``Capabilities``): one request carrying the batch when it takes batches,
+else one request per recipient, up to the adaptive in-flight limit at once (``waqtor.flow``),
+each in its own slot under the provider's messages-per-second limit (``waqtor.throughput``,
+reserved before the claim and shared by every process).
 
 It keeps every rule of the one-at-a-time path (``Sender.step``): each recipient has its own
-attempt id, written before anything is sent, so a worker killed mid-batch leaves ``unknown``
-recipients, never a duplicate; suppression, caps, cool-downs, quiet hours, the duplicate guard,
-retries and the breaker apply per recipient. A batch is in flight the way up to N sends are
-in flight on the Cloud API path: a ban signal stops the next batch, not the rest of this one.
+attempt id, written before anything is sent (and indexed for status webhooks where the
+provider settles by webhook), so a worker killed mid-batch leaves ``unknown`` recipients,
+never a duplicate; suppression, caps, cool-downs, quiet hours, the duplicate guard, retries
+and the breaker apply per recipient. A ban signal stops the next claim, not the requests of
+this one already under way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from waqtor import callbacks
-from waqtor.breaker import BAN_SIGNALS
-from waqtor.concurrency import SEND_KINDS
-from waqtor.domain.accounts import effective_caps, gap_ms
+from waqtor import callbacks, throughput
+from waqtor.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
+from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.domain.schedule import recipient_zone
 from waqtor.domain.status import RecipientStatus
+from waqtor.domain.steps import OUTCOMES, StepKind
 from waqtor.domain.templates import TemplateError, builtin_values, render
+from waqtor.flow import Flow, Signal
 from waqtor.providers import content
 from waqtor.providers.base import (
     AmbiguousError,
+    Capabilities,
     OutgoingMessage,
     PermanentError,
     Provider,
@@ -41,84 +51,100 @@ from waqtor.providers.base import (
 from waqtor.providers.registry import UnknownProvider
 from waqtor.sender import Campaign, Sender, Step, quiet_hours
 from waqtor.store import batches
-from waqtor.store.batches import Claimed, Outcome
+from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Claimed, Outcome
 
 
-class BatchProvider(Provider, Protocol):
-    async def send_batch(
-        self, messages: list[OutgoingMessage]
-    ) -> list[SendResult | ProviderError]: ...
-
-
-def batch_provider(provider: Provider) -> BatchProvider | None:
-    """The provider, if it takes batches and nothing makes it track sends one by one (a
-    messages-per-second limit, or status webhooks that need each attempt indexed first)."""
-    if not hasattr(provider, "send_batch"):
-        return None
-    if getattr(provider, "messages_per_second", None):
-        return None
-    if getattr(provider, "settles_by_webhook", False):
-        return None
-    return provider  # type: ignore[return-value]
+def batched(s: Any, account: Account, caps: Capabilities, campaign: Campaign) -> bool:
+    """Whether this account's sends of ``campaign`` go through this path: no pacing gap (the
+    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1."""
+    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0:
+        return False
+    if campaign.schedule is not None and campaign.schedule.window is not None:
+        return False
+    return gap_ms(account, s.settings.message_delay, s.clock.now_ms()) == 0
 
 
 async def send_batch(
-    sender: Sender, campaign: Campaign, token: str, lane: int = 0, lock_job: str | None = None
+    sender: Sender,
+    campaign: Campaign,
+    token: str,
+    lane: int = 0,
+    lock_job: str | None = None,
+    wake: asyncio.Event | None = None,
 ) -> list[Step] | None:
     """Send up to ``SEND_BATCH`` recipients of ``lane``. None when this lane must go one at a
-    time just now (a pacing delay, a sending window, a provider without batches, or nothing
-    left to claim, where ``Sender.step`` says whether the lane is done or must wait)."""
+    time just now (a pacing delay, a sending window, or nothing left to claim, where
+    ``Sender.step`` says whether the lane is done or must wait)."""
     s = sender.s
-    size = s.settings.send_batch
-    if size <= 1 or (campaign.schedule is not None and campaign.schedule.window is not None):
-        return None
     name = campaign.accounts[lane]
     account = await s.accounts.get(name)
     if account is None or account.paused:
         return None  # Sender.step reports it
     try:
-        provider = batch_provider(s.providers.get(account))
+        provider = s.providers.get(account)
     except UnknownProvider:
         return None
-    now = s.clock.now_ms()
-    if provider is None or gap_ms(account, s.settings.message_delay, now) > 0:
+    can = provider.capabilities
+    if not batched(s, account, can, campaign):
         return None
-    caps = effective_caps(account, date.today(), now)
-    size = min(size, sender.batch_sizes.get(name, 1))
-    prefix = uuid.uuid4().hex
-    claimed = await batches.claim(
-        s.ledger,
-        campaign.id,
-        token=token,
-        prefix=prefix,
-        now_ms=now,
-        worker_id=sender.worker_id,
-        lease_ms=s.settings.send_lease_ms,
-        account=name,
-        size=size,
-        hourly_cap=caps.hourly,
-        daily_cap=caps.daily,
-        lane=lane,
-        lanes=len(campaign.accounts),
-        lock_job=lock_job,
-    )
-    if not isinstance(claimed, list):
-        if claimed.kind == "empty":
-            return None
-        return [Step(claimed.kind, due_ms=claimed.due_ms, error=claimed.reason or None)]
-    batch = _Batch(sender, campaign, lane, account.name, prefix, claimed)
-    await batch.run(provider, account)
-    sender.batch_sizes[name] = batch.next_size(size, s.settings.send_batch)
-    return batch.steps()
+    flow = sender.flow(name, can)
+    size = flow.claim_size(s.settings.send_batch, can.messages_per_second)
+    # One request per recipient: room under the in-flight limit first, then the rate slots,
+    # then the claim once the last of the slots has come, then every request at once. So a
+    # claimed recipient waits for nothing: a worker killed now leaves unknown only requests
+    # under way (which the provider got), hardly one that never left. No request leaves
+    # before its slot, and a claim's few requests together stay within the rate's headroom.
+    single = flow.batch_limit == 1
+    tickets = await flow.acquire(size) if single else []
+    try:
+        slot = await throughput.reserve(s, name, can, size)
+        if slot:
+            interval = throughput.interval_ms(can)
+            last = slot + (size - 1) * interval if single else slot
+            if not await s.clock.sleep_until(math.ceil(last), wake):
+                return [Step(StepKind.INTERRUPTED)]
+            if single:  # this process's claims never leave closer than their slots' span
+                wait_s = flow.departure(size * interval)
+                if wait_s:
+                    await asyncio.sleep(wait_s)
+        now = s.clock.now_ms()
+        caps = effective_caps(account, date.today(), now)
+        prefix = uuid.uuid4().hex
+        claimed = await batches.claim(
+            s.ledger,
+            campaign.id,
+            token=token,
+            prefix=prefix,
+            now_ms=now,
+            worker_id=sender.worker_id,
+            lease_ms=s.settings.send_lease_ms,
+            account=name,
+            size=size,
+            hourly_cap=caps.hourly,
+            daily_cap=caps.daily,
+            lane=lane,
+            lanes=len(campaign.accounts),
+            lock_job=lock_job,
+            attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
+        )
+        if not isinstance(claimed, list):
+            if claimed.kind is StepKind.EMPTY:
+                return None
+            return [Step(claimed.kind, due_ms=claimed.due_ms, error=claimed.reason or None)]
+        batch = _Batch(sender, campaign, lane, account.name, prefix, claimed)
+        await batch.run(provider, account, flow, slot, tickets)
+        return batch.steps()
+    finally:
+        flow.give_back(tickets)  # the room of requests never made (the batch takes its own)
 
 
 #: What the worker hears about an outcome: a step of this kind.
 _KINDS = {
-    RecipientStatus.SENT: "sent",
-    RecipientStatus.FAILED: "failed",
-    RecipientStatus.RETRY: "retry",
-    RecipientStatus.UNKNOWN: "unknown",
-    RecipientStatus.SKIPPED: "skipped",
+    RecipientStatus.SENT: StepKind.SENT,
+    RecipientStatus.FAILED: StepKind.FAILED,
+    RecipientStatus.RETRY: StepKind.RETRY,
+    RecipientStatus.UNKNOWN: StepKind.UNKNOWN,
+    RecipientStatus.SKIPPED: StepKind.SKIPPED,
 }
 
 
@@ -142,6 +168,8 @@ class _Batch:
         self.outcomes: list[Outcome] = []
         self.phones: dict[int, str] = {}
         self.unavailable: str | None = None  # why, when the provider as a whole is down
+        self.sent = 0
+        self.open_left = -1  # the campaign's open recipients once the outcomes are recorded
 
     def close(self, c: Claimed, status: RecipientStatus, **kw: Any) -> None:
         self.outcomes.append(Outcome(c.index, c.attempt_id, status, **kw))
@@ -150,32 +178,27 @@ class _Batch:
         """One step per kind of outcome, not one per recipient: the worker acts per kind
         (report progress, or stop on an unavailable provider). Every recipient's own outcome
         is in the ledger."""
-        out: dict[str, Step] = {}
+        out: dict[StepKind, Step] = {}
         for o in self.outcomes:
-            kind = "deferred" if o.deferral else _KINDS[o.status]
+            kind = StepKind.DEFERRED if o.deferral else _KINDS[o.status]
             if kind not in out:
-                out[kind] = Step(kind, o.index, error=o.reason or None, error_code=o.error_code)
+                out[kind] = Step(
+                    kind,
+                    o.index,
+                    error=o.reason or None,
+                    error_code=o.error_code,
+                    open_left=self.open_left,
+                )
         steps = list(out.values())
         if self.unavailable is not None:
-            steps.append(Step("retry", error=self.unavailable, unavailable=True))
+            steps.append(Step(StepKind.RETRY, error=self.unavailable, unavailable=True))
         return steps
 
-    def next_size(self, size: int, limit: int) -> int:
-        """Slow start: batches begin at one recipient and double while every send goes
-        through. A ban signal or an unavailable provider drops the size back to one, so an
-        account in trouble sends a step at a time (the breaker sees each outcome before the
-        next send, as on the one-at-a-time path); other refusals and unknown outcomes halve it."""
-        halve = False
-        for o in self.outcomes:
-            if o.error_code in BAN_SIGNALS:
-                return 1
-            if o.status in (RecipientStatus.RETRY, RecipientStatus.UNKNOWN) and not o.deferral:
-                halve = True
-        if self.unavailable is not None:
-            return 1
-        return max(1, size // 2) if halve else min(limit, size * 2)
-
-    async def run(self, provider: BatchProvider, account: Any) -> None:
+    async def run(
+        self, provider: Provider, account: Any, flow: Flow, slot_ms: float, tickets: list[int]
+    ) -> None:
+        """Render, send and record the claimed recipients. ``tickets``: room under the
+        in-flight limit taken for one request per recipient (each one used is removed)."""
         s, clock, campaign = self.s, self.s.clock, self.campaign
         quiet = quiet_hours(campaign, account)
         builtins = builtin_values("", s.settings.signature, datetime.now(self.sender.zone))
@@ -220,10 +243,15 @@ class _Batch:
             ready = await self._drop_recent(ready, clock.now_ms() - dedupe)
         started = clock.now_ms()
         if ready:
-            await self._send(provider, ready, started)
+            if flow.batch_limit > 1:
+                await self._send_batches(provider, ready, flow, slot_ms)
+            else:
+                await self._send_each(provider, ready, flow, tickets)
+            sender = self.sender
+            sender.breaker.record_ok(self.account, self.sent)
         now = clock.now_ms()
         url = await callbacks.url_for(s, campaign.id, self.account)
-        await batches.finish(
+        _, self.open_left = await batches.finish_counted(
             s.ledger,
             campaign.id,
             self.account,
@@ -235,6 +263,7 @@ class _Batch:
             callback_url=url,
             callback_ids=[callbacks.new_id(now) for _ in self.outcomes] if url else (),
             phones=self.phones,
+            index_ttl_ms=MESSAGE_INDEX_TTL_MS if provider.capabilities.settles_by_webhook else 0,
         )
         if ready:
             elapsed = clock.now_ms() - started
@@ -264,58 +293,132 @@ class _Batch:
             keep.append((c, message, digest))
         return keep
 
-    async def _send(
+    async def _send_batches(
         self,
-        provider: BatchProvider,
+        provider: Provider,
         ready: list[tuple[Claimed, OutgoingMessage, str]],
-        started: int,
+        flow: Flow,
+        slot_ms: float,
     ) -> None:
-        s, sender = self.s, self.sender
-        timeout = s.settings.provider_timeout_ms / 1000.0
+        """One request per ``batch_size`` messages (the claim is sized to one)."""
+        s = self.s
+        size = flow.batch_limit
+        interval = throughput.interval_ms(provider.capabilities)
+        for start in range(0, len(ready), size):
+            chunk = ready[start : start + size]
+            if interval:  # a request of k messages takes k rate slots: it goes at the last one
+                last = start + len(chunk) - 1
+                await s.clock.sleep_until(math.ceil(slot_ms + last * interval))
+            (ticket,) = await flow.acquire()
+            signal = Signal.OK
+            try:
+                try:
+                    async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
+                        results = await provider.send_batch([m for _, m, _ in chunk])
+                except TimeoutError:
+                    self._timed_out(chunk)
+                    signal = Signal.CONGESTED
+                    continue
+                for (c, _, digest), result in zip(chunk, results, strict=True):
+                    signal = _worse(signal, await self._outcome(c, digest, result))
+            finally:
+                flow.release(ticket, signal)
+                flow.batch_done(signal)
+
+    async def _send_each(
+        self,
+        provider: Provider,
+        ready: list[tuple[Claimed, OutgoingMessage, str]],
+        flow: Flow,
+        tickets: list[int],
+    ) -> None:
+        """One request per message, all at once, each under its own room in the in-flight
+        limit (taken before the claim, as were the rate slots)."""
+        timeout = self.s.settings.provider_timeout_ms / 1000.0
+
+        mine = [tickets.pop() for _ in ready]
+        answered = [False] * len(ready)
+
+        async def one(n: int, c: Claimed, message: OutgoingMessage, digest: str) -> None:
+            ticket = mine[n]
+            signal, elapsed = Signal.OK, None
+            started = time.monotonic()
+            try:
+                try:
+                    result: SendResult | ProviderError = await provider.send(message)
+                    elapsed = time.monotonic() - started
+                except ProviderError as exc:
+                    result = exc
+                answered[n] = True
+                signal = await self._outcome(c, digest, result)
+            except asyncio.CancelledError:
+                signal = Signal.CONGESTED  # cut off by the deadline below
+                raise
+            finally:
+                flow.release(ticket, signal, elapsed)
+
+        # One deadline for the claim (not a timer per request). Requests still unanswered
+        # then are unknown.
         try:
             async with asyncio.timeout(timeout):
-                results = await provider.send_batch([m for _, m, _ in ready])
+                await asyncio.gather(*(one(n, *item) for n, item in enumerate(ready)))
         except TimeoutError:
-            lease_end = s.clock.now_ms() + s.settings.send_lease_ms
-            reason = "no answer from the provider in time; the message may have gone out"
-            for c, _, _ in ready:
-                self.close(
-                    c,
-                    RecipientStatus.UNKNOWN,
-                    error_code="provider_timeout",
-                    reason=reason,
-                    due_ms=lease_end,
-                )
-            return
-        sent = 0
-        for (c, _, digest), result in zip(ready, results, strict=True):
-            if isinstance(result, SendResult):
-                self.close(c, RecipientStatus.SENT, message_id=result.message_id, text_hash=digest)
-                sent += 1
-            elif isinstance(result, PermanentError):
-                self.close(
-                    c,
-                    RecipientStatus.FAILED,
-                    error_code=result.code,
-                    reason=result.reason,
-                )
-                await sender.breaker.record(self.account, True, result.code)
-            elif isinstance(result, TransientError):
-                await self._transient(c, result)
-            elif isinstance(result, AmbiguousError):
-                self.close(
-                    c,
-                    RecipientStatus.UNKNOWN,
-                    error_code=result.code,
-                    reason=result.reason,
-                    due_ms=s.clock.now_ms() + s.settings.send_lease_ms,
-                )
-            else:  # any other ProviderError: the message was refused, try again later
-                await self._transient(c, TransientError(result.code, result.reason))
-        sender.breaker.record_ok(self.account, sent)
+            self._timed_out([item for n, item in enumerate(ready) if not answered[n]])
+
+    def _timed_out(self, items: list[tuple[Claimed, OutgoingMessage, str]]) -> None:
+        lease_end = self.s.clock.now_ms() + self.s.settings.send_lease_ms
+        reason = "no answer from the provider in time; the message may have gone out"
+        for c, _, _ in items:
+            self.close(
+                c,
+                RecipientStatus.UNKNOWN,
+                error_code="provider_timeout",
+                reason=reason,
+                due_ms=lease_end,
+            )
+
+    async def _outcome(self, c: Claimed, digest: str, result: SendResult | ProviderError) -> Signal:
+        """Close one recipient after its request; what it says about the flow."""
+        s = self.s
+        if isinstance(result, SendResult):
+            self.close(c, RecipientStatus.SENT, message_id=result.message_id, text_hash=digest)
+            self.sent += 1
+            return Signal.OK
+        if isinstance(result, PermanentError):
+            self.close(c, RecipientStatus.FAILED, error_code=result.code, reason=result.reason)
+            await self.sender.breaker.record(self.account, True, result.code)
+            return Signal.BAN if result.code in BAN_SIGNALS else Signal.OK
+        if isinstance(result, AmbiguousError):
+            self.close(
+                c,
+                RecipientStatus.UNKNOWN,
+                error_code=result.code,
+                reason=result.reason,
+                due_ms=s.clock.now_ms() + s.settings.send_lease_ms,
+            )
+            return Signal.CONGESTED
+        if not isinstance(result, TransientError):
+            # Any other ProviderError: the message was refused, try again later.
+            result = TransientError(result.code, result.reason)
+        await self._transient(c, result)
+        if isinstance(result, UnavailableError) or result.code in BAN_SIGNALS:
+            return Signal.BAN
+        return Signal.CONGESTED
 
     async def _transient(self, c: Claimed, exc: TransientError) -> None:
         s, clock = self.s, self.s.clock
+        if isinstance(exc, RateLimitedError) and exc.code in THROTTLE_SIGNALS:
+            # The provider's throughput, not this recipient: again after the pause, without
+            # using an attempt or striking the account (the flow slows down instead).
+            self.close(
+                c,
+                RecipientStatus.RETRY,
+                error_code=exc.code,
+                reason=exc.reason,
+                due_ms=clock.now_ms() + int(exc.retry_after_s * 1000),
+                deferral=True,
+            )
+            return
         if isinstance(exc, RateLimitedError):
             # Throttling is about the account; a 5xx or an outage is the provider's problem.
             await self.sender.breaker.record(self.account, True, exc.code)
@@ -337,12 +440,17 @@ class _Batch:
             self.unavailable = exc.reason
 
 
+def _worse(a: Signal, b: Signal) -> Signal:
+    order = (Signal.OK, Signal.CONGESTED, Signal.BAN)
+    return a if order.index(a) >= order.index(b) else b
+
+
 class Overlapped:
-    """Two batches of a lane in flight at once: while Redis runs one batch's scripts, the
-    worker renders and sends the other (each claim is atomic, so they never share a
-    recipient). Outcomes come back batch by batch, in the order the batches started.
-    ``width`` says how many may run: one while the account is in trouble (see
-    ``_Batch.next_size``), so its breaker sees each outcome before the next send."""
+    """Several claims of a lane in flight at once (``width()`` of them): while one batch's
+    requests are out, the next is claimed and the last recorded (each claim is atomic, so
+    they never share a recipient). Outcomes come back batch by batch, in the order the
+    batches started. One at a time while the account is in trouble (``Flow``), so its
+    breaker sees each outcome before the next send."""
 
     def __init__(
         self, fetch: Callable[[], Awaitable[list[Step] | None]], width: Callable[[], int]
@@ -366,7 +474,7 @@ class Overlapped:
             finally:
                 if self._running and self._running[0].done():
                     self._running.popleft()
-            if steps is None or any(step.kind not in SEND_KINDS for step in steps):
+            if steps is None or any(step.kind not in OUTCOMES for step in steps):
                 self._stopped = True  # a control answer: start nothing more, drain the rest
             if steps:
                 return steps
@@ -379,6 +487,19 @@ class Overlapped:
         self._stopped = False
 
 
-def overlap(sender: Sender, account: str) -> int:
-    """Batches of ``account`` that may be in flight at once (``Overlapped``)."""
-    return 2 if sender.batch_sizes.get(account, 1) > 1 else 1
+async def overlap_of(sender: Sender, account: str) -> Callable[[], int]:
+    """How many claims of ``account``'s lane may be in flight at once (``Overlapped``)."""
+    s = sender.s
+    found = await s.accounts.get(account)
+    try:
+        provider = s.providers.get(found or s.accounts.default())
+    except UnknownProvider:
+        return lambda: 1
+    can = provider.capabilities
+    flow = sender.flow(account, can)
+
+    def width() -> int:
+        size = flow.claim_size(s.settings.send_batch, can.messages_per_second)
+        return flow.claims_in_flight(size, can.messages_per_second)
+
+    return width

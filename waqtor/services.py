@@ -52,7 +52,13 @@ def build(
     redis = connect(redis_url, patient=patient)
     keys = Keys(prefix=settings.key_prefix, queue=settings.queue_name)
     scripts = Scripts(redis)
-    provider = SimulatorProvider(redis, keys, latency_ms=settings.sim_latency_ms)
+    provider = SimulatorProvider(
+        redis,
+        keys,
+        latency_ms=settings.sim_latency_ms,
+        batch_size=settings.sim_batch_size,
+        max_in_flight=settings.sim_max_in_flight,
+    )
     providers = ProviderRegistry(provider)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
     return Services(

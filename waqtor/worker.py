@@ -20,17 +20,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from waqtor import callbacks, concurrency, failures, heartbeats
+from waqtor import callbacks, failures, heartbeats
 from waqtor.domain.eta import clock_text
 from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
+from waqtor.domain.steps import (
+    ACCOUNT_WAITS,
+    AGAIN,
+    ENDS,
+    HALTS,
+    OUTCOMES,
+    SENDS,
+    WAITS,
+    StepKind,
+    UnknownStepKind,
+)
 from waqtor.domain.waits import wait_reason
 from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
+from waqtor.providers.registry import UnknownProvider
 from waqtor.reconcile import Reconciler
 from waqtor.redis_watch import RedisWatch
 from waqtor.sender import Campaign, Sender, Step
-from waqtor.sender_batch import Overlapped, overlap, send_batch
+from waqtor.sender_batch import Overlapped, overlap_of, send_batch
 from waqtor.services import Services
 from waqtor.store.connection import connect
 from waqtor.store.ledger import accounts_of
@@ -39,8 +51,10 @@ log = logging.getLogger("waqtor.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000
-#: Progress is written at most this often (ms).
-PROGRESS_EVERY_MS = 250
+#: A job's bullmq progress is written at most this often (ms) per campaign: a paced campaign
+#: sends about one message a second, and its progress need not cost a round trip for each (the
+#: dashboard and the API's counts read the ledger itself; the last write is 100 %).
+PROGRESS_EVERY_MS = 2000
 #: How long a graceful stop may wait for bullmq to let go (s).
 STOP_TIMEOUT_S = 15.0
 #: With Redis away, the whole stop takes at most this long (s): nothing can be recorded.
@@ -55,8 +69,6 @@ ASSIST_MIN_BATCHES = 4
 #: times at most, for another worker to take it.
 ASSIST_HANDOFFS = 3
 ASSIST_HANDOFF_S = 0.02
-#: Outcomes after which a helper takes another batch; anything else is for the campaign's job.
-_HELPER_GOES_ON = frozenset({"sent", "failed", "retry", "unknown", "deferred", "skipped"})
 
 
 #: Meta field: how the campaign's job ended when that was for good (``failed``), so a job put
@@ -237,10 +249,9 @@ class CampaignWorker:
         if not meta or lane >= len(accounts_of(meta)):
             return {"batches": 0}
         campaign = _campaign(cid, meta)
-        account = campaign.accounts[lane]
         batches = Overlapped(
             lambda: send_batch(self.sender, campaign, token, lane, lock_job=str(job.id)),
-            lambda: overlap(self.sender, account),
+            await overlap_of(self.sender, campaign.accounts[lane]),
         )
         self.active.add(cid)
         log.debug("helping to send campaign %s, lane %d", cid, lane)
@@ -248,8 +259,9 @@ class CampaignWorker:
         try:
             while not self.stopping.is_set():
                 steps = await batches.next()
+                # Anything but outcomes (a stop, a wait, an outage) is for the campaign's job.
                 if not steps or any(
-                    step.unavailable or step.kind not in _HELPER_GOES_ON for step in steps
+                    step.unavailable or step.kind not in OUTCOMES for step in steps
                 ):
                     break
                 done += 1
@@ -271,16 +283,20 @@ class CampaignWorker:
         task.add_done_callback(self._background.discard)
 
     async def _ask_for_help(self, run: _Run, lane: int) -> None:
-        """Once per lane and run, when batches are at full size and much is left: ask other
-        live workers to take batches of this lane too."""
+        """Once per lane and run, when its sends go through without trouble (batches at full
+        size; requests of a provider without batches several at once) and much is left: ask
+        other live workers to take batches of this lane too."""
         s = self.s
         st = s.settings
-        account = run.campaign.accounts[lane]
-        if (
-            lane in run.assisted
-            or not st.assist_workers
-            or self.sender.batch_sizes.get(account, 1) < st.send_batch
-        ):
+        if lane in run.assisted or not st.assist_workers:
+            return
+        name = run.campaign.accounts[lane]
+        try:
+            account = await s.accounts.get(name) or s.accounts.default()
+            flow = self.sender.flow(name, s.providers.get(account).capabilities)
+        except UnknownProvider:
+            return
+        if not flow.flowing(st.send_batch):
             return
         run.assisted.add(lane)
         counts = await s.ledger.counts(run.campaign.id)
@@ -352,7 +368,7 @@ class CampaignWorker:
         stop = run.stop
         if stop is not None:
             await self._halt(run, stop)
-        waits = [end for end in ends if end.kind != "done"]
+        waits = [end for end in ends if end.kind is not StepKind.DONE]
         if waits:
             first = min(waits, key=lambda end: end.due_ms)
             if first.reason:
@@ -422,47 +438,32 @@ class CampaignWorker:
             )
 
     async def _lane(self, run: _Run, lane: int) -> _End:
-        """Send one lane's recipients until it is done, must wait, or the campaign stops:
-        several at once where the provider allows it (``concurrency.Pipeline``)."""
-        pipe = concurrency.Pipeline(
-            self.s,
-            run.campaign.accounts[lane],
-            lambda: self.sender.step(run.campaign, run.token, run.halt, lane),
-        )
-        account = run.campaign.accounts[lane]
+        """Send one lane's recipients until it is done, must wait, or the campaign stops: in
+        batches while the account has nothing to pace (``sender_batch``), else one at a time."""
         batches = Overlapped(
-            lambda: send_batch(self.sender, run.campaign, run.token, lane),
-            lambda: overlap(self.sender, account),
+            lambda: send_batch(self.sender, run.campaign, run.token, lane, wake=run.halt),
+            await overlap_of(self.sender, run.campaign.accounts[lane]),
         )
         try:
-            return await self._lane_steps(run, lane, pipe, batches)
+            return await self._lane_steps(run, lane, batches)
         finally:
             await batches.drain()  # nothing of this lane left in flight
-            await pipe.drain()
 
     async def _next_step(
-        self,
-        run: _Run,
-        lane: int,
-        pipe: concurrency.Pipeline,
-        batches: Overlapped,
-        batch: deque[Step],
+        self, run: _Run, lane: int, batches: Overlapped, batch: deque[Step]
     ) -> Step:
-        """The next outcome: from a batch (``sender_batch``) while the account and provider
-        allow it, else one step at a time through the pipeline."""
+        """The next outcome: from a batch (``sender_batch``) while the account allows it,
+        else one step at a time."""
         if batch:
             return batch.popleft()
-        if not pipe.busy:
-            steps = await batches.next()
-            if steps:
-                await self._ask_for_help(run, lane)
-                batch.extend(steps)
-                return batch.popleft()
-        return await pipe.next()
+        steps = await batches.next()
+        if steps:
+            await self._ask_for_help(run, lane)
+            batch.extend(steps)
+            return batch.popleft()
+        return await self.sender.step(run.campaign, run.token, run.halt, lane)
 
-    async def _lane_steps(
-        self, run: _Run, lane: int, pipe: concurrency.Pipeline, batches: Overlapped
-    ) -> _End:
+    async def _lane_steps(self, run: _Run, lane: int, batches: Overlapped) -> _End:
         s = self.s
         campaign = run.campaign
         batch: deque[Step] = deque()
@@ -478,38 +479,41 @@ class CampaignWorker:
                         f"outside the sending window {window.start}-{window.end} {window.zone};"
                         f" resumes at {clock_text(change, window.zone)}"
                     )
-                    return _End("wait", change, reason)
+                    return _End(StepKind.WAIT, change, reason)
                 await self._spread(run, change)
-            step = await self._next_step(run, lane, pipe, batches, batch)
-            if step.kind in ("deferred", "skipped"):
+            step = await self._next_step(run, lane, batches, batch)
+            kind = step.kind
+            if kind in OUTCOMES:
+                if kind in SENDS:
+                    if step.unavailable:
+                        run.halt_with("unavailable", step.error or "unavailable")
+                        break
+                    await self._report(run, step)
                 continue
-            if step.kind in ("sent", "failed", "retry", "unknown"):
-                if step.unavailable:
-                    run.halt_with("unavailable", step.error or "unavailable")
-                    break
-                await self._report(run)
+            if kind in AGAIN:
                 continue
-            if step.kind in ("interrupted", "early"):
-                continue
-            if step.kind == "inflight":
+            if kind is StepKind.INFLIGHT:
                 await self._wait_in_flight(run)
                 continue
             run.in_flight_since = 0
-            if step.kind in ("lost", "paused", "paused_queue", "canceled", "expired"):
-                run.halt_with(step.kind)
+            if kind in HALTS:
+                run.halt_with(kind.value)
                 break
-            if step.kind in ("wait", "settle"):
-                return _End(step.kind, step.due_ms)
-            if step.kind in ("capped", "cooling", "account_paused"):
+            if kind in WAITS:
+                return _End(kind, step.due_ms)
+            if kind in ACCOUNT_WAITS:
                 until = (
                     step.due_ms
-                    if step.kind != "account_paused"
+                    if kind is not StepKind.ACCOUNT_PAUSED
                     else s.clock.now_ms() + ACCOUNT_RECHECK_MS
                 )
                 account = campaign.accounts[lane]
-                return _End(step.kind, until, wait_reason(step.kind, step.error, account, until))
-            break  # done, lane_done
-        return _End("done")
+                return _End(kind, until, wait_reason(kind, step.error, account, until))
+            if kind in ENDS:
+                break
+            # CLAIMED or EMPTY never reach here; a new kind must get a rule, not end the lane.
+            raise UnknownStepKind(f"lane {lane} of {campaign.id}: no rule for step {kind}")
+        return _End(StepKind.DONE)
 
     async def _spread(self, run: _Run, window_end_ms: int) -> None:
         """Pace a windowed campaign so its remaining recipients end inside today's window."""
@@ -523,12 +527,15 @@ class CampaignWorker:
             await self.s.clock.sleep_until(int(run.last_send_ms + gap), run.halt)
         run.last_send_ms = self.s.clock.now_ms()
 
-    async def _report(self, run: _Run) -> None:
+    async def _report(self, run: _Run, step: Step) -> None:
         now = self.s.clock.now_ms()
         if now - run.reported_ms < PROGRESS_EVERY_MS:
-            return  # progress is read by people: a few updates a second, not one per message
+            return  # progress is read by people, not once per message
         run.reported_ms = now
-        pct = await self._progress(run.campaign.id, run.total)
+        if step.open_left >= 0:  # the script that recorded the outcome counted what is left
+            pct = min(100, int((run.total - step.open_left) * 100 / run.total))
+        else:
+            pct = await self._progress(run.campaign.id, run.total)
         if pct != run.last_pct:
             run.last_pct = pct
             await run.job.updateProgress(pct)
@@ -610,9 +617,9 @@ def _campaign(cid: str, meta: dict[str, str]) -> Campaign:
 
 @dataclass
 class _End:
-    """How a lane ended: ``done``, or a wait until ``due_ms`` (with a reason to show)."""
+    """How a lane ended: ``DONE``, or a wait until ``due_ms`` (with a reason to show)."""
 
-    kind: str
+    kind: StepKind
     due_ms: int = 0
     reason: str | None = None
 

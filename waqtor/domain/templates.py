@@ -39,11 +39,17 @@ def check(template: str) -> None:
     MAX_DEPTH nested groups or MAX_GROUPS choice groups. Linear in its length."""
     if len(template) > MAX_MESSAGE_CHARS:
         raise TemplateError(f"longer than {MAX_MESSAGE_CHARS} characters (WhatsApp's limit)")
-    parse(template)
+    if "{" in template:  # plain text (the seed's own message per recipient) needs no parse
+        parse(template)
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def placeholders(template: str) -> frozenset[str]:
     """Variables the template may use (in any spintax branch)."""
+    if "{" not in template:  # a recipient's own plain text: no cache entry for each one
+        return _NONE
     return parse(template).names
 
 
@@ -63,6 +69,8 @@ BUILTINS = frozenset({"name", "phone", "signature", "date", "time"})
 
 def missing(template: str, variables: Mapping[str, object]) -> list[str]:
     """Placeholders in ``template`` that neither ``variables`` nor the built-ins provide."""
+    if "{" not in template:  # plain text, as the seed's clients send one per recipient
+        return []
     need = _needed(template)
     if not need:  # the usual case, checked once per recipient of a large list
         return []
@@ -77,11 +85,15 @@ def _needed(template: str) -> frozenset[str]:
 def spin(template: str, seed: str | None) -> str:
     """Resolve spintax only, placeholders left as they are. The same ``seed`` (campaign id and
     recipient index) always picks the same words, so a report can show exactly what was sent."""
+    if "{" not in template:
+        return template
     return parse(template).render(lambda name: "{" + name + "}", seed)
 
 
 def variants(template: str) -> int:
     """How many different texts spintax can make of ``template``."""
+    if "|" not in template or "{" not in template:
+        return 1
     return parse(template).variants
 
 
@@ -98,7 +110,7 @@ def render(
             return builtins[key]
         raise TemplateError(f"missing variable {{{key}}}")
 
-    text = parse(template).render(value, seed)
+    text = template if "{" not in template else parse(template).render(value, seed)
     if len(text) > MAX_MESSAGE_CHARS:
         raise TemplateError(f"rendered message is {len(text)} characters; the limit is 4096")
     return text

@@ -3,11 +3,18 @@
 Shared by all processes, so tests and the chaos harness can count real deliveries across
 workers. Fault switches (also in Redis, so every process sees them) make it fail like a real
 provider: by class and rate, with latency, or by phone number.
+
+It takes batches (``send_batch``: one request, one outbox write) unless built with
+``batch_size=1``, when it takes one message per call like the Cloud API (the per-message
+benchmark). Either way the outbox writes of calls made at the same moment are coalesced into
+one script call, as a remote server's storage would be: that cost is the provider's, not the
+send path's, and each call still carries one message with its own outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -21,9 +28,12 @@ from redis.asyncio import Redis
 
 from waqtor.providers.base import (
     AmbiguousError,
+    Capabilities,
     Health,
+    Lookup,
     OutgoingMessage,
     PermanentError,
+    Provider,
     ProviderError,
     RateLimitedError,
     SendResult,
@@ -80,12 +90,35 @@ class Faults:
         }
 
 
-class SimulatorProvider:
+#: Batches of the simulator in flight per account: two overlap Redis's work on one with the
+#: worker's on the other; three or four were not faster (bench/README.md).
+BATCHES_IN_FLIGHT = 2
+
+
+def capabilities(batch_size: int, max_in_flight: int) -> Capabilities:
+    """Batches: up to ``batch_size`` messages a request, two requests in flight. One message
+    per call (``batch_size`` 1): up to ``max_in_flight`` calls in flight."""
+    return Capabilities(
+        batch_size=batch_size,
+        max_in_flight=BATCHES_IN_FLIGHT if batch_size > 1 else max_in_flight,
+        lookup=Lookup.FENCED,
+    )
+
+
+class SimulatorProvider(Provider):
     name = "simulator"
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, latency_ms: int = 0, rng: random.Random | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        latency_ms: int = 0,
+        rng: random.Random | None = None,
+        batch_size: int = 1000,
+        max_in_flight: int = 100,
     ) -> None:
+        self.capabilities = capabilities(batch_size, max_in_flight)
         self.redis = redis
         self.keys = keys
         self.default_latency_ms = latency_ms
@@ -94,13 +127,31 @@ class SimulatorProvider:
         self._faults_at = 0.0
         self._accept = redis.register_script(source("sim_accept"))
         self._lookup = redis.register_script(source("sim_lookup"))
+        self._ids = itertools.count()
+        self._prefix = uuid.uuid4().hex
+        #: Accepted messages waiting for the next coalesced outbox write:
+        #: (attempt id, message id, outbox entry, the caller's future).
+        self._queued: list[tuple[str, str, bytes, asyncio.Future[str]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None
 
     async def faults(self) -> Faults:
         if time.monotonic() - self._faults_at > _CACHE_S:
-            raw: dict[str, str] = await self.redis.hgetall(self.keys.sim_faults)  # type: ignore[assignment]
-            self._faults = Faults.from_hash(raw, self.default_latency_ms)
-            self._faults_at = time.monotonic()
+            # One read however many calls are waiting for it (not one connection each).
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_faults())
+            reading = self._reading
+            try:
+                await asyncio.shield(reading)
+            finally:
+                if reading.done() and self._reading is reading:
+                    self._reading = None
         return self._faults
+
+    async def _read_faults(self) -> None:
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.sim_faults)  # type: ignore[assignment]
+        self._faults = Faults.from_hash(raw, self.default_latency_ms)
+        self._faults_at = time.monotonic()
 
     def _pick_fault(self, faults: Faults, phone: str) -> str | None:
         if not faults.phones and not faults.rates:
@@ -142,10 +193,43 @@ class SimulatorProvider:
         )
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        result = (await self.send_batch([message]))[0]
-        if isinstance(result, ProviderError):
-            raise result
-        return result
+        received_ms = int(time.time() * 1000)  # when the request reached the "provider"
+        faults = await self.faults()
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000.0)
+        fault = self._pick_fault(faults, message.phone)
+        self._raise_for(fault)
+        message_id = f"sim-{self._prefix}-{next(self._ids)}"
+        landed = asyncio.get_running_loop().create_future()
+        entry = self._entry(message, message_id, received_ms)
+        self._queued.append((message.attempt_id, message_id, entry, landed))
+        if self._writer is None:
+            # Runs after every call started at this moment has queued its message.
+            self._writer = asyncio.ensure_future(self._write_queued())
+        found = await landed
+        if found == FENCED:
+            raise TransientError("sim_fenced", "refused: this attempt was declared never sent")
+        if fault == "ambiguous":
+            # Delivered, but the answer is "lost": what a timeout after sending looks like.
+            raise AmbiguousError("sim_timeout", "simulated timeout after delivery")
+        return SendResult(found)
+
+    async def _write_queued(self) -> None:
+        queued, self._queued, self._writer = self._queued, [], None
+        try:
+            ids = await self._land([(a, m, e) for a, m, e, _ in queued])
+        except Exception as exc:  # Redis trouble: each caller sees it, as from its own write
+            for *_, landed in queued:
+                if not landed.done():
+                    landed.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for *_, landed in queued:
+                landed.cancel()
+            raise
+        for (*_, landed), found in zip(queued, ids, strict=True):
+            if not landed.done():
+                landed.set_result(str(found))
 
     async def send_batch(
         self, messages: Sequence[OutgoingMessage]
@@ -158,7 +242,7 @@ class SimulatorProvider:
             await asyncio.sleep(faults.latency_ms / 1000.0)
         results: list[SendResult | ProviderError | None] = []
         accepted: list[int] = []
-        args: list[str | bytes] = [FENCED]
+        landing: list[tuple[str, str, bytes]] = []
         batch_id = uuid.uuid4().hex
         for n, message in enumerate(messages):
             fault = self._pick_fault(faults, message.phone)
@@ -168,7 +252,9 @@ class SimulatorProvider:
                 results.append(exc)
                 continue
             message_id = f"sim-{batch_id}-{n}"
-            args += [message.attempt_id, message_id, self._entry(message, message_id, received_ms)]
+            landing.append(
+                (message.attempt_id, message_id, self._entry(message, message_id, received_ms))
+            )
             accepted.append(n)
             results.append(
                 # Delivered, but the answer is "lost": what a timeout after sending looks like.
@@ -177,8 +263,7 @@ class SimulatorProvider:
                 else None
             )
         if accepted:
-            # One script: each attempt lands at most once, and never after a lookup fenced it.
-            ids = await self._accept(keys=[self.keys.sim_outbox, self.keys.sim_attempts], args=args)
+            ids = await self._land(landing)
             for n, message_id in zip(accepted, ids, strict=True):
                 if message_id == FENCED:
                     results[n] = TransientError(
@@ -187,6 +272,20 @@ class SimulatorProvider:
                 elif results[n] is None:
                     results[n] = SendResult(str(message_id))
         return [r for r in results if r is not None]
+
+    async def _land(self, messages: list[tuple[str, str, bytes]]) -> list[str]:
+        """One script: each attempt lands at most once, and never after a lookup fenced it.
+        ``messages``: (attempt id, message id, outbox entry); one reply each."""
+        ids = await self._accept(
+            keys=[self.keys.sim_outbox, self.keys.sim_attempts],
+            args=[
+                FENCED,
+                "\n".join(a for a, _, _ in messages),
+                "\n".join(m for _, m, _ in messages),
+                b"\n".join(e for _, _, e in messages),
+            ],
+        )
+        return [str(found) for found in ids]
 
     async def lookup(self, attempt_id: str) -> str | None:
         if not (await self.faults()).lookup:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
-from waqtor.store.ledger import Claim, Ledger, unpack
+from waqtor.domain.steps import StepKind
+from waqtor.store.ledger import Claim, Ledger, answer, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,12 @@ class Outcome:
     deferral: bool = False
 
 
+DAY_MS = 86_400_000
+#: How long the indexes that lead status webhooks to recipients live (ms).
+ATTEMPT_INDEX_TTL_MS = 30 * DAY_MS
+MESSAGE_INDEX_TTL_MS = 31 * DAY_MS
+
+
 def attempt_id(prefix: str, index: int) -> str:
     """Written the same way by claim_batch.lua."""
     return f"{prefix}.{index}"
@@ -59,10 +67,12 @@ async def claim(
     lane: int = 0,
     lanes: int = 1,
     lock_job: str | None = None,
+    attempt_index_ttl_ms: int = 0,
 ) -> list[Claimed] | Claim:
     """Up to ``size`` recipients of the lane, or why none was claimed (a ``Claim`` whose kind
-    is ``empty`` when the lane has nothing left to claim right now). ``token`` must hold the
-    lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise)."""
+    is ``EMPTY`` when the lane has nothing left to claim right now). ``token`` must hold the
+    lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise).
+    ``attempt_index_ttl_ms`` > 0 also indexes each attempt for status webhooks."""
     k = ledger.keys
     res = await ledger.scripts["claim_batch"](
         keys=k.claim_keys(cid, lane, account, lock_job),
@@ -77,10 +87,11 @@ async def claim(
             lane,
             lanes,
             size,
+            attempt_index_ttl_ms,
         ],
     )
-    kind = str(res[0])
-    if kind == "claimed":
+    kind = StepKind.parse(res[0])
+    if kind is StepKind.CLAIMED:
         out: list[Claimed] = []
         for i in range(1, len(res), 3):
             index = int(res[i])
@@ -88,14 +99,21 @@ async def claim(
                 Claimed(index, int(res[i + 1]), attempt_id(prefix, index), unpack(res[i + 2]))
             )
         return out
-    if kind in ("wait", "early", "cooling"):
-        return Claim(kind, due_ms=int(float(res[1])))
-    if kind == "capped":
-        return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
-    return Claim(kind)
+    return answer(kind, res)
 
 
 async def finish(
+    ledger: Ledger,
+    cid: str,
+    account: str,
+    outcomes: Sequence[Outcome],
+    **kw: Any,
+) -> list[bool]:
+    """``finish_counted`` without the count."""
+    return (await finish_counted(ledger, cid, account, outcomes, **kw))[0]
+
+
+async def finish_counted(
     ledger: Ledger,
     cid: str,
     account: str,
@@ -108,13 +126,18 @@ async def finish(
     callback_url: str | None = None,
     callback_ids: Sequence[str] = (),
     phones: Mapping[int, str] | None = None,
-) -> list[bool]:
+    index_ttl_ms: int = 0,
+) -> tuple[list[bool], int]:
     """Record every outcome of the batch claimed with ``prefix`` (``""``: each outcome's own
     ``attempt_id``); one flag per outcome, false when it was stale. With ``callback_url``, each
     recorded change queues its status callback in the same script, under ``callback_ids`` (one
-    per outcome; ``phones`` gives each recipient's number, else it is read from the ledger)."""
+    per outcome; ``phones`` gives each recipient's number, else it is read from the ledger).
+    ``index_ttl_ms`` > 0 (providers that settle by webhook): each sent message id is indexed
+    for status webhooks, and definite outcomes leave the attempt index, in the same script.
+    Also returns how many of the campaign's recipients are still open (pending, retry,
+    sending; -1 with no outcomes): its progress, without another round trip."""
     if not outcomes:
-        return []
+        return [], -1
     k = ledger.keys
     rows = [
         [
@@ -141,6 +164,7 @@ async def finish(
         callback_url or "",
         cid,
         account,
+        index_ttl_ms,
     ]
     res = await ledger.scripts["finish_batch"](
         keys=[
@@ -158,7 +182,9 @@ async def finish(
             k.callback_items,
             k.callback_due,
             k.recipients(cid),
+            k.message_index(now_ms // DAY_MS),
+            k.attempt_index(cid),
         ],
         args=args,
     )
-    return [bool(int(flag)) for flag in res]
+    return [bool(int(flag)) for flag in res[:-1]], int(res[-1])

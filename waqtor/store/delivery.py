@@ -4,14 +4,13 @@ A status webhook names a provider message id and carries back our
 ``biz_opaque_callback_data`` (``wq1:<campaign>:<attempt>``). Two indexes lead from those to
 the recipient:
 
-- **attempt id -> index**, per campaign, written right after the claim and *before* the
+- **attempt id -> index**, per campaign, written by the claim script itself, so *before* the
   provider call: any webhook about that attempt finds it, even if the worker died before it
   recorded anything. Dropped once the outcome is definite, so only in-flight and unknown sends
   stay in it (30-day TTL as a backstop).
-- **message id -> campaign:index**, one hash per day of sending (31-day TTL), written *before*
-  the ledger records ``sent``: a worker that dies between the two leaves an unknown recipient
-  that the index still reaches, so there is no window in which a recorded message id is not
-  indexed.
+- **message id -> campaign:index**, one hash per day of sending (31-day TTL), written by the
+  script that records the outcome, in the same step: there is no moment at which a recorded
+  message id is not indexed.
 
 About 100 bytes per sent message, for a month; nothing per recipient that was never sent.
 """
@@ -25,10 +24,8 @@ from waqtor import callbacks
 from waqtor.domain.status import RecipientStatus
 from waqtor.providers.cloud_api import parse_opaque
 from waqtor.services import Services
+from waqtor.store.batches import DAY_MS
 
-DAY_MS = 86_400_000
-ATTEMPT_TTL_MS = 30 * DAY_MS
-MESSAGE_TTL_MS = 31 * DAY_MS
 LOOKBACK_DAYS = 31
 
 #: Cloud API status -> ledger status.
@@ -63,32 +60,7 @@ class Applied:
     status: RecipientStatus | None = None
 
 
-# ---------------- the indexes (written by the send path) ----------------
-async def remember_attempt(s: Services, cid: str, attempt_id: str, index: int) -> None:
-    key = s.keys.attempt_index(cid)
-    async with s.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, attempt_id, index)
-        pipe.pexpire(key, ATTEMPT_TTL_MS)
-        await pipe.execute()
-
-
-async def remember_message(
-    s: Services, cid: str, index: int, attempt_id: str, message_id: str, now_ms: int
-) -> None:
-    """Index a sent message; call before the ledger records it as sent."""
-    key = s.keys.message_index(now_ms // DAY_MS)
-    async with s.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, message_id, f"{cid}:{index}")
-        pipe.pexpire(key, MESSAGE_TTL_MS)
-        pipe.hdel(s.keys.attempt_index(cid), attempt_id)
-        await pipe.execute()
-
-
-async def forget_attempt(s: Services, cid: str, attempt_id: str) -> None:
-    """The attempt was definitely not sent (failed or to be retried): no webhook will come."""
-    await s.redis.hdel(s.keys.attempt_index(cid), attempt_id)
-
-
+# ---------------- finding the recipient ----------------
 async def locate(s: Services, event: StatusEvent, now_ms: int) -> tuple[str, int, str] | None:
     """``(campaign id, index, attempt id or '')`` of the event's recipient, or None."""
     today = now_ms // DAY_MS
@@ -173,41 +145,3 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
         RecipientStatus.from_code(prev) if prev else None,
         new,
     )
-
-
-# ---------------- the send path's side ----------------
-class Tracker:
-    """One attempt, as the send path sees it: indexes it for status webhooks (providers that
-    settle by webhook). Status callbacks are queued by the ledger script itself."""
-
-    def __init__(
-        self, s: Services, campaign_id: str, index: int, attempt_id: str, *, indexed: bool
-    ) -> None:
-        self.s = s
-        self.campaign_id = campaign_id
-        self.index = index
-        self.attempt_id = attempt_id
-        self.indexed = indexed
-
-    async def claimed(self) -> None:
-        """Right after the claim, before the provider call."""
-        if self.indexed:
-            await remember_attempt(self.s, self.campaign_id, self.attempt_id, self.index)
-
-    async def before(self, outcome: dict[str, object]) -> None:
-        """Before the ledger records an outcome."""
-        message_id = outcome.get("message_id")
-        if self.indexed and message_id:
-            await remember_message(
-                self.s,
-                self.campaign_id,
-                self.index,
-                self.attempt_id,
-                str(message_id),
-                self.s.clock.now_ms(),
-            )
-
-    async def after(self, status: RecipientStatus) -> None:
-        """After the ledger recorded (or refused) ``status``."""
-        if self.indexed and status in (RecipientStatus.FAILED, RecipientStatus.RETRY):
-            await forget_attempt(self.s, self.campaign_id, self.attempt_id)

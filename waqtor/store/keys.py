@@ -76,8 +76,8 @@ class Keys:
         self, cid: str, lane: int, account: str, lock_job: str | None = None
     ) -> list[str]:
         """KEYS of claim.lua and claim_batch.lua, in their order: the campaign's, then the
-        lane's account's. ``lock_job``: the job whose lock the claimer must hold (default the
-        campaign's own)."""
+        lane's account's, then the attempt index. ``lock_job``: the job whose lock the claimer
+        must hold (default the campaign's own)."""
         return [
             self.meta(cid),
             self.recipients(cid),
@@ -94,6 +94,7 @@ class Keys:
             self.backlog(account),
             self.sent_window(account),
             self.cool_until_ms(account),
+            self.attempt_index(cid),
         ]
 
     @property

@@ -18,6 +18,7 @@ from redis.asyncio.client import Pipeline
 
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
+from waqtor.domain.steps import StepKind
 from waqtor.store.keys import Keys
 from waqtor.store.scripts import Scripts
 
@@ -29,9 +30,9 @@ _PRESTAGE_TTL_MS = 3_600_000
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What ``claim_next`` answered: ``kind`` is ``claimed`` or why nothing was claimed."""
+    """What ``claim_next`` answered: ``kind`` is ``CLAIMED`` or why nothing was claimed."""
 
-    kind: str
+    kind: StepKind
     index: int = -1
     attempt: int = 0
     recipient: Recipient | None = None
@@ -71,6 +72,19 @@ def _counts_from_meta(meta: dict[str, str]) -> dict[str, int]:
     for status in RecipientStatus:
         out[status.value] = int(meta.get("n:" + status.code, 0) or 0)
     return out
+
+
+#: Claim answers that carry a time (ms): when to come back.
+_TIMED = frozenset({StepKind.WAIT, StepKind.SETTLE, StepKind.EARLY, StepKind.COOLING})
+
+
+def answer(kind: StepKind, res: list[Any]) -> Claim:
+    """A claim script's answer other than ``claimed``, with its time and reason."""
+    if kind in _TIMED:
+        return Claim(kind, due_ms=int(float(res[1])))
+    if kind is StepKind.CAPPED:
+        return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
+    return Claim(kind)
 
 
 class Ledger:
@@ -158,7 +172,9 @@ class Ledger:
         daily_cap: int | None = None,
         lane: int = 0,
         lanes: int = 1,
+        attempt_index_ttl_ms: int = 0,
     ) -> Claim:
+        """``attempt_index_ttl_ms`` > 0 also indexes the attempt for status webhooks."""
         k = self.keys
         res = await self.scripts["claim"](
             keys=k.claim_keys(cid, lane, account),
@@ -173,16 +189,13 @@ class Ledger:
                 -1 if daily_cap is None else daily_cap,
                 lane,
                 lanes,
+                attempt_index_ttl_ms,
             ],
         )
-        kind = str(res[0])
-        if kind == "claimed":
+        kind = StepKind.parse(res[0])
+        if kind is StepKind.CLAIMED:
             return Claim(kind, int(res[1]), int(res[2]), unpack(str(res[3])))
-        if kind in ("wait", "settle", "early", "cooling"):
-            return Claim(kind, due_ms=int(float(res[1])))
-        if kind == "capped":
-            return Claim(kind, due_ms=int(float(res[1])), reason=str(res[2]))
-        return Claim(kind)
+        return answer(kind, res)
 
     async def recover(
         self, cid: str, accounts: list[str], token: str, now_ms: int

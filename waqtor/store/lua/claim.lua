@@ -2,10 +2,11 @@
 -- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry, 7 message counts,
 --       8 job lock, 9 queue meta, 10 unsettled, 11 account last-send time,
 --       12 account suppression set, 13 account backlog, 14 account 24 h send log,
---       15 account cool-down end
+--       15 account cool-down end, 16 attempt index (webhook providers)
 -- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
 --       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY), 7 hourly cap, 8 daily cap
---       (-1: none), 9 lane, 10 lanes
+--       (-1: none), 9 lane, 10 lanes, 11 attempt index TTL ms (0: the provider settles no
+--       outcome by webhook, nothing to index)
 -- A campaign spread over k accounts has k lanes: recipient i belongs to lane i mod k and is
 -- sent by that lane's account; the account keys (11-15) and the retry set (6) are the lane's.
 -- Returns {'claimed', index, attempt number, packed recipient} or one of
@@ -114,4 +115,11 @@ rec['ts'] = now
 rec['lease'] = now + lease
 redis.call('HSET', detail, idx, cjson.encode(rec))
 redis.call('HSET', inflight, idx, attempt)
+-- Before the request: a status webhook about this attempt finds the recipient even if the
+-- worker dies before it records anything.
+local index_ttl = tonumber(ARGV[11] or '0')
+if index_ttl > 0 then
+  redis.call('HSET', KEYS[16], attempt, idx)
+  redis.call('PEXPIRE', KEYS[16], index_ttl)
+end
 return {'claimed', idx, rec['a'], packed}

@@ -1,13 +1,16 @@
 -- Claim up to N recipients of one lane at once: pending|retry -> sending, atomically.
--- Used only for accounts with no pacing gap whose provider takes messages in batches: one
--- script call instead of N, and the same per-recipient record as claim.lua (each recipient
--- gets its own attempt id, written to the detail and the in-flight hash before any send).
+-- Used for accounts with no pacing gap, whatever the provider: one script call instead of N,
+-- and the same per-recipient record as claim.lua (each recipient gets its own attempt id,
+-- written to the detail, the in-flight hash and, for webhook providers, the attempt index
+-- before any send).
 -- KEYS: those of claim.lua (Keys.claim_keys): 1 meta, 2 recipients, 3 status, 4 detail,
 --       5 inflight, 6 retry (the lane's), 7 message counts, 8 job lock, 9 queue meta,
 --       10 unsettled (unused here), 11 account last-send time, 12 account suppression set,
---       13 account backlog, 14 account 24 h send log, 15 account cool-down end
+--       13 account backlog, 14 account 24 h send log, 15 account cool-down end,
+--       16 attempt index (webhook providers)
 -- ARGV: 1 lock token ('' = none), 2 attempt id prefix (unique per call), 3 now ms,
---       4 worker id, 5 lease ms, 6 hourly cap, 7 daily cap (-1: none), 8 lane, 9 lanes, 10 N
+--       4 worker id, 5 lease ms, 6 hourly cap, 7 daily cap (-1: none), 8 lane, 9 lanes, 10 N,
+--       11 attempt index TTL ms (0: nothing to index)
 -- The attempt id of recipient i is prefix .. '.' .. i.
 -- Returns {'claimed', idx, attempt number, packed recipient, idx, ...} or the same control
 -- answers as claim.lua (not 'early' for a gap: these accounts have none; 'inflight',
@@ -118,7 +121,7 @@ local prior = redis.call('HMGET', detail, unpack(picked))
 local fresh_tail = '","w":' .. cjson.encode(worker) .. ',"ts":' .. string.format('%.0f', now) ..
   ',"lease":' .. string.format('%.0f', now + lease) .. '}'
 local out = {'claimed'}
-local details, flights, window = {}, {}, {}
+local details, flights, window, indexed = {}, {}, {}, {}
 local mark_idx, mark_code = {}, {} -- status bytes to write, one SETRANGE per run of indexes
 local suppressed = 0
 for i, idx in ipairs(picked) do
@@ -148,6 +151,8 @@ for i, idx in ipairs(picked) do
     details[#details + 1] = encoded
     flights[#flights + 1] = idx
     flights[#flights + 1] = attempt
+    indexed[#indexed + 1] = attempt
+    indexed[#indexed + 1] = idx
     if capped then
       window[#window + 1] = now
       window[#window + 1] = attempt
@@ -165,4 +170,9 @@ redis.call('HSET', detail, unpack(details))
 redis.call('HSET', inflight, unpack(flights))
 redis.call('SET', KEYS[11], now)
 if capped then redis.call('ZADD', KEYS[14], unpack(window)) end
+local index_ttl = tonumber(ARGV[11] or '0')
+if index_ttl > 0 then
+  redis.call('HSET', KEYS[16], unpack(indexed))
+  redis.call('PEXPIRE', KEYS[16], index_ttl)
+end
 return out

@@ -3,7 +3,8 @@
 -- and the settling of unknowns use it with a single outcome.
 -- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 retry, 6 message counts, 7 account backlog,
 --       8 unsettled, 9 account last-send time, 10 account's sent-text log (dedupe guard),
---       11 account's 24 h send log (caps), 12 callback items, 13 callback due, 14 recipients
+--       11 account's 24 h send log (caps), 12 callback items, 13 callback due, 14 recipients,
+--       15 today's message index, 16 the campaign's attempt index
 -- ARGV: 1 now ms, 2 latest time a request was handed to the provider (ms; 0: none was),
 --       3 the batch's attempt id prefix (recipient i's attempt is prefix .. '.' .. i; '' when
 --       each outcome names its own attempt),
@@ -12,11 +13,17 @@
 --       ('' = none), 1 when a deferral (quiet hours) should not count as an attempt,
 --       attempt id ('' = from the prefix), and when a callback URL is given: callback id,
 --       phone],
---       5 callback URL ('' = none), 6 campaign id, 7 account
+--       5 callback URL ('' = none), 6 campaign id, 7 account,
+--       8 message index TTL ms (0: the provider settles nothing by webhook: no indexes)
+-- With indexes, each sent message id is indexed (a later status webhook finds its recipient)
+-- and a definite outcome drops its attempt from the attempt index (only in-flight and unknown
+-- attempts need it), in the same step as the outcome.
 -- Each applied change queues its status callback here, in the same step as the change: a crash
 -- cannot record one without the other.
 -- (One JSON argument rather than nine per outcome: the client packs one string, not 900.)
--- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled).
+-- Returns one flag per outcome: 1 applied, 0 stale (another attempt, or already settled),
+-- then the campaign's recipients still open (pending, retry, sending): its progress, read here
+-- rather than in another round trip.
 --!include _batch_writes
 local meta, status, detail, inflight, retry, counts, backlog, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -24,7 +31,7 @@ local now, sent_at, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local items = cjson.decode(ARGV[4])
 local now_s = string.format('%.0f', now)
 local n = #items
-if n == 0 then return {} end
+if n == 0 then return {-1} end
 
 local idxs = {}
 for i = 1, n do idxs[i] = items[i][1] end
@@ -150,6 +157,27 @@ if url ~= '' then
     end
   end
 end
+local index_ttl = tonumber(ARGV[8] or '0')
+if index_ttl > 0 then
+  local mids, drop = {}, {}
+  for i = 1, n do
+    local item = items[i]
+    if item[2] == 'D' and item[3] ~= '' then
+      mids[#mids + 1] = item[3]
+      mids[#mids + 1] = ARGV[6] .. ':' .. item[1]
+    end
+    if applied[i] == 1 and item[2] ~= 'U' then
+      local attempt = item[9]
+      if attempt == '' then attempt = prefix .. '.' .. item[1] end
+      drop[#drop + 1] = attempt
+    end
+  end
+  if #mids > 0 then
+    redis.call('HSET', KEYS[15], unpack(mids))
+    redis.call('PEXPIRE', KEYS[15], index_ttl)
+  end
+  if #drop > 0 then redis.call('HDEL', KEYS[16], unpack(drop)) end
+end
 if #texts > 0 then
   redis.call('ZADD', KEYS[10], unpack(texts))
   redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - 7 * 86400000)
@@ -157,4 +185,6 @@ end
 if #deferred > 0 then redis.call('ZREM', KEYS[11], unpack(deferred)) end
 if #retries > 0 then redis.call('ZADD', retry, unpack(retries)) end
 if #unknowns > 0 then redis.call('ZADD', unsettled, unpack(unknowns)) end
+local open = redis.call('HMGET', meta, 'n:P', 'n:R', 'n:S')
+applied[n + 1] = tonumber(open[1] or '0') + tonumber(open[2] or '0') + tonumber(open[3] or '0')
 return applied
