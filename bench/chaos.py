@@ -93,7 +93,7 @@ def run(
     faults: dict[str, float] | None = None,
     cloud: bool = False,
 ) -> dict[str, int]:
-    """``delay_ms`` 0 sends in batches (``waqtor.sender_batch``); with ``latency_ms`` each
+    """``delay_ms`` 0 sends in batches (``waqtor.sending.sender_batch``); with ``latency_ms`` each
     batch stays in flight long enough for kills to land in the middle of one."""
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="waqtor-chaos-"))

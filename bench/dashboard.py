@@ -28,13 +28,13 @@ import httpx
 
 from bench._redis import RedisServer
 from bench._report import RESULTS
-from waqtor import campaigns
 from waqtor.api.app import create_app
+from waqtor.campaigns import submission as campaigns
 from waqtor.config import Settings
 from waqtor.dashboard import campaign
 from waqtor.dashboard.render import Renderer
 from waqtor.domain.recipients import Parsed, Recipient
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 KEY = "bench-dashboard-key-0123456789"
 RECIPIENTS = 100_000

@@ -22,8 +22,8 @@ from bench._redis_child import RedisChild
 from bench._redis_child import free_port as free_port  # re-exported for the tests
 from tests.fake_cloud_api import APP_SECRET, FakeCloudApi
 from waqtor.api.app import create_app
-from waqtor.clock import SystemClock
 from waqtor.config import Settings
+from waqtor.domain.clock import SystemClock
 
 KEY = "test-key-0123456789abcdef"
 HEADERS = {"X-API-Key": KEY}

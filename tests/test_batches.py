@@ -12,7 +12,7 @@ from tests.conftest import App, make_settings, recipients, wait_for_job
 from waqtor.dashboard import jobs as dashboard_jobs
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
-from waqtor.services import Services, build
+from waqtor.runtime.services import Services, build
 from waqtor.store import batches
 from waqtor.store.batches import Outcome
 

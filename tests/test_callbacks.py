@@ -23,8 +23,8 @@ from tests.fake_cloud_api import (
     cloud_account,
     signed,
 )
-from waqtor import callbacks
-from waqtor.services import Services, build
+from waqtor.runtime.services import Services, build
+from waqtor.sending import callbacks
 
 SECRET = "callback-secret-0123456789abcdef"
 

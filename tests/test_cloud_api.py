@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import free_port
 from tests.fake_cloud_api import PHONE_NUMBER_ID, TOKEN, FakeCloudApi, Fault
-from waqtor.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.config import Settings
 from waqtor.domain.accounts import Account
 from waqtor.providers.base import (
@@ -31,6 +30,7 @@ from waqtor.providers.cloud_api import (
     opaque_data,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 
 TO = "+966500000001"
 

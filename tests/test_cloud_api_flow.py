@@ -21,8 +21,8 @@ from tests.fake_cloud_api import (
     signed,
 )
 from waqtor.domain.status import RecipientStatus
-from waqtor.sender import Campaign, Sender
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending.sender import Campaign, Sender
 
 HOOK = "/webhooks/whatsapp"
 

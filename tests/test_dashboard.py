@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import HEADERS, KEY, App, make_settings, recipients, wait_for_job
 from tests.dashboard_support import READ_KEY, Browser, csrf_in, text_of
-from waqtor import campaigns
+from waqtor.campaigns import submission as campaigns
 from waqtor.domain.recipients import parse
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.fake_cloud_api import Receiver
-from waqtor import callbacks, egress
-from waqtor.services import build
+from waqtor.runtime.services import build
+from waqtor.sending import callbacks, egress
 
 SECRET = "callback-secret-0123456789abcdef"
 

@@ -18,8 +18,8 @@ from tests.conftest import HEADERS, App, make_settings, recipients, wait_for_job
 from tests.dashboard_support import Browser
 from waqtor.dashboard.overview import Overview
 from waqtor.domain.eta import humanise
-from waqtor.reconcile import Reconciler
-from waqtor.worker import FOREIGN_REASON
+from waqtor.sending.reconcile import Reconciler
+from waqtor.sending.worker import FOREIGN_REASON
 
 
 async def faults(app: App, **body: Any) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from waqtor.logs import MaskPhones
+from waqtor.runtime.logs import MaskPhones
 
 
 def test_phones_are_masked_in_log_lines() -> None:

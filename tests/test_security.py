@@ -51,12 +51,12 @@ from tests.conftest import (
 )
 from tests.dashboard_support import READ_KEY, Browser, text_of
 from tests.fake_cloud_api import PHONE_NUMBER_ID, TOKEN, FakeCloudApi, signed
-from waqtor import egress
 from waqtor.config import Settings
 from waqtor.dashboard import live
 from waqtor.domain.accounts import Account
 from waqtor.domain.phones import PhoneError, normalise
 from waqtor.providers.cloud_api import CloudApiProvider, ProviderConfigError, factory
+from waqtor.sending import egress
 
 KEY_B = "second-admin-key-0123456789abcdef"
 ARABIC = "٩٦٦٥٠١٢٣٤٥٦٧"  # 966501234567 in Arabic-Indic digits (category Nd)

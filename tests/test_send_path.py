@@ -18,9 +18,7 @@ import redis.asyncio as aioredis
 
 from tests.conftest import App, cloud_settings, make_settings, recipients, wait_for_job
 from tests.fake_cloud_api import PHONE_NUMBER_ID, TOKEN, TOKEN_ENV, FakeCloudApi, cloud_account
-from waqtor import throughput
 from waqtor.domain.steps import StepKind, UnknownStepKind
-from waqtor.flow import Flow, Signal
 from waqtor.providers.base import (
     Capabilities,
     Health,
@@ -32,7 +30,9 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.cloud_api import AccessToken, CloudApiProvider
 from waqtor.providers.simulator import SimulatorProvider
-from waqtor.services import Services, build
+from waqtor.runtime.services import Services, build
+from waqtor.sending import throughput
+from waqtor.sending.flow import Flow, Signal
 from waqtor.store.keys import Keys
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.conftest import App, make_settings, recipients
 from waqtor.domain.waits import wait_reason
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 from waqtor.store.keys import Keys
 from waqtor.store.queue_stats import BULL_STATES
 

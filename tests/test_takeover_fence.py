@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from tests.conftest import make_settings
 from waqtor.domain.recipients import Recipient
 from waqtor.providers.base import OutgoingMessage, TransientError
-from waqtor.sender import Campaign, Sender
-from waqtor.services import build
+from waqtor.runtime.services import build
+from waqtor.sending.sender import Campaign, Sender
 
 
 async def test_late_send_of_a_taken_over_job_is_fenced(

@@ -1,5 +1,5 @@
 import sys
 
-from waqtor.cli import main
+from waqtor.cli.main import main
 
 sys.exit(main())

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     heartbeat_ms: int = Field(default=5_000, ge=100)
     reconcile_every_ms: int = Field(default=15_000, ge=100)
     """How often one worker looks for campaigns whose job was removed outside waqtor (Bull
-    Board's remove or clean) and for drifted backlog counters (``waqtor.reconcile``)."""
+    Board's remove or clean) and for drifted backlog counters (``waqtor.sending.reconcile``)."""
     reconcile_grace_ms: int = Field(default=60_000, ge=0)
     """A campaign's job must be missing this long before its open recipients are canceled."""
 

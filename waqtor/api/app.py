@@ -29,13 +29,13 @@ from waqtor.api.gate import Gate
 from waqtor.api.guard import Guard
 from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
-from waqtor.clock import Clock
 from waqtor.config import Settings
-from waqtor.sender import Sender
-from waqtor.services import build
+from waqtor.domain.clock import Clock
+from waqtor.runtime.services import build
+from waqtor.sending.sender import Sender
+from waqtor.sending.worker import CampaignWorker
 from waqtor.store.auth_failures import FailedAttempts
 from waqtor.store.queue_stats import QueueStatsReader
-from waqtor.worker import CampaignWorker
 
 log = logging.getLogger("waqtor.api")
 

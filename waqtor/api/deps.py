@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from waqtor.sender import Sender
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending.sender import Sender
 
 
 async def services(request: Request) -> Services:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from waqtor.api.live_stats import render
 from waqtor.api.models import ok
 from waqtor.api.single_flight import SingleFlight
-from waqtor.job_views import job_rows
-from waqtor.services import Services
+from waqtor.campaigns.job_views import job_rows
+from waqtor.runtime.services import Services
 
 #: The route's default and largest ``limit``.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 1000

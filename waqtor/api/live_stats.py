@@ -13,7 +13,7 @@ from typing import Any
 
 from waqtor.api.models import ok
 from waqtor.api.single_flight import SingleFlight
-from waqtor.clock import Clock
+from waqtor.domain.clock import Clock
 from waqtor.domain.waits import wait_reason
 from waqtor.store.queue_stats import QueueFigures, QueueStatsReader
 

@@ -9,16 +9,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from waqtor import hygiene
 from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
-from waqtor.breaker import Breaker
+from waqtor.campaigns import hygiene
 from waqtor.config import TOKEN_ENV_PREFIX
 from waqtor.domain.accounts import Account, effective_caps
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending.breaker import Breaker
 from waqtor.store.accounts import DEFAULT
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])

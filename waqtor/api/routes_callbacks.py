@@ -6,11 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from waqtor import callbacks, webhooks
 from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
-from waqtor.services import Services
+from waqtor.campaigns import webhooks
+from waqtor.runtime.services import Services
+from waqtor.sending import callbacks
 
 router = APIRouter(prefix="/api/callbacks", tags=["callbacks"])
 

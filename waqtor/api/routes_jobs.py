@@ -9,13 +9,13 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from waqtor import control, reports
 from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
+from waqtor.campaigns import control, reports
 from waqtor.domain.status import RecipientStatus
 from waqtor.engine import valid_job_id
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/api/queue/jobs", tags=["campaigns"])
 

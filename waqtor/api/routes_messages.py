@@ -17,19 +17,22 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from waqtor import callbacks, campaigns, hygiene, idempotency, offload, preview
 from waqtor.api import auth
 from waqtor.api.deps import sender, services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
 from waqtor.api.scheduling import plan, timing_fields
+from waqtor.campaigns import hygiene, idempotency, preview
+from waqtor.campaigns import submission as campaigns
+from waqtor.campaigns.intake import CsvError, parse_csv
 from waqtor.domain.recipients import Parsed, parse
 from waqtor.domain.templates import MAX_MESSAGE_CHARS, TemplateError, check
-from waqtor.intake import CsvError, parse_csv
 from waqtor.providers import content
-from waqtor.sender import Sender
-from waqtor.services import Services
+from waqtor.runtime import offload
+from waqtor.runtime.services import Services
+from waqtor.sending import callbacks
+from waqtor.sending.sender import Sender
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 

@@ -7,16 +7,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from waqtor import campaigns, heartbeats, job_views, reconcile
 from waqtor.api.deps import services
 from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.live_jobs import DEFAULT_LIMIT, MAX_LIMIT, LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.api.models import CleanRequest, ok
 from waqtor.api.routes_jobs import JobId
+from waqtor.campaigns import job_views
+from waqtor.campaigns import submission as campaigns
 from waqtor.config import redis_label
-from waqtor.health import account_providers
-from waqtor.services import Services
+from waqtor.runtime import heartbeats
+from waqtor.runtime.health import account_providers
+from waqtor.runtime.services import Services
+from waqtor.sending import reconcile
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
 

@@ -10,7 +10,7 @@ from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import FaultsRequest, ok
 from waqtor.providers.simulator import FAULT_CLASSES, SimulatorProvider
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 router = APIRouter(
     prefix="/api/simulator",

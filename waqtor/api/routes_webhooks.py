@@ -16,15 +16,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from waqtor import webhooks
 from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
+from waqtor.campaigns import webhooks
 from waqtor.config import read_secret
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-log = logging.getLogger("waqtor.webhooks")
+log = logging.getLogger("waqtor.campaigns.webhooks")
 
 MAX_CHALLENGE = 512
 

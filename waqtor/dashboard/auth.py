@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from waqtor.dashboard.session import Session, SessionCodec
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 from waqtor.store.sessions import SessionStore
 
 CSRF_HEADER = "X-CSRF-Token"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from waqtor.api.errors import REDIS_DOWN
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 
 @dataclass(frozen=True)

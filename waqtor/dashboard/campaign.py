@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from waqtor import campaigns
+from waqtor.campaigns import submission as campaigns
 from waqtor.domain.eta import estimate_ms, humanise
 from waqtor.domain.status import OPEN as OPEN_STATUSES
 from waqtor.domain.status import TERMINAL, RecipientStatus, campaign_state
 from waqtor.engine import JobView, valid_job_id
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 FINISHED = ("completed", "failed", "canceled")
 DONE = tuple(st.value for st in RecipientStatus if st in TERMINAL)
@@ -38,7 +38,9 @@ class CampaignView:
     canceled: bool
     finished: bool
     wait_reason: str = ""  # why a worker parked the job (cap, rest, paused account...)
-    orphaned_ms: int = 0  # when the reconciler closed it, its job gone (``waqtor.reconcile``)
+    orphaned_ms: int = (
+        0  # when the reconciler closed it, its job gone (``waqtor.sending.reconcile``)
+    )
     wait_until: int = 0
     done: int = 0
     percent: int = 0

@@ -14,12 +14,12 @@ from datetime import datetime
 
 from starlette.datastructures import FormData, UploadFile
 
-from waqtor import offload
+from waqtor.campaigns.intake import CsvError, parse_csv
 from waqtor.dashboard.auth import PageError
 from waqtor.domain.recipients import Parsed, parse
 from waqtor.domain.templates import TemplateError, check
-from waqtor.intake import CsvError, parse_csv
-from waqtor.services import Services
+from waqtor.runtime import offload
+from waqtor.runtime.services import Services
 
 ACCOUNT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SPLIT = re.compile(r"[\n;,\t]+")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waqtor.domain.status import RecipientStatus
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 from waqtor.store.keys import HELPER_JOB_MARK
 
 STATES = ("waiting", "active", "delayed", "paused", "completed", "canceled", "failed", "foreign")

@@ -14,7 +14,7 @@ from waqtor.dashboard.rates import MINUTE_MS, WINDOW_MIN, RateWindow
 from waqtor.domain.accounts import effective_caps
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.waits import DAY_MS, HOUR_MS, cap_reached, wait_reason
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 _NEXT_WAITING = 20
 

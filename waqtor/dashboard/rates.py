@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 MINUTE_MS = 60_000
 WINDOW_MIN = 60

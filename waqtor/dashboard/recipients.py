@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from waqtor import reports
+from waqtor.campaigns import reports
 from waqtor.dashboard import search
 from waqtor.dashboard.fixes import fix_for
 from waqtor.domain.status import TERMINAL, RecipientStatus
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 PAGE = 50
 MAX_MATCHES = 10_000  # a phone search counts matches up to this many

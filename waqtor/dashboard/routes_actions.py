@@ -7,11 +7,12 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from waqtor import campaigns, control
+from waqtor.campaigns import control
+from waqtor.campaigns import submission as campaigns
 from waqtor.dashboard.auth import Act, PageError, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.routes_campaign import JobId
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 

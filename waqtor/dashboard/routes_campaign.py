@@ -8,14 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from waqtor import failures, reports
+from waqtor.campaigns import reports
 from waqtor.dashboard import campaign, live, render
 from waqtor.dashboard.auth import Look, PageError, Svc, still_logged_in
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.recipients import Filter, parse_status, table
 from waqtor.dashboard.routes_pages import SSE_HEADERS
 from waqtor.engine import valid_job_id
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending import failures
 
 router = APIRouter(prefix="/admin/queues/jobs", route_class=DashboardRoute, include_in_schema=False)
 

@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from waqtor import campaigns, hygiene, preview
+from waqtor.campaigns import hygiene, preview
+from waqtor.campaigns import submission as campaigns
 from waqtor.dashboard import compose, render
 from waqtor.dashboard.auth import Act, Look, PageError, Post, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute, is_htmx
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 _DUPLICATE = re.compile(r"^duplicate of recipient (\d+)$")

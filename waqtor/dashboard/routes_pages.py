@@ -11,7 +11,7 @@ from waqtor.dashboard import jobs, live, render, search
 from waqtor.dashboard.auth import Look, PageError, Svc, still_logged_in
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.overview import Overview
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from waqtor.domain.phones import search_digits
 from waqtor.engine import valid_job_id
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 #: Phone search budget: stop after this long, or this many recipients scanned.
 BUDGET_S = 2.0

@@ -3,7 +3,8 @@
 Keyed on ``error.code`` (and ``error_subcode`` where Meta gives one meaning per subcode), never
 on the HTTP status, as Meta advises: the same 400 carries a bad parameter, a spam block or an
 expired token. The code is kept exactly as Meta's number ("131048"), so reports, "retry by
-error code" and the ban-signal breaker (``waqtor.breaker.BAN_SIGNALS``) all see Meta's codes.
+error code" and the ban-signal breaker (``waqtor.sending.breaker.BAN_SIGNALS``) all see
+Meta's codes.
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ class Keys:
         sends side by side, batches included), for the ETA of unpaced accounts."""
         return f"{self.prefix}:acct:{account}:rate_ms"
 
-    # --- reconciler (``waqtor.reconcile``) ---
+    # --- reconciler (``waqtor.sending.reconcile``) ---
     @property
     def reconcile_missing(self) -> str:
         """Hash: campaign id -> when (ms) its bullmq job was first seen missing."""

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from waqtor import callbacks, failures, heartbeats
 from waqtor.domain.eta import clock_text
 from waqtor.domain.schedule import Schedule
 from waqtor.domain.status import TERMINAL, RecipientStatus
@@ -39,15 +38,17 @@ from waqtor.domain.waits import wait_reason
 from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
-from waqtor.reconcile import Reconciler
-from waqtor.redis_watch import RedisWatch
-from waqtor.sender import Campaign, Sender, Step
-from waqtor.sender_batch import Overlapped, overlap_of, send_batch
-from waqtor.services import Services
+from waqtor.runtime import heartbeats
+from waqtor.runtime.redis_watch import RedisWatch
+from waqtor.runtime.services import Services
+from waqtor.sending import callbacks, failures
+from waqtor.sending.reconcile import Reconciler
+from waqtor.sending.sender import Campaign, Sender, Step
+from waqtor.sending.sender_batch import Overlapped, overlap_of, send_batch
 from waqtor.store.connection import connect
 from waqtor.store.ledger import accounts_of
 
-log = logging.getLogger("waqtor.worker")
+log = logging.getLogger("waqtor.sending.worker")
 
 #: How long a job paused by a queue-wide pause sleeps before it looks again (ms).
 PAUSE_RECHECK_MS = 1000

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from waqtor.clock import Clock, SystemClock
 from waqtor.config import Settings
+from waqtor.domain.clock import Clock, SystemClock
 from waqtor.engine import Engine
 from waqtor.providers import cloud_api
 from waqtor.providers.base import Provider

@@ -15,15 +15,12 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from waqtor import callbacks, throughput
-from waqtor.breaker import THROTTLE_SIGNALS, Breaker
 from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.domain.phones import mask
 from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
 from waqtor.domain.templates import TemplateError, builtin_values, render
-from waqtor.flow import Flow
 from waqtor.providers import content
 from waqtor.providers.base import (
     AmbiguousError,
@@ -36,11 +33,14 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending import callbacks, throughput
+from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
+from waqtor.sending.flow import Flow
 from waqtor.store import batches
 from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Outcome
 
-log = logging.getLogger("waqtor.sender")
+log = logging.getLogger("waqtor.sending.sender")
 
 
 @dataclass(frozen=True)

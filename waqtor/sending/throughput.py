@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from waqtor.providers.base import Capabilities
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 _SLOT_TTL_MS = 60_000
 #: Slots are spaced for this share of the declared rate. A request leaves a few ms late now

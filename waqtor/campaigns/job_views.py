@@ -1,5 +1,5 @@
 """A campaign's job as the API shows it: one state for every reader, and the campaigns whose
-job was removed outside waqtor (``waqtor.reconcile``) shown from their ledger."""
+job was removed outside waqtor (``waqtor.sending.reconcile``) shown from their ledger."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from waqtor.domain.status import JobState, campaign_state
 from waqtor.engine import JobView
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 #: Meta fields that change how a job is shown.
 _FLAGS = ("paused", "canceled", "orphaned", "job_end", "total", "created_ms", "account")

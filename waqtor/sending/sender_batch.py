@@ -3,9 +3,9 @@ provider.
 
 claim N (one script) -> render -> send -> record N (one script), where "send" is what the
 provider declares (``Capabilities``): one request carrying the batch when it takes batches,
-else one request per recipient, up to the adaptive in-flight limit at once (``waqtor.flow``),
-each in its own slot under the provider's messages-per-second limit (``waqtor.throughput``,
-reserved before the claim and shared by every process).
+else one request per recipient, up to the adaptive in-flight limit at once
+(``waqtor.sending.flow``), each in its own slot under the provider's messages-per-second limit
+(``waqtor.sending.throughput``, reserved before the claim and shared by every process).
 
 It keeps every rule of the one-at-a-time path (``Sender.step``): each recipient has its own
 attempt id, written before anything is sent (and indexed for status webhooks where the
@@ -27,14 +27,11 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
-from waqtor import callbacks, throughput
-from waqtor.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.domain.schedule import recipient_zone
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import OUTCOMES, StepKind
 from waqtor.domain.templates import TemplateError, builtin_values, render
-from waqtor.flow import Flow, Signal
 from waqtor.providers import content
 from waqtor.providers.base import (
     AmbiguousError,
@@ -49,7 +46,10 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
-from waqtor.sender import Campaign, Sender, Step, quiet_hours
+from waqtor.sending import callbacks, throughput
+from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
+from waqtor.sending.flow import Flow, Signal
+from waqtor.sending.sender import Campaign, Sender, Step, quiet_hours
 from waqtor.store import batches
 from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Claimed, Outcome
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from waqtor import callbacks
 from waqtor.domain.status import RecipientStatus
 from waqtor.providers.cloud_api import parse_opaque
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending import callbacks
 from waqtor.store.batches import DAY_MS
 
 LOOKBACK_DAYS = 31

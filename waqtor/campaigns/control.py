@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from waqtor.domain.status import RecipientStatus
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 from waqtor.store.ledger import accounts_of
 
 FINISHED = ("completed", "failed")

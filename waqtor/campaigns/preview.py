@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from waqtor import campaigns, hygiene, offload
+from waqtor.campaigns import hygiene
+from waqtor.campaigns import submission as campaigns
 from waqtor.domain.recipients import Parsed
 from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.templates import TemplateError, builtin_values, render
-from waqtor.services import Services
+from waqtor.runtime import offload
+from waqtor.runtime.services import Services
 
 SAMPLES = 5
 

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from waqtor.config import ConfigError, Settings, load_or_create_key, redis_label
-from waqtor.redis_server import BundledRedis, RedisServerError
+from waqtor.runtime.redis_server import BundledRedis, RedisServerError
 from waqtor.store.connection import connect
 
 log = logging.getLogger("waqtor")
@@ -56,8 +56,8 @@ async def _check(settings: Settings, url: str) -> int:
     if reason:
         print(f"unhealthy: {reason}")
         return 1
-    from waqtor.health import account_providers
-    from waqtor.services import build
+    from waqtor.runtime.health import account_providers
+    from waqtor.runtime.services import build
 
     services = build(settings, url)
     try:
@@ -91,8 +91,8 @@ def _worker_url(settings: Settings) -> str:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from waqtor import logs
     from waqtor.api.app import create_app
+    from waqtor.runtime import logs
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +167,8 @@ def serve(args: argparse.Namespace) -> int:
 
 # ---------------- worker ----------------
 async def _run_worker(settings: Settings, url: str, burst: bool) -> int:
-    from waqtor.services import build
-    from waqtor.worker import CampaignWorker
+    from waqtor.runtime.services import build
+    from waqtor.sending.worker import CampaignWorker
 
     reason = await check_redis(url)
     if reason:
@@ -206,7 +206,7 @@ async def _until_drained(worker: Any, stop: asyncio.Event) -> None:
 
 
 def worker(args: argparse.Namespace) -> int:
-    from waqtor import logs
+    from waqtor.runtime import logs
 
     settings = _settings()
     if args.concurrency:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p_worker.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 with a reason")
     p_worker.add_argument("--concurrency", type=int, default=0, help="campaigns at once")
     p_worker.set_defaults(func=worker)
-    from waqtor import cli_accounts
+    from waqtor.cli import accounts as cli_accounts
 
     cli_accounts.register(sub, _worker_url, _settings)
     args = parser.parse_args(argv)

@@ -7,13 +7,13 @@ from collections import deque
 from itertools import repeat
 
 from waqtor.domain.accounts import Account
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 #: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
 #: raises the same codes).
 BAN_SIGNALS = frozenset({"131056", "131048", "368"})
 #: Codes that only say the provider's throughput was exceeded (the Cloud API's 130429, an
-#: HTTP 429): the send path slows down (``waqtor.flow``) and sends the recipient again after
+#: HTTP 429): the send path slows down (``waqtor.sending.flow``) and sends the recipient again after
 #: the pause, without using one of its attempts. Never a ban signal, however many arrive.
 THROTTLE_SIGNALS = frozenset({"130429", "http_429", "sim_429"})
 MAX_COOL_MS = 3_600_000

@@ -19,15 +19,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from waqtor import hygiene
-from waqtor.breaker import BAN_SIGNALS, Breaker
+from waqtor.campaigns import hygiene
 from waqtor.domain.phones import PhoneError, mask, normalise
 from waqtor.domain.status import RecipientStatus
-from waqtor.services import Services
-from waqtor.store import delivery
-from waqtor.store.delivery import StatusEvent
+from waqtor.runtime.services import Services
+from waqtor.sending import delivery
+from waqtor.sending.breaker import BAN_SIGNALS, Breaker
+from waqtor.sending.delivery import StatusEvent
 
-log = logging.getLogger("waqtor.webhooks")
+log = logging.getLogger("waqtor.campaigns.webhooks")
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _MARKS = re.compile("[\u064b-\u065f\u0670\u0640]")  # Arabic harakat, dagger alef, tatweel

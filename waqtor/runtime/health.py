@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from waqtor.providers.registry import UnknownProvider
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 
 async def account_providers(s: Services) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 TTL_MS = 24 * 3600 * 1000
 WAIT_S = 120.0

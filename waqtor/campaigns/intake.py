@@ -18,8 +18,8 @@ import io
 import re
 from collections.abc import AsyncIterator
 
-from waqtor import offload
 from waqtor.domain.recipients import Parsed, RecipientParser
+from waqtor.runtime import offload
 
 SLICE_BYTES = 64 * 1024
 MAX_RECORD_CHARS = 256 * 1024

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from waqtor.domain.recipients import Parsed, Recipient
 from waqtor.domain.templates import placeholders, variants
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 _BATCH = 1000  # one command per batch: a short step on the event loop each
 

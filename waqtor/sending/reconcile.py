@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waqtor.domain.status import RecipientStatus
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 from waqtor.store.ledger import accounts_of
 
-log = logging.getLogger("waqtor.reconcile")
+log = logging.getLogger("waqtor.sending.reconcile")
 
 REASON = "job removed outside waqtor"
 ERROR_CODE = "job_removed"

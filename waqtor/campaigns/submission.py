@@ -11,7 +11,6 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from waqtor import callbacks
 from waqtor.domain.accounts import effective_caps, gap_ms
 from waqtor.domain.eta import (
     clock_text,
@@ -25,8 +24,9 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
-from waqtor.sender import Campaign, Sender
-from waqtor.services import Services
+from waqtor.runtime.services import Services
+from waqtor.sending import callbacks
+from waqtor.sending.sender import Campaign, Sender
 
 DEFAULT_ACCOUNT = "default"
 #: Campaigns larger than this write their recipient list ahead of the MULTI.

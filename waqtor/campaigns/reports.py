@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from waqtor import offload
 from waqtor.domain.phones import search_digits
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
-from waqtor.services import Services
+from waqtor.runtime import offload
+from waqtor.runtime.services import Services
 
 CHUNK = 2000
 MAX_PHONE_MATCHES = 10_000

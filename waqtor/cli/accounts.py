@@ -38,8 +38,8 @@ def _run(args: argparse.Namespace, worker_url: Any, settings_factory: Any) -> in
 
 
 async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
-    from waqtor.breaker import Breaker
-    from waqtor.services import build
+    from waqtor.runtime.services import build
+    from waqtor.sending.breaker import Breaker
 
     s = build(settings, url)
     try:

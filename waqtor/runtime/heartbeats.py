@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
 
 async def workers(s: Services) -> list[dict[str, Any]]:

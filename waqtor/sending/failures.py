@@ -12,9 +12,9 @@ import logging
 import traceback
 
 from waqtor.engine import is_unrecoverable, unrecoverable
-from waqtor.services import Services
+from waqtor.runtime.services import Services
 
-log = logging.getLogger("waqtor.worker")
+log = logging.getLogger("waqtor.sending.worker")
 
 MAX_REASON_CHARS = 300
 MAX_TRACE_CHARS = 16_000
