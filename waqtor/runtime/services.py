@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from waqtor.config import Settings
+from waqtor.config import ConfigError, Settings, is_cluster
 from waqtor.domain.clock import Clock, SystemClock
 from waqtor.engine import Engine
 from waqtor.providers import cloud_api
@@ -18,6 +18,7 @@ from waqtor.store.connection import connect
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
+from waqtor.store.replicas import ReplicaGuard
 from waqtor.store.scripts import Scripts
 
 
@@ -50,7 +51,8 @@ def build(
     settings: Settings, redis_url: str, *, patient: bool = False, clock: Clock | None = None
 ) -> Services:
     redis = connect(redis_url, patient=patient)
-    keys = Keys(prefix=settings.key_prefix, queue=settings.queue_name)
+    prefix, bull_prefix = settings.key_prefixes(redis_url)
+    keys = Keys(prefix=prefix, bull_prefix=bull_prefix, queue=settings.queue_name)
     scripts = Scripts(redis)
     provider = SimulatorProvider(
         redis,
@@ -66,7 +68,7 @@ def build(
         redis_url=redis_url,
         redis=redis,
         keys=keys,
-        ledger=Ledger(redis, keys, scripts),
+        ledger=Ledger(redis, keys, scripts, replica_guard(settings, redis_url, redis)),
         pacer=Pacer(
             redis,
             keys,
@@ -79,6 +81,7 @@ def build(
         engine=Engine(
             connect(redis_url, patient=patient),
             settings.queue_name,
+            prefix=bull_prefix,
             attempts=settings.max_retries + 1,
             backoff_ms=settings.retry_backoff_ms,
         ),
@@ -86,3 +89,14 @@ def build(
         scripts=scripts,
         clock=clock or SystemClock(),
     )
+
+
+def replica_guard(settings: Settings, redis_url: str, redis: Redis) -> ReplicaGuard:
+    """The WAIT after claims and outcomes (``store.replicas``). Not on a Cluster yet: there WAIT
+    would have to go to the one node that holds the tag's slot, on the write's connection."""
+    wanted = settings.redis_min_replicas_ack
+    if is_cluster(redis_url):
+        if wanted:
+            raise ConfigError("REDIS_MIN_REPLICAS_ACK is not supported on a Redis Cluster yet")
+        wanted = 0
+    return ReplicaGuard(redis, wanted, settings.redis_ack_timeout_ms)

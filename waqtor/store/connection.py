@@ -1,16 +1,27 @@
-"""Redis clients built from settings."""
+"""Redis clients built from settings: a single Redis, a Sentinel-managed primary, a Cluster.
+
+All three are named by one URL (``config.Settings.external_redis_url``), so every process
+passes one string around: ``redis://`` / ``rediss://`` / ``unix://``,
+``redis+sentinel://[user:pass@]host:port,host:port/<master>[?sentinel_password=...]`` and
+``redis+cluster://[user:pass@]host:port`` (any node). Each gives a client with the API of
+``redis.asyncio.Redis``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from waqtor.config import CLUSTER_SCHEMES, SENTINEL_SCHEME
 
 POOL_SIZE = 64
 
@@ -52,6 +63,11 @@ def connect(url: str, *, patient: bool = False, client_name: str | None = None) 
         if patient
         else Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     )
+    scheme = url.partition("://")[0]
+    if scheme == SENTINEL_SCHEME:
+        return _sentinel(url, retry, client_name)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster(url, retry, client_name)
     opts = client_options(url)
     if client_name:
         opts["client_name"] = client_name
@@ -73,3 +89,99 @@ def connect(url: str, *, patient: bool = False, client_name: str | None = None) 
         **opts,
     )
     return Redis(connection_pool=pool)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (asks the Sentinels for the primary on every new connection, drops
+    connections to a demoted one) that also waits for a free connection, like ``connect``'s."""
+
+
+def _common(retry: Retry, client_name: str | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "socket_timeout": None,
+        "socket_connect_timeout": 2.0,
+        "decode_responses": True,
+        "retry": retry,
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 10,
+    }
+    if client_name:
+        opts["client_name"] = client_name
+    return opts
+
+
+def _auth(parts: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if parts.password:
+        out["password"] = unquote(parts.password)
+    if parts.username:
+        out["username"] = unquote(parts.username)
+    return out
+
+
+def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any], dict[str, Any]]:
+    """``(sentinels, master name, the data nodes' auth, the Sentinels' auth)``."""
+    rest = url.partition("://")[2]
+    userinfo, _, hostpart = rest.rpartition("@")
+    hosts, _, tail = hostpart.partition("/")
+    master, _, query = tail.partition("?")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        sentinels.append((name.strip("[]"), int(port)))
+    auth = _auth(urlsplit(f"redis://{userinfo}@x")) if userinfo else {}
+    q = {k: v[0] for k, v in parse_qs(query).items()}
+    sentinel_auth = {
+        k: q[f"sentinel_{k}"] for k in ("username", "password") if q.get(f"sentinel_{k}")
+    }
+    return sentinels, unquote(master), auth, sentinel_auth
+
+
+def _sentinel(url: str, retry: Retry, client_name: str | None) -> Redis:
+    sentinels, master, auth, sentinel_auth = sentinel_parts(url)
+    manager = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels,
+        # Short: a dead Sentinel must not hold up finding the primary through another one.
+        sentinel_kwargs={"socket_timeout": 1.0, "socket_connect_timeout": 1.0, **sentinel_auth},
+    )
+    client: Redis = manager.master_for(
+        master,
+        redis_class=Redis,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=POOL_SIZE,
+        timeout=10,
+        **auth,
+        **_common(retry, client_name),
+    )
+    return client
+
+
+def _cluster(url: str, retry: Retry, client_name: str | None) -> Redis:
+    scheme, _, rest = url.partition("://")
+    parts = urlsplit("redis://" + rest)
+    opts = _common(retry, client_name)
+    opts.pop("retry_on_error")  # RedisCluster retries (and follows MOVED) on its own
+    opts.pop("health_check_interval")
+    cluster = RedisCluster(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        ssl=scheme.startswith("rediss"),
+        max_connections=POOL_SIZE,
+        **_auth(parts),
+        **opts,
+    )
+    # The cluster client answers the same commands (every key of a deployment shares one hash
+    # tag, so each script and MULTI stays on one node); the code above it is written once.
+    return cast(Redis, cluster)
+
+
+def is_sentinel(client: Redis) -> bool:
+    return (
+        isinstance(client.connection_pool, SentinelConnectionPool)
+        if not isinstance(client, RedisCluster)
+        else False
+    )
+
+
+def is_cluster(client: Redis) -> bool:
+    return isinstance(client, RedisCluster)

@@ -1,0 +1,118 @@
+"""Replica acknowledgement (``WAIT``) of the writes that guard at-most-once.
+
+Redis replicates asynchronously: a primary that dies can take its last acknowledged writes with
+it, and the replica Sentinel promotes then shows a claimed recipient as ``pending`` again. So a
+claim (``sending`` and the attempt id) and a recorded outcome are followed by ``WAIT n
+timeout`` on the same connection, in the same round trip, and a claim whose acknowledgement
+does not come is not sent (``Ledger`` / ``batches`` put it back to pending).
+
+That is also the fence: a worker still connected to a primary that has been cut off from its
+replicas gets no acknowledgement and sends nothing.
+
+How many replicas: REDIS_MIN_REPLICAS_ACK, or by default as many as the primary reports online
+(``INFO replication``), re-read every ``REFRESH_S`` so that a process follows a failover or a
+replica added later. WAIT counts replicas whose acknowledged offset covers this connection's
+last write; replication is one stream, so an acknowledged claim also covers every earlier write
+of the primary, other connections' included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+log = logging.getLogger("waqtor.store.replicas")
+
+#: How often the default (auto) replica count is read again from the primary (s).
+REFRESH_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """A script's reply, and whether enough replicas acknowledged it."""
+
+    reply: Any
+    ok: bool
+    acks: int = 0
+    wanted: int = 0
+
+
+class ReplicaGuard:
+    """``wanted``: replicas to wait for (None: as many as the primary reports; 0: no wait)."""
+
+    def __init__(self, redis: Redis, wanted: int | None, timeout_ms: int) -> None:
+        self.redis = redis
+        self.fixed = wanted
+        self.timeout_ms = timeout_ms
+        self._auto = 0
+        self._read_at = float("-inf")
+        #: Writes whose acknowledgement timed out, since start (for logs and tests).
+        self.timeouts = 0
+        self.waits = 0
+
+    async def wanted(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        now = time.monotonic()
+        if now - self._read_at >= REFRESH_S:
+            self._read_at = now
+            try:
+                info = await self.redis.info("replication")
+            except Exception as exc:  # the write itself will say what is wrong
+                log.debug("INFO replication failed: %s", exc)
+                return self._auto
+            online = sum(
+                1
+                for name, value in info.items()
+                if name.startswith("slave")
+                and isinstance(value, dict)
+                and value.get("state") == "online"
+            )
+            if online != self._auto:
+                log.info("replicas that acknowledge each claim: %d (was %d)", online, self._auto)
+            self._auto = online
+        return self._auto
+
+    async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Acked:
+        """Run ``script``, then WAIT for the replicas on the same connection."""
+        wanted = await self.wanted()
+        if wanted <= 0:
+            return Acked(await script(keys=list(keys), args=list(args)), True)
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", wanted, self.timeout_ms)
+                reply, acks = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):  # a new primary, or SCRIPT FLUSH: load, again
+                await self.redis.script_load(script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acks, Exception):
+                raise acks
+            self.waits += 1
+            ok = int(acks) >= wanted
+            if not ok:
+                self.timeouts += 1
+                await self._rediscover()
+            return Acked(reply, ok, int(acks), wanted)
+        raise NoScriptError("script could not be loaded")
+
+    async def _rediscover(self) -> None:
+        """After a timeout, ask Sentinel for the primary again: if this one has been replaced,
+        idle connections to it are dropped now, not when it is demoted."""
+        pool = self.redis.connection_pool
+        find = getattr(pool, "get_master_address", None)
+        if find is not None:
+            try:
+                await find()
+            except Exception as exc:
+                log.warning("Sentinel did not name a primary: %s", exc)
+        self._read_at = float("-inf")
