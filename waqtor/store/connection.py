@@ -16,7 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -91,6 +91,18 @@ def connect(url: str, *, patient: bool = False, client_name: str | None = None) 
     return Redis(connection_pool=pool)
 
 
+class _FollowingConnection(SentinelManagedConnection):
+    """Asks the Sentinels for the primary before each connect attempt, retries included.
+
+    redis-py 8's own connection asks only on its first connect: after the primary dies, its
+    reconnects keep dialling the dead address until the retries run out."""
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (asks the Sentinels for the primary on every new connection, drops
     connections to a demoted one) that also waits for a free connection, like ``connect``'s."""
@@ -148,6 +160,7 @@ def _sentinel(url: str, retry: Retry, client_name: str | None) -> Redis:
         master,
         redis_class=Redis,
         connection_pool_class=_BlockingSentinelPool,
+        connection_class=_FollowingConnection,
         max_connections=POOL_SIZE,
         timeout=10,
         **auth,

@@ -1,0 +1,240 @@
+"""Throwaway Redis deployments beyond one server, on free loopback ports in one folder:
+a primary with replicas watched by Sentinels, and a Redis Cluster.
+
+Used by the suite (``tests/test_redis_ha.py``) and ``python -m bench.chaos --failovers``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from bench._redis_child import RedisChild, free_port
+
+MASTER = "waqtor-primary"
+#: Sentinel's view of a dead primary: down after this long without an answer (ms).
+DOWN_AFTER_MS = 1000
+
+
+class SentinelChild:
+    """``redis-server --sentinel`` (Debian's ``redis-sentinel`` is the same binary)."""
+
+    def __init__(self, folder: Path, primary_port: int, quorum: int) -> None:
+        self.dir = folder
+        self.port = free_port()
+        self.primary_port = primary_port
+        self.quorum = quorum
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "sentinel.conf"  # Sentinel rewrites its file: one each
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {self.primary_port} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {MASTER} 10000\n"
+            f"sentinel parallel-syncs {MASTER} 1\n"
+        )
+        log = (self.dir / "sentinel.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"sentinel on {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class SentinelGroup:
+    """One primary, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority)."""
+
+    def __init__(self, folder: Path, *, replicas: int = 1, sentinels: int = 3) -> None:
+        self.dir = folder
+        self.nodes = [RedisChild(folder / "node0", appendonly=False)]
+        self.replica_count = replicas
+        self.sentinel_count = sentinels
+        self.sentinels: list[SentinelChild] = []
+
+    def start(self) -> SentinelGroup:
+        primary = self.nodes[0]
+        primary.dir.mkdir(parents=True, exist_ok=True)
+        primary.start()
+        for n in range(1, self.replica_count + 1):
+            node = RedisChild(
+                self.dir / f"node{n}",
+                appendonly=False,
+                extra=["--replicaof", "127.0.0.1", str(primary.port)],
+            )
+            node.dir.mkdir(parents=True, exist_ok=True)
+            node.start()
+            self.nodes.append(node)
+        self.wait_replicas(self.replica_count)
+        quorum = self.sentinel_count // 2 + 1
+        for n in range(self.sentinel_count):
+            sentinel = SentinelChild(self.dir / f"sentinel{n}", primary.port, quorum)
+            sentinel.start()
+            self.sentinels.append(sentinel)
+        self.wait_sentinels_know_replicas()
+        return self
+
+    @property
+    def hosts(self) -> str:
+        """REDIS_SENTINELS."""
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+    def primary_port(self) -> int:
+        for s in self.sentinels:
+            try:
+                _, port = redis.Redis(
+                    port=s.port, socket_timeout=0.5
+                ).sentinel_get_master_addr_by_name(MASTER)
+                return int(port)
+            except (redis.RedisError, TypeError):
+                continue
+        raise RuntimeError("no Sentinel answers")
+
+    def node(self, port: int) -> RedisChild:
+        return next(n for n in self.nodes if n.port == port)
+
+    def wait_replicas(self, count: int, timeout: float = 15) -> None:
+        client = redis.Redis(port=self.nodes[0].port, decode_responses=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = client.info("replication")
+            online = [
+                v for k, v in info.items() if k.startswith("slave") and v.get("state") == "online"
+            ]
+            if len(online) >= count:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("replicas did not come online")
+
+    def wait_sentinels_know_replicas(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            known = 0
+            for s in self.sentinels:
+                client = redis.Redis(port=s.port, socket_timeout=0.5)
+                try:
+                    if len(client.sentinel_slaves(MASTER)) >= self.replica_count:
+                        known += 1
+                except redis.RedisError:
+                    pass
+            if known == len(self.sentinels):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("Sentinels did not find the replicas")
+
+    def kill_primary(self) -> int:
+        """SIGKILL the primary (no goodbye to anyone); returns its port."""
+        port = self.primary_port()
+        self.node(port).stop(signal.SIGKILL)
+        return port
+
+    def wait_failover(self, old_port: int, timeout: float = 30) -> int:
+        """The new primary's port, once the Sentinels have promoted a replica and it says so."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                port = self.primary_port()
+                if port != old_port:
+                    role = redis.Redis(port=port, socket_timeout=0.5).info("replication")
+                    if role.get("role") == "master":
+                        return port
+            except (redis.RedisError, RuntimeError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("no failover")
+
+    def restart_as_replica(self, port: int) -> None:
+        """Start a killed node again; Sentinel makes it a replica of the new primary."""
+        node = self.node(port)
+        node.extra = ["--replicaof", "127.0.0.1", str(self.primary_port())]
+        node.start()
+
+    def stop(self) -> None:
+        for s in self.sentinels:
+            s.stop()
+        for n in self.nodes:
+            n.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterGroup:
+    """A Redis Cluster of ``masters`` primaries (no replicas), made with
+    ``redis-cli --cluster create``."""
+
+    def __init__(self, folder: Path, masters: int = 3) -> None:
+        self.dir = folder
+        self.nodes = [
+            RedisChild(folder / f"node{n}", appendonly=False, extra=["--cluster-enabled", "yes"])
+            for n in range(masters)
+        ]
+
+    def start(self) -> ClusterGroup:
+        for node in self.nodes:
+            node.dir.mkdir(parents=True, exist_ok=True)
+            node.extra += ["--cluster-config-file", str(node.dir / "nodes.conf")]
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [
+                redis.Redis(port=n.port, decode_responses=True).execute_command("CLUSTER", "INFO")
+                for n in self.nodes
+            ]
+            if all("cluster_state:ok" in str(s) or _ok(s) for s in states):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not come up")
+
+    @property
+    def url(self) -> str:
+        """REDIS_CLUSTER_URL: any one node."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def node_of(self, key: str) -> int:
+        """The port of the node that holds ``key``'s slot."""
+        client = redis.Redis(port=self.nodes[0].port, decode_responses=True)
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(primary[1])
+        raise RuntimeError(f"no node holds slot {slot}")
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ok(state: object) -> bool:
+    return isinstance(state, dict) and state.get("cluster_state") == "ok"
