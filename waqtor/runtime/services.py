@@ -14,7 +14,7 @@ from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.store.accounts import AccountStore
-from waqtor.store.connection import connect
+from waqtor.store.connection import connect, set_home
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
@@ -53,6 +53,7 @@ def build(
     redis = connect(redis_url, patient=patient)
     prefix, bull_prefix = settings.key_prefixes(redis_url)
     keys = Keys(prefix=prefix, bull_prefix=bull_prefix, queue=settings.queue_name)
+    set_home(redis, keys.message_counts)
     scripts = Scripts(redis)
     provider = SimulatorProvider(
         redis,

@@ -9,11 +9,12 @@ passes one string around: ``redis://`` / ``rediss://`` / ``unix://``,
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -175,7 +176,7 @@ def _cluster(url: str, retry: Retry, client_name: str | None) -> Redis:
     opts = _common(retry, client_name)
     opts.pop("retry_on_error")  # RedisCluster retries (and follows MOVED) on its own
     opts.pop("health_check_interval")
-    cluster = RedisCluster(
+    cluster = _Cluster(
         host=parts.hostname or "localhost",
         port=parts.port or 6379,
         ssl=scheme.startswith("rediss"),
@@ -188,13 +189,66 @@ def _cluster(url: str, retry: Retry, client_name: str | None) -> Redis:
     return cast(Redis, cluster)
 
 
-def is_sentinel(client: Redis) -> bool:
-    return (
-        isinstance(client.connection_pool, SentinelConnectionPool)
-        if not isinstance(client, RedisCluster)
-        else False
-    )
+class _Cluster(RedisCluster):
+    """redis-py's Cluster client, with scripts allowed in pipelines and MULTI: bullmq adds a job
+    with a script inside the MULTI that also writes the campaign (``Engine.add_campaign``), and
+    redis-py refuses EVALSHA in a cluster pipeline outright. Each script such a pipeline uses
+    is loaded on the primaries first, so a node that lost its scripts (restarted) cannot make
+    EVALSHA fail halfway through a MULTI."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sources: dict[str, Any] = {}
+        #: A key of the deployment (``services.build`` sets it): its node answers INFO.
+        self.home: str | None = None
+
+    def home_node(self) -> Any:
+        return self.get_node_from_key(self.home) if self.home else self.get_random_node()
+
+    def register_script(self, script: Any) -> Any:
+        registered = super().register_script(script)
+        self.sources[registered.sha] = registered.script
+        return registered
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            raise ValueError("shard_hint is not supported in cluster mode")
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
 
 
-def is_cluster(client: Redis) -> bool:
-    return isinstance(client, RedisCluster)
+class _ClusterPipeline(ClusterPipeline):
+    def __init__(self, client: _Cluster, transaction: bool | None = None) -> None:
+        super().__init__(client, transaction)
+        self._owner = client
+        self._shas: set[str] = set()
+
+    def __await__(self) -> Generator[Any, None, ClusterPipeline]:
+        # redis-py's Script awaits what ``evalsha`` returns; awaiting a ClusterPipeline would
+        # initialize it again and drop every command queued so far.
+        async def itself() -> ClusterPipeline:
+            return self
+
+        return itself().__await__()
+
+    def info(self, section: Any = None, *args: Any, **kwargs: Any) -> ClusterPipeline:  # type: ignore[override]
+        """INFO of the node that holds the deployment's keys (redis-py refuses it here)."""
+        sections = [section, *args] if section else []
+        return self.execute_command("INFO", *sections, target_nodes=self._owner.home_node())
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> ClusterPipeline:
+        self._shas.add(sha)
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        shas, self._shas = self._shas, set()
+        for sha in shas:
+            await self._owner.script_load(self._owner.sources[sha])
+        return await super().execute(raise_on_error, allow_redirections)
+
+
+def set_home(client: Redis, key: str) -> None:
+    """On a Cluster, name a key of the deployment: INFO then reads the node that holds it."""
+    if isinstance(client, _Cluster):
+        client.home = key
