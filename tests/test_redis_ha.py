@@ -208,9 +208,7 @@ def _outbox(group: ClusterGroup, keys: Keys) -> list[str]:
     return [json.loads(raw)["phone"] for raw in client.lrange(keys.sim_outbox, 0, -1)]
 
 
-async def test_cluster_core_flow_with_one_hash_tag(
-    cluster: ClusterGroup, tmp_path: Path
-) -> None:
+async def test_cluster_core_flow_with_one_hash_tag(cluster: ClusterGroup, tmp_path: Path) -> None:
     """send-bulk (instant and queued), stats, pause and resume, the dashboard's overview and a
     worker killed mid-campaign, on a 3-master Cluster: every key carries the ``{waqtor}`` tag,
     so every script and MULTI stays in one slot."""
@@ -363,9 +361,9 @@ async def test_no_claim_is_sent_until_a_replica_acknowledges_it(
         frozen = len(await outbox())
         await asyncio.sleep(2.0)
         assert len(await outbox()) == frozen, "sent while the replica could not acknowledge"
-        rows = (await app.get(f"/api/queue/jobs/{job_id}/recipients", params={"limit": 200})).json()[
-            "data"
-        ]["recipients"]
+        rows = (
+            await app.get(f"/api/queue/jobs/{job_id}/recipients", params={"limit": 200})
+        ).json()["data"]["recipients"]
         put_back = [r for r in rows if r["errorCode"] == "replica_ack"]
         assert put_back and all(r["status"] == "retry" for r in put_back)
         assert all(r["attempts"] == 0 for r in put_back)  # no attempt used up
