@@ -139,9 +139,10 @@ def shape_errors(doc: Any, actual: Any, at: str = "$") -> list[str]:
     if isinstance(doc, list):
         errors = []
         for i, item in enumerate(actual if doc else []):
-            tries = [shape_errors(alt, item, f"{at}[{i}]") for alt in doc]
+            tries: list[list[str]] = [shape_errors(alt, item, f"{at}[{i}]") for alt in doc]
             if all(tries):
-                errors += min(tries, key=len)
+                # None of the documented elements fits: report the nearest one's differences.
+                errors += sorted(tries, key=len)[0]
         return errors
     return []
 
