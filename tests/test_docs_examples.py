@@ -27,10 +27,15 @@ import httpx
 import pytest
 
 from tests.conftest import KEY, Proc, env_for, free_port, wait_http
+from waqtor.api.app import create_app
+from waqtor.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PAGE = ROOT / "docs" / "api.md"
 FENCE = re.compile(r"^```(\S*)\s*(.*)$")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: `POST /api/queue/jobs/{jobId}/pause` in prose, and `/resume` after it on the same line.
+ROUTE = re.compile(r"`(" + "|".join(METHODS) + r") (/[^`\s?]*)[^`]*`|`(/[a-z.-]+)`")
 
 
 @dataclass
@@ -241,3 +246,36 @@ def test_every_api_example_answers_as_documented(serve: str) -> None:
             if isinstance(data, dict) and isinstance(data.get("jobId"), str):
                 variables["JOB_ID"] = data["jobId"]
     assert not failures, "docs/api.md does not match the service:\n" + "\n".join(failures)
+
+
+def _route(path: str) -> str:
+    """A path with its parameters blanked: ``/api/queue/jobs/{}/pause``."""
+    return re.sub(r"\{[^}]*\}|\$[A-Z_]+", "{}", path.split("?")[0])
+
+
+def documented_routes(text: str) -> set[tuple[str, str]]:
+    """(method, path) of every http example, and of every `METHOD /path` in the prose (with the
+    `/sibling` shorthand that follows one on the same line)."""
+    found = {(ex.method, _route(ex.path)) for ex in parse_examples(text)}
+    for line in text.splitlines():
+        last: tuple[str, str] | None = None
+        for method, path, sibling in ROUTE.findall(line):
+            if method:
+                last = (method, _route(path))
+                found.add(last)
+            elif last is not None:
+                found.add((last[0], last[1].rsplit("/", 1)[0] + sibling))
+    return found
+
+
+def test_every_route_of_the_service_is_documented(tmp_path: Path) -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", api_key=KEY, data_dir=tmp_path)
+    app = create_app(settings, "redis://127.0.0.1:1/0", [KEY], run_worker=False)
+    routes = {
+        (method.upper(), _route(path))
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert len(routes) >= 35
+    missing = routes - documented_routes(API_PAGE.read_text())
+    assert not missing, f"routes missing from docs/api.md: {sorted(missing)}"
