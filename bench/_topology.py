@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -100,10 +101,10 @@ class SentinelGroup:
     def primary_port(self) -> int:
         for s in self.sentinels:
             try:
-                _, port = redis.Redis(
+                addr: Any = redis.Redis(
                     port=s.port, socket_timeout=0.5
                 ).sentinel_get_master_addr_by_name(MASTER)
-                return int(port)
+                return int(addr[1])
             except (redis.RedisError, TypeError):
                 continue
         raise RuntimeError("no Sentinel answers")
@@ -111,8 +112,10 @@ class SentinelGroup:
     def node(self, port: int) -> RedisChild:
         return next(n for n in self.nodes if n.port == port)
 
-    def wait_replicas(self, count: int, timeout: float = 15) -> None:
-        client = redis.Redis(port=self.nodes[0].port, decode_responses=True)
+    def wait_replicas(self, count: int, timeout: float = 15, port: int | None = None) -> None:
+        """Until the primary (the first node, or the one on ``port``) has ``count`` replicas
+        online."""
+        client = redis.Redis(port=port or self.nodes[0].port, decode_responses=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = client.info("replication")
@@ -204,10 +207,7 @@ class ClusterGroup:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            states = [
-                redis.Redis(port=n.port, decode_responses=True).execute_command("CLUSTER", "INFO")
-                for n in self.nodes
-            ]
+            states = [_raw(n.port, "CLUSTER", "INFO") for n in self.nodes]
             if all("cluster_state:ok" in str(s) or _ok(s) for s in states):
                 return self
             time.sleep(0.1)
@@ -220,9 +220,8 @@ class ClusterGroup:
 
     def node_of(self, key: str) -> int:
         """The port of the node that holds ``key``'s slot."""
-        client = redis.Redis(port=self.nodes[0].port, decode_responses=True)
-        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
-        for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+        slot = int(_raw(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
+        for start, end, primary, *_ in _raw(self.nodes[0].port, "CLUSTER", "SLOTS"):
             if int(start) <= slot <= int(end):
                 return int(primary[1])
         raise RuntimeError(f"no node holds slot {slot}")
@@ -234,6 +233,11 @@ class ClusterGroup:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _raw(port: int, *command: str) -> Any:
+    client = redis.Redis(port=port, decode_responses=True)
+    return client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
 def _ok(state: object) -> bool:

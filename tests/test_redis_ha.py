@@ -213,7 +213,7 @@ async def test_cluster_core_flow_with_one_hash_tag(cluster: ClusterGroup, tmp_pa
     worker killed mid-campaign, on a 3-master Cluster: every key carries the ``{waqtor}`` tag,
     so every script and MULTI stays in one slot."""
     url = _cluster_url(cluster)
-    flush = [redis.Redis(port=n.port) for n in cluster.nodes]
+    flush = [redis.Redis(port=n.port, decode_responses=True) for n in cluster.nodes]
     for node in flush:
         node.flushall()
     settings = make_settings(url, tmp_path, message_delay=20)
@@ -271,8 +271,8 @@ async def test_cluster_core_flow_with_one_hash_tag(cluster: ClusterGroup, tmp_pa
             page = await b.get("/admin/queues")
             assert page.status_code == 200 and "Queue overview" in page.text
         # Every key the deployment wrote is under the one tag (bullmq's and ours).
-        written = [k for node in flush for k in node.keys("*")]
-        assert written and all(k.startswith(b"{waqtor}") for k in written), written[:5]
+        written = [str(k) for node in flush for k in node.keys("*")]
+        assert written and all(k.startswith("{waqtor}") for k in written), written[:5]
 
 
 async def test_two_deployments_with_different_tags_share_a_cluster_on_different_nodes(
@@ -298,11 +298,13 @@ async def test_two_deployments_with_different_tags_share_a_cluster_on_different_
             assert resp.status_code == 200 and resp.json()["mode"] == "queue", resp.text
             await wait_for_job(app.get, resp.json()["data"]["jobId"], timeout=30)
     by_node = {
-        n.port: {k.split(b"}")[0] + b"}" for k in redis.Redis(port=n.port).keys("*")}
+        n.port: {
+            k.split("}")[0] + "}" for k in redis.Redis(port=n.port, decode_responses=True).keys("*")
+        }
         for n in cluster.nodes
     }
-    assert by_node[cluster.node_of("{waqtor}")] == {b"{waqtor}"}
-    assert by_node[cluster.node_of("{other}")] == {b"{other}"}
+    assert by_node[cluster.node_of("{waqtor}")] == {"{waqtor}"}
+    assert by_node[cluster.node_of("{other}")] == {"{other}"}
 
 
 # ----------------------------------------------------------------- replica acknowledgement
