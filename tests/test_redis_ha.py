@@ -299,7 +299,8 @@ async def test_two_deployments_with_different_tags_share_a_cluster_on_different_
             await wait_for_job(app.get, resp.json()["data"]["jobId"], timeout=30)
     by_node = {
         n.port: {
-            k.split("}")[0] + "}" for k in redis.Redis(port=n.port, decode_responses=True).keys("*")
+            str(k).split("}")[0] + "}"
+            for k in redis.Redis(port=n.port, decode_responses=True).keys("*")
         }
         for n in cluster.nodes
     }
