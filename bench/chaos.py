@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of killing workers: SIGKILL the Redis primary N times under a paced "
         "campaign; Sentinels promote its replica (bench/chaos_failover.py)",
     )
-    parser.add_argument("--delay-ms", type=int, default=5, help="with --failovers: pacing")
+    parser.add_argument("--delay-ms", type=int, default=10, help="with --failovers: pacing")
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.failovers:

@@ -4,14 +4,14 @@ One primary, one replica, three Sentinels (``bench._topology``); the API (``serv
 --no-worker``) and two workers find the primary through the Sentinels. The provider is the
 Cloud API against the fake Graph API process (``bench/fake_graph.py``), so every send is
 counted outside the Redis being failed over: a claim lost with a primary cannot hide a second
-send. Accounts are paced (``--delay-ms``, 5 by default).
+send. Accounts are paced (``--delay-ms``, 10 by default: 100 messages a second).
 
 N times: SIGKILL the primary; the Sentinels promote the replica; every process follows; the
 killed node comes back as the new primary's replica. Then it waits for every campaign and
 prints one line:
 
     accepted=N sent=N unknown=N duplicates=N lost=N failovers=N promote_s=avg/max
-    resume_s=avg/max seconds=N
+    resume_s=avg/max sent_at_kills=a,b,... seconds=N
 
 ``promote_s``: from the kill until the Sentinels name the new primary; ``resume_s``: until the
 fake receives the next message. Exit status 0 only when duplicates = 0, lost = 0, every message
@@ -53,7 +53,7 @@ def _sent_count(graph: httpx.Client) -> int:
     return int(graph.get("/_fake/stats").json()["sent"])
 
 
-def run(failovers: int, big: int, small: int, delay_ms: int = 5) -> dict[str, object]:
+def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="waqtor-failover-"))
     group = SentinelGroup(tmp / "redis").start()
     port, graph_port = free_port(), free_port()
@@ -88,6 +88,7 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 5) -> dict[str, ob
     graph = httpx.Client(base_url=graph_url, timeout=10)
     promote: list[float] = []
     resume: list[float] = []
+    at_kills: list[int] = []  # messages at the fake at each kill: the campaign was running
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -107,6 +108,7 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 5) -> dict[str, ob
             old = group.kill_primary()
             killed = time.monotonic()
             before = _sent_count(graph)
+            at_kills.append(before)
             group.wait_failover(old)
             promote.append(time.monotonic() - killed)
             while _sent_count(graph) <= before and time.monotonic() - killed < 60:
@@ -120,6 +122,7 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 5) -> dict[str, ob
         result["failovers"] = failovers
         result["promote_s"] = _avg_max(promote)
         result["resume_s"] = _avg_max(resume)
+        result["sent_at_kills"] = ",".join(map(str, at_kills))
         return result
     finally:
         http.close()
