@@ -374,3 +374,23 @@ async def test_no_claim_is_sent_until_a_replica_acknowledges_it(
         await wait_for_job(app.get, job_id, timeout=40)
         sent = await outbox()
         assert len(sent) == 80 and len(set(sent)) == 80
+
+
+async def test_a_primary_refusing_writes_for_want_of_replicas_is_an_outage(tmp_path: Path) -> None:
+    """``min-replicas-to-write`` (the second fence): the primary answers NOREPLICAS; the API
+    says 503 with the cause, as when Redis is away, not a 500."""
+    server = RedisChild(
+        tmp_path / "fenced", appendonly=False, extra=["--min-replicas-to-write", "1"]
+    )
+    server.dir.mkdir()
+    server.start()
+    try:
+        async with App(make_settings(server.url, tmp_path), run_worker=False) as app:
+            resp = await app.post(
+                "/api/messages/send-bulk",
+                json={"recipients": recipients(20), "message": "Hi {name}"},
+            )
+            assert resp.status_code == 503, resp.text
+            assert "replicas" in resp.json()["error"]
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from redis._parsers.base import BaseParser
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
@@ -25,6 +26,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from waqtor.config import CLUSTER_SCHEMES, SENTINEL_SCHEME
 
 POOL_SIZE = 64
+
+
+class NoReplicasError(RedisConnectionError):
+    """``NOREPLICAS``: a primary with ``min-replicas-to-write`` refuses writes because too few
+    replicas acknowledge it (it may have been cut off; see docs/deployment.md). Nothing was
+    written, so it is handled like Redis being away: clients retry, the API answers 503."""
+
+
+# redis-py maps an error's first word to its exception class in this table; without this entry
+# NOREPLICAS is a plain ResponseError (a 500, a failed job) instead of an outage.
+BaseParser.EXCEPTION_CLASSES["NOREPLICAS"] = NoReplicasError
 
 
 def client_options(url: str) -> dict[str, Any]:
