@@ -32,6 +32,24 @@ log = logging.getLogger("waqtor.store.replicas")
 
 #: How often the default (auto) replica count is read again from the primary (s).
 REFRESH_S = 2.0
+#: The first WAIT's timeout (ms); each further one is this many times longer.
+FIRST_STEP_MS = 20
+STEP_GROWTH = 2.5
+
+
+def steps(timeout_ms: int) -> list[int]:
+    """The timeout cut into growing WAITs, sent one after another in the same round trip.
+
+    Redis 7.0 now and then leaves a WAIT waiting for the replica's once-a-second ACK instead of
+    asking for one (seen here on loopback: about 1 WAIT in 400 took its whole 1 s timeout).
+    Each WAIT asks the replicas again (``REPLCONF GETACK``), so a missed ask costs 20 ms, not
+    the whole timeout; once the write is acknowledged the later WAITs return at once."""
+    out: list[int] = []
+    step = float(FIRST_STEP_MS)
+    while sum(out) < timeout_ms:
+        out.append(max(1, min(round(step), timeout_ms - sum(out))))
+        step *= STEP_GROWTH
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +69,7 @@ class ReplicaGuard:
         self.redis = redis
         self.fixed = wanted
         self.timeout_ms = timeout_ms
+        self._steps = steps(timeout_ms)
         self._auto = 0
         self._read_at = float("-inf")
         #: Writes whose acknowledgement timed out, since start (for logs and tests).
@@ -88,21 +107,24 @@ class ReplicaGuard:
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                pipe.execute_command("WAIT", wanted, self.timeout_ms)
-                reply, acks = await pipe.execute(raise_on_error=False)
+                for step in self._steps:
+                    pipe.execute_command("WAIT", wanted, step)
+                reply, *answers = await pipe.execute(raise_on_error=False)
             if isinstance(reply, NoScriptError):  # a new primary, or SCRIPT FLUSH: load, again
                 await self.redis.script_load(script.script)
                 continue
             if isinstance(reply, Exception):
                 raise reply
-            if isinstance(acks, Exception):
-                raise acks
+            for answer in answers:
+                if isinstance(answer, Exception):
+                    raise answer
             self.waits += 1
-            ok = int(acks) >= wanted
+            acks = max(int(a) for a in answers)
+            ok = acks >= wanted
             if not ok:
                 self.timeouts += 1
                 await self._rediscover()
-            return Acked(reply, ok, int(acks), wanted)
+            return Acked(reply, ok, acks, wanted)
         raise NoScriptError("script could not be loaded")
 
     async def _rediscover(self) -> None:
