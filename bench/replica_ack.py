@@ -3,11 +3,14 @@
 A primary with one replica (both on loopback, no persistence), a ``serve --no-worker`` and one
 worker with the zero-latency simulator and ``MESSAGE_DELAY=0``. Each configuration sends one
 campaign of ``--n`` recipients on a fresh pair, timed from just before the POST to the last
-outcome in the ledger; ``--runs`` times, the median reported. ``ack 1`` puts ``WAIT 1`` after
+outcome in the ledger; ``--runs`` times, the two configurations alternating, the medians
+reported. ``ack 1`` puts ``WAIT 1`` after
 every claim and every recorded outcome (one more round trip, and the replica's own round trip
 to acknowledge); ``ack 0`` sends none.
 
-    python -m bench.replica_ack [--n 5000] [--runs 3] [--path batch|message|both]
+    python -m bench.replica_ack [--n 5000] [--runs 3] [--path batch|message|both] [--latency]
+
+First, the latency of one guarded write against the same write unguarded (2,000 each).
 
 Also prints the worker's and Redis's CPU µs per message and the WAIT commands per message (each
 guarded write sends up to 5, ``store.replicas.steps``; those after the acknowledgement return at
@@ -90,25 +93,76 @@ def measure(root: Path, ack: int, path: str, n: int) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def latency(root: Path, n: int = 2000) -> None:
+    """p50/p99/max of one guarded write (a one-key script and its WAIT steps) against the
+    script alone, on one connection after another, with one replica."""
+    import asyncio
+
+    from waqtor.store.connection import connect
+    from waqtor.store.replicas import ReplicaGuard
+
+    folder = Path(tempfile.mkdtemp(prefix="lat-", dir=root))
+    primary = RedisChild(folder / "primary", appendonly=False)
+    replica = RedisChild(folder / "replica", appendonly=False)
+    try:
+        primary.dir.mkdir()
+        primary.start()
+        replica.extra = ["--replicaof", "127.0.0.1", str(primary.port)]
+        replica.dir.mkdir()
+        replica.start()
+
+        async def go() -> None:
+            client = connect(primary.url)
+            while (await client.info("replication")).get("slave0", {}).get("state") != "online":
+                await asyncio.sleep(0.05)
+            script = client.register_script("return redis.call('SET', KEYS[1], ARGV[1])")
+            for wanted in (0, 1):
+                guard = ReplicaGuard(client, wanted, 1000)
+                took: list[float] = []
+                for i in range(n):
+                    t0 = time.perf_counter()
+                    await guard.run(script, [f"k{i}"], ["x" * 200])
+                    took.append((time.perf_counter() - t0) * 1000)
+                took.sort()
+                print(
+                    f"one write, ack={wanted}: p50 {took[n // 2]:.3f} ms, "
+                    f"p99 {took[n * 99 // 100]:.3f} ms, max {took[-1]:.1f} ms ({n} writes)",
+                    flush=True,
+                )
+            await client.aclose()
+
+        asyncio.run(go())
+    finally:
+        replica.stop()
+        primary.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.replica_ack", description=__doc__)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--path", choices=("batch", "message", "both"), default="both")
+    parser.add_argument("--latency", action="store_true", help="only one write's latency")
     args = parser.parse_args(argv)
     paths = ("batch", "message") if args.path == "both" else (args.path,)
     root = Path(tempfile.mkdtemp(prefix="waqtor-ack-"))
     try:
+        latency(root)
+        if args.latency:
+            return 0
         for path in paths:
+            # Alternated, so that a change in the machine's load falls on both alike.
+            runs: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+            for _ in range(args.runs):
+                for ack in (0, 1):
+                    runs[ack].append(measure(root, ack, path, args.n))
             medians = {}
             for ack in (0, 1):
-                runs = sorted(
-                    (measure(root, ack, path, args.n) for _ in range(args.runs)),
-                    key=lambda m: float(m["msgs_per_s"]),
-                )
-                m = runs[len(runs) // 2]
+                ordered = sorted(runs[ack], key=lambda m: float(m["msgs_per_s"]))
+                m = ordered[len(ordered) // 2]
                 medians[ack] = m
-                rates = ", ".join(f"{x['msgs_per_s']:,.0f}" for x in runs)
+                rates = ", ".join(f"{x['msgs_per_s']:,.0f}" for x in runs[ack])
                 print(
                     f"{path:7} ack={ack}: {m['msgs_per_s']:8,.0f} msg/s (runs {rates}); "
                     f"worker {m['worker_us']:.0f} µs/msg, redis {m['redis_us']:.1f} µs/msg, "
@@ -116,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             cost = 1 - medians[1]["msgs_per_s"] / medians[0]["msgs_per_s"]
-            print(f"{path:7} WAIT costs {cost:.0%} of the throughput", flush=True)
+            print(f"{path:7} WAIT costs {cost:.0%} of the throughput (medians)", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
