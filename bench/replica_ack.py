@@ -8,7 +8,7 @@ reported. ``ack 1`` puts ``WAIT 1`` after
 every claim and every recorded outcome (one more round trip, and the replica's own round trip
 to acknowledge); ``ack 0`` sends none.
 
-    python -m bench.replica_ack [--n 5000] [--runs 3] [--path batch|message|both] [--latency]
+    python -m bench.replica_ack [--n 5000] [--runs 3] [--path batch|message|paced|both] [--latency]
 
 First, the latency of one guarded write against the same write unguarded (2,000 each).
 
@@ -38,7 +38,13 @@ from waqtor.store.keys import Keys
 
 KEYS = Keys()
 TERMINAL_COUNTS = ["n:D", "n:F", "n:U", "n:C"]
-PATHS = {"batch": {}, "message": {"SIM_BATCH_SIZE": "1"}}
+#: ``paced``: a 1 ms gap between messages, so each recipient is claimed, sent and recorded on
+#: its own (the path of every account with a delay): the most Redis work per message.
+PATHS = {
+    "batch": {},
+    "message": {"SIM_BATCH_SIZE": "1"},
+    "paced": {"MESSAGE_DELAY": "1", "MESSAGE_JITTER": "0"},
+}
 
 
 def measure(root: Path, ack: int, path: str, n: int) -> dict[str, Any]:
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.replica_ack", description=__doc__)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--path", choices=("batch", "message", "both"), default="both")
+    parser.add_argument("--path", choices=(*PATHS, "both"), default="both")
     parser.add_argument("--latency", action="store_true", help="only one write's latency")
     args = parser.parse_args(argv)
     paths = ("batch", "message") if args.path == "both" else (args.path,)
