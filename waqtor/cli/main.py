@@ -13,6 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import uvloop
+from redis.exceptions import RedisClusterException
 
 from waqtor.config import ConfigError, Settings, load_or_create_key, redis_label
 from waqtor.runtime.redis_server import BundledRedis, RedisServerError
@@ -46,7 +47,7 @@ async def check_redis(url: str) -> str | None:
                 policy,
             )
         return None
-    except (aioredis.RedisError, OSError) as exc:
+    except (aioredis.RedisError, RedisClusterException, OSError) as exc:
         return f"Redis unavailable at {redis_label(url)}: {exc}"
     finally:
         await client.aclose()

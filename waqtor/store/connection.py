@@ -18,7 +18,12 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -112,7 +117,14 @@ class _FollowingConnection(SentinelManagedConnection):
 
     async def _connect(self) -> None:
         if self.connection_pool.is_master:
-            self.host, self.port = await self.connection_pool.get_master_address()
+            try:
+                self.host, self.port = await self.connection_pool.get_master_address()
+            except MasterNotFoundError:
+                # redis-py's message lists every Sentinel client's repr: a screenful per 503.
+                name = self.connection_pool.service_name
+                raise MasterNotFoundError(
+                    f"no Sentinel answered with a primary for {name!r}"
+                ) from None
         await super()._connect()  # type: ignore[no-untyped-call]
 
 
