@@ -19,7 +19,7 @@ from waqtor.store.batches import Outcome
 
 async def _campaign(redis_url: str, tmp_path: Path, cid: str, n: int) -> Services:
     s = build(make_settings(redis_url, tmp_path), redis_url)
-    async with s.redis.pipeline(transaction=True) as pipe:
+    async with s.store.redis.pipeline(transaction=True) as pipe:
         s.ledger.stage(
             pipe,
             cid,

@@ -40,11 +40,10 @@ def json_digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _key(s: Services, caller: str, idem_key: str) -> str:
+def _key(caller: str, idem_key: str) -> str:
     # An HMAC under the caller's API key: one caller's idempotency keys cannot name another's
     # stored responses, and Redis never holds the API key itself.
-    scoped = hmac.new(caller.encode(), idem_key.encode(), hashlib.sha256).hexdigest()
-    return s.keys.idempotency(scoped)
+    return hmac.new(caller.encode(), idem_key.encode(), hashlib.sha256).hexdigest()
 
 
 async def once(
@@ -56,28 +55,24 @@ async def once(
 ) -> tuple[int, dict[str, Any], bool]:
     """Run ``run`` once per (caller, key); returns (status, body, replayed). Raises Mismatch
     when the key was used for a request with another ``digest``."""
-    key = _key(s, caller, idem_key)
+    store = s.idempotency
+    key = _key(caller, idem_key)
     token = f"{_PENDING}{secrets.token_hex(8)}:{digest}"
-    if await s.redis.set(key, token, nx=True, px=TTL_MS):
+    if await store.claim(key, token, TTL_MS):
         try:
             status, body = await run()
         except BaseException:
             # Nothing was acknowledged: let the client try again with the same key.
-            await s.redis.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1,
-                key,
-                token,
-            )
+            await store.release(key, token)
             raise
         if status >= 500:
-            await s.redis.delete(key)
+            await store.forget(key)
         else:
-            await s.redis.set(key, json.dumps([status, body, digest]), xx=True, keepttl=True)
+            await store.answer(key, json.dumps([status, body, digest]))
         return status, body, False
     deadline = asyncio.get_running_loop().time() + WAIT_S
     while True:
-        found = await s.redis.get(key)
+        found = await store.get(key)
         if found is None:  # the first request failed; this one goes ahead itself
             return await once(s, caller, idem_key, digest, run)
         raw = str(found)

@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
-from waqtor.domain.accounts import effective_caps, gap_ms
+from waqtor.domain.accounts import caps_on, gap_ms
 from waqtor.domain.eta import (
     clock_text,
     estimate_capped_ms,
@@ -74,8 +71,8 @@ async def message_gap_ms(s: Services, account_name: str, now: int | None = None)
     observed = await s.pacer.observed_send_ms(account_name)
     if delay > 0:
         return mean_gap_ms(delay, jitter, observed)
-    raw = await s.redis.get(s.keys.throughput_ms(account_name))
-    return unpaced_gap_ms(float(raw) if raw else None, observed, await _parallel(s, account_name))
+    achieved = await s.job_index.throughput(account_name)
+    return unpaced_gap_ms(achieved, observed, await _parallel(s, account_name))
 
 
 async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
@@ -84,7 +81,7 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     ``n x 2 s``."""
     account = await s.accounts.get(account_name) or s.accounts.default()
     now = s.clock.now_ms()
-    caps = effective_caps(account, date.today(), now)
+    caps = caps_on(account, now)
     gap = await message_gap_ms(s, account_name, now)
     backlog = await s.pacer.backlog(account_name)
     free_at = max(
@@ -143,7 +140,7 @@ async def unavailable(s: Services, account_name: str, recipients: int) -> str | 
     cool = await s.accounts.cooling_until(account_name)
     if cool > now:
         return f"account {account_name} is cooling down until {clock_text(cool)}: queued"
-    caps = effective_caps(account, date.today(), now)
+    caps = caps_on(account, now)
     if caps.hourly is None and caps.daily is None:
         return None
     hour, day = await s.accounts.sends_in_window(account_name, now)
@@ -224,9 +221,8 @@ async def send_instant(
     now = s.clock.now_ms()
     cid = new_id(now)
     eta = await estimate(s, account, len(parsed.accepted))
-    lease = s.keys.instant_lease(cid)
 
-    def stage(pipe: Pipeline) -> None:
+    def stage(pipe: Any) -> None:
         s.ledger.stage(
             pipe,
             cid,
@@ -236,8 +232,8 @@ async def send_instant(
             mode="instant",
             created_ms=now,
             extra=extra,
+            lease_ms=INSTANT_LEASE_MS,
         )
-        pipe.set(lease, "1", px=INSTANT_LEASE_MS)
 
     # A safety net: the campaign also gets a job, delayed past the time this request should
     # take. If this process dies mid-send, a worker picks the job up and finishes the list
@@ -250,17 +246,17 @@ async def send_instant(
         stage,
         delay_ms=max(net_ms, 10_000),
     )
-    renewer = asyncio.ensure_future(_renew(s, lease))
+    renewer = asyncio.ensure_future(_renew(s, cid))
     try:
         await _send_all(s, sender, cid, account, parsed.template, extra)
     finally:
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
     result = await _instant_result(s, cid, parsed)
-    await s.redis.delete(lease)
+    await s.job_index.drop_lease(cid)
     if result.pending:
         # Retries, unknown outcomes or a pause outlive the request: its job finishes them.
-        await s.redis.zadd(s.keys.jobs, {cid: now})
+        await s.job_index.list_job(cid, now)
         await s.engine.promote(cid)
     else:
         await _drop_safety_net(s, cid)
@@ -269,11 +265,11 @@ async def send_instant(
     return result
 
 
-async def _renew(s: Services, lease: str) -> None:
+async def _renew(s: Services, cid: str) -> None:
     while True:
         await asyncio.sleep(INSTANT_LEASE_MS / 3 / 1000)
         with contextlib.suppress(Exception):  # Redis down: the sends fail and say so
-            await s.redis.pexpire(lease, INSTANT_LEASE_MS)
+            await s.job_index.renew_lease(cid, INSTANT_LEASE_MS)
 
 
 async def _send_all(
@@ -365,16 +361,11 @@ async def clean(s: Services, grace_ms: int) -> list[str]:
     for cid in removed:
         await s.ledger.delete(cid)
     cutoff = s.clock.now_ms() - grace_ms
-    ids = [str(raw) for raw in await s.redis.zrangebyscore(s.keys.campaigns, "-inf", cutoff)]
+    ids = await s.job_index.campaigns_before(cutoff)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        async with s.redis.pipeline(transaction=False) as pipe:
-            for cid in chunk:
-                pipe.hmget(s.keys.meta(cid), ["mode", "orphaned"])
-                pipe.exists(s.keys.instant_lease(cid))
-            replies = await pipe.execute()
-        for n, cid in enumerate(chunk):
-            (mode, orphaned), leased = replies[2 * n], replies[2 * n + 1]
+        facts = await s.job_index.clean_facts(chunk)
+        for cid, (mode, orphaned, leased) in zip(chunk, facts, strict=True):
             if orphaned:
                 gone = int(orphaned) <= cutoff
             else:

@@ -8,6 +8,7 @@ script also gives figures from a single moment rather than from six.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -92,19 +93,20 @@ def _figures(reply: list[Any]) -> QueueFigures:
 
 
 class QueueStatsReader:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, bull_key: Callable[[str], str]) -> None:
+        """``bull_key``: names bullmq's keys (``Engine.key``)."""
         source = resources.files("waqtor.store").joinpath("lua/queue_stats.lua").read_text()
         # Registered here, not in scripts.NAMES: only the API reads it.
         self._script = redis.register_script(source)
         head, tail = keys.cool_until_ms_parts()
         self._keys = [
-            keys.queue_meta,
+            bull_key("meta"),
             keys.paused_campaigns,
             keys.message_counts,
             keys.accounts,
             keys.canceled_jobs,
             keys.foreign_jobs,
-            *(keys.bull_state(state) for state in BULL_STATES),
+            *(bull_key(state) for state in BULL_STATES),
         ]
         self._args = [head, tail, DEFAULT, HELPER_JOB_MARK, *BULL_STATES]
 
