@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from waqtor.campaigns import hygiene
 from waqtor.domain.accounts import caps_on, gap_ms
 from waqtor.domain.eta import (
     clock_text,
@@ -375,3 +376,95 @@ async def clean(s: Services, grace_ms: int) -> list[str]:
                 await s.ledger.delete(cid)
                 removed.append(cid)
     return removed
+
+
+# ---- the one submission rule, shared by the API and the dashboard ----
+#: Settings of a submission that make it wait for a time: it is queued, never instant.
+TIMED = ("window", "quiet", "expires_ms")
+
+
+def small_enough(s: Services, recipients: int) -> bool:
+    """Whether a list this long is sent at once (instant) when nothing stands in its way."""
+    return 0 < recipients <= s.settings.instant_threshold
+
+
+async def why_queued(
+    s: Services, account: str, recipients: int, *, delay_ms: int, extra: dict[str, str]
+) -> tuple[bool, str | None]:
+    """``(instant, reason)``: whether the list goes out now, in this request; else why a
+    list small enough for that is queued (None for a list that is simply large)."""
+    if delay_ms > 0 or any(k in extra for k in TIMED):
+        return False, "scheduled (sendAt, window, quiet hours or validUntil): queued"
+    if not small_enough(s, recipients):
+        return False, None
+    blocker = await instant_blocker(s, account, recipients)
+    return blocker is None, blocker
+
+
+class NothingToSend(Exception):
+    """No valid recipient is left once the opted-out ones are dropped."""
+
+    def __init__(self, suppressed: list[dict[str, object]]) -> None:
+        super().__init__("no valid recipient")
+        self.suppressed = suppressed
+
+
+@dataclass
+class Submitted:
+    #: The accounts that send it, and those skipped (paused, resting or capped).
+    senders: list[str]
+    skipped: list[dict[str, str]]
+    #: Opted-out recipients dropped from the list, by request index.
+    suppressed: list[dict[str, object]]
+    #: Sent in this request: its outcome. Else the campaign's job, its ETA and, for a small
+    #: list, why it was queued.
+    instant: InstantResult | None = None
+    job_id: str = ""
+    eta: Estimate | None = None
+    reason: str | None = None
+
+
+async def usable_accounts(s: Services, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Of several accounts, those that can send now; paused, resting or capped ones are
+    skipped. If none can, all are kept: the campaign waits for them, and says why."""
+    if len(names) == 1:
+        return names, []
+    usable: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for name in names:
+        reason = await unavailable(s, name, 1)
+        if reason is None:
+            usable.append(name)
+        else:
+            skipped.append({"account": name, "reason": reason})
+    return (usable, skipped) if usable else (names, skipped)
+
+
+async def submit(
+    s: Services,
+    parsed: Parsed,
+    accounts: list[str],
+    extra: dict[str, str] | None = None,
+    *,
+    delay_ms: int = 0,
+    sender: Sender | None = None,
+) -> Submitted:
+    """Send a list: drop opted-out numbers, then send it in this request (instant) if it is
+    small and nothing stands in the way, else queue it. Without a ``sender`` it is queued.
+    Raises NothingToSend when no recipient is left."""
+    extra = extra or {}
+    senders, skipped = await usable_accounts(s, accounts)
+    account = senders[0]
+    suppressed = await hygiene.drop_suppressed(s, account, parsed)
+    if not parsed.accepted:
+        raise NothingToSend(suppressed)
+    out = Submitted(senders, skipped, suppressed)
+    instant = False
+    if sender is not None:
+        n = len(parsed.accepted)
+        instant, out.reason = await why_queued(s, account, n, delay_ms=delay_ms, extra=extra)
+    if instant and sender is not None:
+        out.instant = await send_instant(s, sender, parsed, account, extra)
+        return out
+    out.job_id, out.eta = await enqueue(s, parsed, senders, extra, delay_ms=delay_ms)
+    return out
