@@ -156,7 +156,7 @@ async def test_a_large_campaign_goes_out_in_batches_once_each(
 async def test_helper_jobs_are_not_counted_or_listed_as_campaigns(
     redis_url: str, tmp_path: Path, r: aioredis.Redis
 ) -> None:
-    """Queue stats and the dashboard count and list campaigns (the seed's jobs), not the
+    """Queue stats and the dashboard count and list campaigns (WaQtor's jobs), not the
     helper jobs that send them."""
     async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
         resp = await app.post(

@@ -104,7 +104,7 @@ async def test_one_read_equals_the_round_trips(redis_url: str, tmp_path: Path) -
         ]
         assert data["alerts"][1]["reason"] == "paused by an operator"
 
-        # A paused queue: bullmq keeps its jobs in wait; the seed calls them paused.
+        # A paused queue: bullmq keeps its jobs in wait; WaQtor calls them paused.
         assert (await app.post("/api/queue/pause")).status_code == 200
         data = await _same(app)
         assert (data["waiting"], data["paused"], data["total"]) == (0, 4, 4)

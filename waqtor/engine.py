@@ -107,7 +107,7 @@ class JobView:
 
 
 def _shown(state: str, queue_paused: bool) -> str:
-    """bullmq's state as the seed names it. A paused queue holds every job that has not
+    """bullmq's state as WaQtor names it. A paused queue holds every job that has not
     finished, whatever list bullmq keeps it in."""
     if state in ("wait", "prioritized"):
         state = JobState.WAITING.value
@@ -289,7 +289,7 @@ class Engine:
         counts = {state: int(raw.get(state, 0) or 0) for state in COUNT_STATES}
         counts["waiting"] += counts.pop("prioritized")
         if await self.is_paused():
-            # BullMQ keeps a paused queue's jobs in its wait list; the seed counts them as paused.
+            # BullMQ keeps a paused queue's jobs in its wait list; WaQtor counts them as paused.
             counts["paused"] += counts["waiting"]
             counts["waiting"] = 0
         return counts

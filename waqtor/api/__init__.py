@@ -1,1 +1,1 @@
-"""The HTTP API (FastAPI): the seed's routes and response shapes."""
+"""The HTTP API (FastAPI): WaQtor's routes and response shapes."""

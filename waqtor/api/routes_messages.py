@@ -1,6 +1,6 @@
 """``POST /api/messages/send-bulk``: instant for small lists, queued for larger ones.
 
-The body is JSON (the seed's shape), ``text/csv``, or a multipart form with a CSV ``file``
+The body is JSON (WaQtor's shape), ``text/csv``, or a multipart form with a CSV ``file``
 (``message`` and ``account`` then come as form fields or query parameters).
 """
 

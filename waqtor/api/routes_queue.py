@@ -1,4 +1,4 @@
-"""``/api/queue/*``: the seed's queue management routes."""
+"""``/api/queue/*``: WaQtor's queue management routes."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ async def health(
             healthy = False
         data["queue"] = {"paused": await s.engine.is_paused()}
         counts, data["alerts"] = await live.counts_and_alerts()
-        # The seed's clients read the job counts right in ``data`` (data.waiting, ...).
+        # WaQtor's clients read the job counts right in ``data`` (data.waiting, ...).
         data.update(counts)
         data["reconciler"] = await reconcile.health(s)
     except REDIS_DOWN as exc:

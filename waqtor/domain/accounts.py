@@ -1,4 +1,4 @@
-"""Sender accounts: one WhatsApp number each, with the seed's limits by account age.
+"""Sender accounts: one WhatsApp number each, with WaQtor's limits by account age.
 
 | tier     | hourly | daily                       |
 |----------|--------|-----------------------------|

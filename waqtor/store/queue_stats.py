@@ -37,7 +37,7 @@ JOB_STATES = (
 
 @dataclass(frozen=True)
 class QueueFigures:
-    #: Jobs per state, named as the seed names them, and ``total``.
+    #: Jobs per state, named as WaQtor names them, and ``total``.
     jobs: dict[str, int]
     #: Recipients per status, over every stored campaign.
     messages: dict[str, int]
@@ -50,7 +50,7 @@ class QueueFigures:
 def job_counts(
     bull: dict[str, int], queue_paused: bool, held: int, canceled: int = 0, foreign: int = 0
 ) -> dict[str, int]:
-    """bullmq's counts as the seed shows them (the same rules as ``Engine.counts`` and the
+    """bullmq's counts as WaQtor shows them (the same rules as ``Engine.counts`` and the
     stats route applied before), with canceled campaigns apart from completed ones and jobs
     that were never campaigns (added from Bull Board) apart from failed ones."""
     counts = {state: bull.get(state, 0) for state in JOB_STATES}
@@ -60,10 +60,10 @@ def job_counts(
     counts["failed"] -= counts["foreign"]
     counts["waiting"] = bull.get("wait", 0) + bull.get("prioritized", 0)
     if queue_paused:
-        # BullMQ keeps a paused queue's jobs in its wait list; the seed counts them as paused.
+        # BullMQ keeps a paused queue's jobs in its wait list; WaQtor counts them as paused.
         counts["paused"] += counts["waiting"]
         counts["waiting"] = 0
-    # Campaigns paused one by one wait in bullmq's delayed set; the seed would call them paused.
+    # Campaigns paused one by one wait in bullmq's delayed set; WaQtor would call them paused.
     moved = min(counts["delayed"], held)
     counts["delayed"] -= moved
     counts["paused"] += moved
