@@ -106,6 +106,39 @@ def test_every_layer_imports_only_downward() -> None:
     assert violations() == []
 
 
+#: Attributes that reach Redis itself (a client, its scripts or pipelines): only the store's
+#: readers and writers, and the engine, use them.
+REDIS_ATTRIBUTES = frozenset({"redis", "scripts", "pipeline", "register_script", "eval", "evalsha"})
+
+
+def redis_reaches() -> list[str]:
+    found: list[str] = []
+    for module, path in _modules():
+        if _part(module) in OWNED["redis"]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in REDIS_ATTRIBUTES:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: .{node.attr}")
+    return found
+
+
+def test_only_the_store_and_the_engine_reach_redis() -> None:
+    """No ``s.store.redis.get(...)`` above the store: a command goes through a typed reader
+    or writer of ``waqtor.store``."""
+    assert redis_reaches() == []
+
+
+def test_the_redis_check_catches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "waqtor"
+    for part in ("store", "dashboard"):
+        (root / part).mkdir(parents=True)
+        (root / part / "__init__.py").write_text("")
+        (root / part / "m.py").write_text("async def f(s):\n    await s.store.redis.get('k')\n")
+    (root / "__init__.py").write_text("")
+    monkeypatch.setitem(globals(), "PACKAGE", root)
+    assert redis_reaches() == ["waqtor/dashboard/m.py:2: .redis"]
+
+
 @pytest.mark.parametrize(
     ("part", "source", "expected"),
     [

@@ -116,7 +116,7 @@ async def test_one_read_equals_the_round_trips(redis_url: str, tmp_path: Path) -
 
 
 def test_key_layouts_come_from_keys() -> None:
-    keys = Keys(prefix="p", queue="q")
+    keys = Keys(prefix="p")
     head, tail = keys.cool_until_ms_parts()
     assert head + "shop-1" + tail == keys.cool_until_ms("shop-1")
     # bullmq's layout is the engine's: the Keys of the store do not name it.

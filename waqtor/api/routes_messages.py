@@ -235,7 +235,9 @@ async def send_bulk(
         return await _json(body, status)
     caller = request.headers.get(auth.HEADER, "")
     try:
-        status, body, replayed = await idempotency.once(s, caller, idempotency_key, sub.digest, run)
+        status, body, replayed = await idempotency.once(
+            s.idempotency, caller, idempotency_key, sub.digest, run
+        )
     except idempotency.InProgress:
         raise ApiError(
             409, "Idempotency-Key: a request with this key is still in progress"

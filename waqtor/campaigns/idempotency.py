@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from waqtor.runtime.services import Services
+from waqtor.store.idempotency import IdempotencyStore
 
 TTL_MS = 24 * 3600 * 1000
 WAIT_S = 120.0
@@ -47,7 +47,7 @@ def _key(caller: str, idem_key: str) -> str:
 
 
 async def once(
-    s: Services,
+    store: IdempotencyStore,
     caller: str,
     idem_key: str,
     digest: str,
@@ -55,7 +55,6 @@ async def once(
 ) -> tuple[int, dict[str, Any], bool]:
     """Run ``run`` once per (caller, key); returns (status, body, replayed). Raises Mismatch
     when the key was used for a request with another ``digest``."""
-    store = s.idempotency
     key = _key(caller, idem_key)
     token = f"{_PENDING}{secrets.token_hex(8)}:{digest}"
     if await store.claim(key, token, TTL_MS):
@@ -74,7 +73,7 @@ async def once(
     while True:
         found = await store.get(key)
         if found is None:  # the first request failed; this one goes ahead itself
-            return await once(s, caller, idem_key, digest, run)
+            return await once(store, caller, idem_key, digest, run)
         raw = str(found)
         if raw.startswith(_PENDING):
             if raw.split(":", 2)[2] != digest:

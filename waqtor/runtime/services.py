@@ -92,7 +92,7 @@ def build(
     settings: Settings, redis_url: str, *, patient: bool = False, clock: Clock | None = None
 ) -> Services:
     ticking: Clock = clock or SystemClock()
-    keys = Keys(prefix=settings.key_prefix, queue=settings.queue_name)
+    keys = Keys(prefix=settings.key_prefix)
     engine = Engine(
         connect(redis_url, patient=patient),
         settings.queue_name,

@@ -16,7 +16,6 @@ HELPER_JOB_MARK = "~assist~"
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "wq"
-    queue: str = "waqtor"
 
     # --- campaign ledger ---
     def meta(self, cid: str) -> str:
