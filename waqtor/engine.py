@@ -1,4 +1,6 @@
-"""The job engine: a thin layer over bullmq, so nothing else imports it.
+"""The job engine: a thin layer over bullmq, so nothing else imports it, and the only module
+that knows bullmq's key layout: ``Engine.key`` names them for the store's scripts that must
+read one (a job's lock, the queue's pause flag), and the dashboard's list reads are here.
 
 One bullmq job per bulk request; the job id is the campaign id. bullmq gives the job states,
 progress, whole-job retries with exponential backoff, stalled-job recovery, pause and clean;
