@@ -217,7 +217,7 @@ async def test_cluster_core_flow_with_one_hash_tag(cluster: ClusterGroup, tmp_pa
     for node in flush:
         node.flushall()
     settings = make_settings(url, tmp_path, message_delay=20)
-    keys = Keys(prefix="{waqtor}:wq", bull_prefix="{waqtor}", queue="waqtor")
+    keys = Keys(prefix="{waqtor}:wq")
     async with App(settings, run_worker=False) as app:
         # Instant: sent within the request, no worker needed.
         resp = await app.post(

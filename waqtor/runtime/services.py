@@ -4,100 +4,142 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from waqtor.config import ConfigError, Settings, is_cluster
-from waqtor.domain.clock import Clock, SystemClock
+from waqtor.domain.clock import Clock, SystemClock, day_of
 from waqtor.engine import Engine
 from waqtor.providers import cloud_api
-from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.store.accounts import AccountStore
+from waqtor.store.bundle import Store
+from waqtor.store.callback_queue import CallbackQueue
 from waqtor.store.connection import connect, set_home
+from waqtor.store.heartbeats import Heartbeats
+from waqtor.store.idempotency import IdempotencyStore
+from waqtor.store.job_index import JobIndex
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
-from waqtor.store.replicas import ReplicaGuard
-from waqtor.store.scripts import Scripts
+from waqtor.store.reconcile_state import ReconcileState
+from waqtor.store.suppressions import Suppressions
+from waqtor.store.webhook_index import WebhookIndex
 
 
 @dataclass
 class Services:
     settings: Settings
     redis_url: str
-    redis: Redis
-    keys: Keys
-    ledger: Ledger
-    pacer: Pacer
-    provider: Provider
+    #: Every reader and writer of Redis; the fields below are its parts, named for callers.
+    store: Store
     engine: Engine
+    #: The simulator provider (the registry's default): its outbox and fault switches.
+    simulator: SimulatorProvider
+    #: Which provider sends for which account.
     providers: ProviderRegistry
-    accounts: AccountStore
-    scripts: Scripts
     clock: Clock = field(default_factory=SystemClock)
 
     @property
-    def simulator(self) -> SimulatorProvider | None:
-        return self.provider if isinstance(self.provider, SimulatorProvider) else None
+    def keys(self) -> Keys:
+        return self.store.keys
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.store.ledger
+
+    @property
+    def pacer(self) -> Pacer:
+        return self.store.pacer
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self.store.accounts
+
+    @property
+    def suppressions(self) -> Suppressions:
+        return self.store.suppressions
+
+    @property
+    def heartbeats(self) -> Heartbeats:
+        return self.store.heartbeats
+
+    @property
+    def callback_queue(self) -> CallbackQueue:
+        return self.store.callback_queue
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return self.store.idempotency
+
+    @property
+    def job_index(self) -> JobIndex:
+        return self.store.job_index
+
+    @property
+    def webhook_index(self) -> WebhookIndex:
+        return self.store.webhook_index
+
+    @property
+    def reconcile_state(self) -> ReconcileState:
+        return self.store.reconcile_state
 
     async def close(self) -> None:
         await self.providers.close()
         await self.engine.close()
-        await self.redis.aclose()
+        await self.store.close()
 
 
 def build(
     settings: Settings, redis_url: str, *, patient: bool = False, clock: Clock | None = None
 ) -> Services:
-    redis = connect(redis_url, patient=patient)
+    ticking: Clock = clock or SystemClock()
     prefix, bull_prefix = settings.key_prefixes(redis_url)
-    keys = Keys(prefix=prefix, bull_prefix=bull_prefix, queue=settings.queue_name)
+    keys = Keys(prefix=prefix)
+    engine = Engine(
+        connect(redis_url, patient=patient),
+        settings.queue_name,
+        attempts=settings.max_retries + 1,
+        backoff_ms=settings.retry_backoff_ms,
+        prefix=bull_prefix,
+    )
+    redis = connect(redis_url, patient=patient)
     set_home(redis, keys.message_counts)
-    scripts = Scripts(redis)
-    provider = SimulatorProvider(
+    store = Store(
         redis,
         keys,
+        engine.key,
+        delay_ms=settings.message_delay,
+        jitter=settings.message_jitter,
+        default_tier=settings.default_account_tier,
+        today=lambda: day_of(ticking.now_ms()),
+        replicas_ack=replicas_ack(settings, redis_url),
+        ack_timeout_ms=settings.redis_ack_timeout_ms,
+    )
+    simulator = SimulatorProvider(
+        store.simulator,
         latency_ms=settings.sim_latency_ms,
         batch_size=settings.sim_batch_size,
         max_in_flight=settings.sim_max_in_flight,
     )
-    providers = ProviderRegistry(provider)
+    providers = ProviderRegistry(simulator)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
     return Services(
         settings=settings,
         redis_url=redis_url,
-        redis=redis,
-        keys=keys,
-        ledger=Ledger(redis, keys, scripts, replica_guard(settings, redis_url, redis)),
-        pacer=Pacer(
-            redis,
-            keys,
-            scripts,
-            delay_ms=settings.message_delay,
-            jitter=settings.message_jitter,
-        ),
-        provider=provider,
+        store=store,
+        engine=engine,
+        simulator=simulator,
         providers=providers,
-        engine=Engine(
-            connect(redis_url, patient=patient),
-            settings.queue_name,
-            prefix=bull_prefix,
-            attempts=settings.max_retries + 1,
-            backoff_ms=settings.retry_backoff_ms,
-        ),
-        accounts=AccountStore(redis, keys, settings.default_account_tier),
-        scripts=scripts,
-        clock=clock or SystemClock(),
+        clock=ticking,
     )
 
 
-def replica_guard(settings: Settings, redis_url: str, redis: Redis) -> ReplicaGuard:
-    """The WAIT after claims and outcomes (``store.replicas``). Not on a Cluster yet: there WAIT
-    would have to go to the one node that holds the tag's slot, on the write's connection."""
+def replicas_ack(settings: Settings, redis_url: str) -> int | None:
+    """Replicas to WAIT for after claims and outcomes (``store.replicas``); None: as many as
+    the primary reports. Not on a Cluster yet: there WAIT would have to go to the one node that
+    holds the tag's slot, on the write's connection."""
     wanted = settings.redis_min_replicas_ack
     if is_cluster(redis_url):
         if wanted:
             raise ConfigError("REDIS_MIN_REPLICAS_ACK is not supported on a Redis Cluster yet")
-        wanted = 0
-    return ReplicaGuard(redis, wanted, settings.redis_ack_timeout_ms)
+        return 0
+    return wanted

@@ -76,10 +76,9 @@ async def claim(
     is ``EMPTY`` when the lane has nothing left to claim right now). ``token`` must hold the
     lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise).
     ``attempt_index_ttl_ms`` > 0 also indexes each attempt for status webhooks."""
-    k = ledger.keys
     done = await ledger.guard.run(
         ledger.scripts["claim_batch"],
-        k.claim_keys(cid, lane, account, lock_job),
+        ledger.claim_keys(cid, lane, account, lock_job),
         [
             token,
             prefix,
