@@ -18,6 +18,8 @@ import redis
 from bench._redis_child import RedisChild, free_port
 
 MASTER = "waqtor-primary"
+#: Every node may be promoted: none waits Redis's default 5 s before feeding a new replica.
+NODE_ARGS = ["--repl-diskless-sync-delay", "0"]
 #: Sentinel's view of a dead primary: down after this long without an answer (ms).
 DOWN_AFTER_MS = 1000
 
@@ -66,7 +68,7 @@ class SentinelGroup:
 
     def __init__(self, folder: Path, *, replicas: int = 1, sentinels: int = 3) -> None:
         self.dir = folder
-        self.nodes = [RedisChild(folder / "node0", appendonly=False)]
+        self.nodes = [RedisChild(folder / "node0", appendonly=False, extra=NODE_ARGS)]
         self.replica_count = replicas
         self.sentinel_count = sentinels
         self.sentinels: list[SentinelChild] = []
@@ -79,7 +81,7 @@ class SentinelGroup:
             node = RedisChild(
                 self.dir / f"node{n}",
                 appendonly=False,
-                extra=["--replicaof", "127.0.0.1", str(primary.port)],
+                extra=[*NODE_ARGS, "--replicaof", "127.0.0.1", str(primary.port)],
             )
             node.dir.mkdir(parents=True, exist_ok=True)
             node.start()
@@ -167,7 +169,7 @@ class SentinelGroup:
     def restart_as_replica(self, port: int) -> None:
         """Start a killed node again; Sentinel makes it a replica of the new primary."""
         node = self.node(port)
-        node.extra = ["--replicaof", "127.0.0.1", str(self.primary_port())]
+        node.extra = [*NODE_ARGS, "--replicaof", "127.0.0.1", str(self.primary_port())]
         node.start()
 
     def stop(self) -> None:

@@ -33,6 +33,7 @@ import redis
 from bench._procs import cpu_seconds, wait_until
 from bench._redis import cpu_seconds as redis_cpu_seconds
 from bench._redis_child import RedisChild
+from bench._topology import NODE_ARGS
 from bench._waqtor import Waqtor, bulk_body
 from waqtor.store.keys import Keys
 
@@ -49,7 +50,7 @@ PATHS = {
 
 def measure(root: Path, ack: int, path: str, n: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="ack-", dir=root))
-    primary = RedisChild(folder / "primary", appendonly=False)
+    primary = RedisChild(folder / "primary", appendonly=False, extra=NODE_ARGS)
     replica = RedisChild(folder / "replica", appendonly=False)
     try:
         primary.dir.mkdir()
@@ -108,7 +109,7 @@ def latency(root: Path, n: int = 2000) -> None:
     from waqtor.store.replicas import ReplicaGuard
 
     folder = Path(tempfile.mkdtemp(prefix="lat-", dir=root))
-    primary = RedisChild(folder / "primary", appendonly=False)
+    primary = RedisChild(folder / "primary", appendonly=False, extra=NODE_ARGS)
     replica = RedisChild(folder / "replica", appendonly=False)
     try:
         primary.dir.mkdir()

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from bench._redis_child import RedisChild
-from bench._topology import MASTER, ClusterGroup, SentinelGroup
+from bench._topology import MASTER, NODE_ARGS, ClusterGroup, SentinelGroup
 from tests.conftest import (
     HEADERS,
     KEY,
@@ -311,7 +311,7 @@ async def test_two_deployments_with_different_tags_share_a_cluster_on_different_
 # ----------------------------------------------------------------- replica acknowledgement
 @pytest.fixture
 def replicated(tmp_path: Path) -> Iterator[tuple[RedisChild, RedisChild]]:
-    primary = RedisChild(tmp_path / "primary", appendonly=False)
+    primary = RedisChild(tmp_path / "primary", appendonly=False, extra=NODE_ARGS)
     primary.dir.mkdir()
     primary.start()
     replica = RedisChild(
