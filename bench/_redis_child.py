@@ -35,6 +35,11 @@ class RedisChild:
         self.fsync = fsync
         #: More redis-server options (``--replicaof``, ``--cluster-enabled`` ...).
         self.extra = list(extra or [])
+        #: The ``--requirepass`` among them, for this class's own probe.
+        self.password = next(
+            (b for a, b in zip(self.extra, self.extra[1:], strict=False) if a == "--requirepass"),
+            None,
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +62,12 @@ class RedisChild:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                client = redis.Redis(port=self.port, socket_timeout=0.5, decode_responses=True)
+                client = redis.Redis(
+                    port=self.port,
+                    socket_timeout=0.5,
+                    decode_responses=True,
+                    password=self.password,
+                )
                 # The server on the port must be ours (the port may have been taken meanwhile).
                 if client.config_get("dir").get("dir") == str(self.dir.resolve()):
                     return True

@@ -27,11 +27,17 @@ DOWN_AFTER_MS = 1000
 class SentinelChild:
     """``redis-server --sentinel`` (Debian's ``redis-sentinel`` is the same binary)."""
 
-    def __init__(self, folder: Path, primary_port: int, quorum: int) -> None:
+    def __init__(
+        self, folder: Path, primary_port: int, quorum: int, password: str = "", own: str = ""
+    ) -> None:
+        """``password``: the data nodes' (``auth-pass``); ``own``: the Sentinel's own
+        ``requirepass``."""
         self.dir = folder
         self.port = free_port()
         self.primary_port = primary_port
         self.quorum = quorum
+        self.password = password
+        self.own = own
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -43,6 +49,8 @@ class SentinelChild:
             f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER} 10000\n"
             f"sentinel parallel-syncs {MASTER} 1\n"
+            + (f"sentinel auth-pass {MASTER} {self.password}\n" if self.password else "")
+            + (f"requirepass {self.own}\n" if self.own else "")
         )
         log = (self.dir / "sentinel.log").open("ab")
         self.proc = subprocess.Popen(
@@ -51,11 +59,14 @@ class SentinelChild:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
+                if self.client().ping():
                     return
             except redis.RedisError:
                 time.sleep(0.05)
         raise RuntimeError(f"sentinel on {self.port} did not start")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=0.5, password=self.own or None)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -66,9 +77,24 @@ class SentinelChild:
 class SentinelGroup:
     """One primary, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority)."""
 
-    def __init__(self, folder: Path, *, replicas: int = 1, sentinels: int = 3) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        password: str = "",
+        sentinel_password: str = "",
+    ) -> None:
+        """``password``: ``requirepass`` and ``masterauth`` of the data nodes;
+        ``sentinel_password``: the Sentinels' own ``requirepass``."""
         self.dir = folder
-        self.nodes = [RedisChild(folder / "node0", appendonly=False, extra=NODE_ARGS)]
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.node_args = [*NODE_ARGS]
+        if password:
+            self.node_args += ["--requirepass", password, "--masterauth", password]
+        self.nodes = [RedisChild(folder / "node0", appendonly=False, extra=self.node_args)]
         self.replica_count = replicas
         self.sentinel_count = sentinels
         self.sentinels: list[SentinelChild] = []
@@ -81,7 +107,7 @@ class SentinelGroup:
             node = RedisChild(
                 self.dir / f"node{n}",
                 appendonly=False,
-                extra=[*NODE_ARGS, "--replicaof", "127.0.0.1", str(primary.port)],
+                extra=[*self.node_args, "--replicaof", "127.0.0.1", str(primary.port)],
             )
             node.dir.mkdir(parents=True, exist_ok=True)
             node.start()
@@ -89,7 +115,13 @@ class SentinelGroup:
         self.wait_replicas(self.replica_count)
         quorum = self.sentinel_count // 2 + 1
         for n in range(self.sentinel_count):
-            sentinel = SentinelChild(self.dir / f"sentinel{n}", primary.port, quorum)
+            sentinel = SentinelChild(
+                self.dir / f"sentinel{n}",
+                primary.port,
+                quorum,
+                self.password,
+                self.sentinel_password,
+            )
             sentinel.start()
             self.sentinels.append(sentinel)
         self.wait_sentinels_know_replicas()
@@ -103,13 +135,16 @@ class SentinelGroup:
     def primary_port(self) -> int:
         for s in self.sentinels:
             try:
-                addr: Any = redis.Redis(
-                    port=s.port, socket_timeout=0.5
-                ).sentinel_get_master_addr_by_name(MASTER)
+                addr: Any = s.client().sentinel_get_master_addr_by_name(MASTER)
                 return int(addr[1])
             except (redis.RedisError, TypeError):
                 continue
         raise RuntimeError("no Sentinel answers")
+
+    def data_client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            port=port, socket_timeout=0.5, decode_responses=True, password=self.password or None
+        )
 
     def node(self, port: int) -> RedisChild:
         return next(n for n in self.nodes if n.port == port)
@@ -117,7 +152,7 @@ class SentinelGroup:
     def wait_replicas(self, count: int, timeout: float = 15, port: int | None = None) -> None:
         """Until the primary (the first node, or the one on ``port``) has ``count`` replicas
         online."""
-        client = redis.Redis(port=port or self.nodes[0].port, decode_responses=True)
+        client = self.data_client(port or self.nodes[0].port)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = client.info("replication")
@@ -134,9 +169,8 @@ class SentinelGroup:
         while time.monotonic() < deadline:
             known = 0
             for s in self.sentinels:
-                client = redis.Redis(port=s.port, socket_timeout=0.5)
                 try:
-                    if len(client.sentinel_slaves(MASTER)) >= self.replica_count:
+                    if len(s.client().sentinel_slaves(MASTER)) >= self.replica_count:
                         known += 1
                 except redis.RedisError:
                     pass
@@ -158,7 +192,7 @@ class SentinelGroup:
             try:
                 port = self.primary_port()
                 if port != old_port:
-                    role = redis.Redis(port=port, socket_timeout=0.5).info("replication")
+                    role = self.data_client(port).info("replication")
                     if role.get("role") == "master":
                         return port
             except (redis.RedisError, RuntimeError):
@@ -169,7 +203,7 @@ class SentinelGroup:
     def restart_as_replica(self, port: int) -> None:
         """Start a killed node again; Sentinel makes it a replica of the new primary."""
         node = self.node(port)
-        node.extra = [*NODE_ARGS, "--replicaof", "127.0.0.1", str(self.primary_port())]
+        node.extra = [*self.node_args, "--replicaof", "127.0.0.1", str(self.primary_port())]
         node.start()
 
     def stop(self) -> None:

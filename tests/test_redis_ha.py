@@ -394,3 +394,40 @@ async def test_a_primary_refusing_writes_for_want_of_replicas_is_an_outage(tmp_p
             assert "replicas" in resp.json()["error"]
     finally:
         server.stop()
+
+
+async def test_sentinel_with_passwords_on_the_nodes_and_the_sentinels(tmp_path: Path) -> None:
+    """REDIS_PASSWORD reaches the data nodes and REDIS_SENTINEL_PASSWORD the Sentinels; with a
+    wrong Sentinel password no primary is found (and the message names no password)."""
+    group = SentinelGroup(
+        tmp_path / "redis", password="data-pass-0123", sentinel_password="sentinel-pass-0123"
+    ).start()
+    try:
+        values: dict[str, Any] = {
+            "redis_sentinels": group.hosts,
+            "redis_sentinel_master": MASTER,
+            "redis_password": "data-pass-0123",
+            "api_key": KEY,
+        }
+        good = Settings(**values, redis_sentinel_password="sentinel-pass-0123")
+        url = good.external_redis_url()
+        assert url is not None
+        s = build(good, url)
+        try:
+            await s.accounts.get("default")
+            assert await s.store.redis.set("wq:probe", "1")
+            assert group.data_client(group.primary_port()).get("wq:probe") == "1"
+        finally:
+            await s.close()
+        bad = Settings(**values, redis_sentinel_password="wrong-pass-0123")
+        bad_url = bad.external_redis_url()
+        assert bad_url is not None
+        s = build(bad, bad_url)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError) as failed:
+                await s.store.redis.ping()
+            assert "no Sentinel answered" in str(failed.value) and "pass" not in str(failed.value)
+        finally:
+            await s.close()
+    finally:
+        group.cleanup()

@@ -24,7 +24,7 @@ from redis.asyncio.sentinel import (
     SentinelConnectionPool,
     SentinelManagedConnection,
 )
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -115,16 +115,17 @@ class _FollowingConnection(SentinelManagedConnection):
     redis-py 8's own connection asks only on its first connect: after the primary dies, its
     reconnects keep dialling the dead address until the retries run out."""
 
+    async def connect(self) -> None:
+        try:
+            await super().connect()  # type: ignore[no-untyped-call]
+        except MasterNotFoundError:
+            # redis-py's message lists every Sentinel client's repr: a screenful per 503.
+            name = self.connection_pool.service_name
+            raise MasterNotFoundError(f"no Sentinel answered with a primary for {name!r}") from None
+
     async def _connect(self) -> None:
         if self.connection_pool.is_master:
-            try:
-                self.host, self.port = await self.connection_pool.get_master_address()
-            except MasterNotFoundError:
-                # redis-py's message lists every Sentinel client's repr: a screenful per 503.
-                name = self.connection_pool.service_name
-                raise MasterNotFoundError(
-                    f"no Sentinel answered with a primary for {name!r}"
-                ) from None
+            self.host, self.port = await self.connection_pool.get_master_address()
         await super()._connect()  # type: ignore[no-untyped-call]
 
 
@@ -178,8 +179,15 @@ def _sentinel(url: str, retry: Retry, client_name: str | None) -> Redis:
     sentinels, master, auth, sentinel_auth = sentinel_parts(url)
     manager = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
-        # Short: a dead Sentinel must not hold up finding the primary through another one.
-        sentinel_kwargs={"socket_timeout": 1.0, "socket_connect_timeout": 1.0, **sentinel_auth},
+        # Short, and no retries of its own (redis-py's default backs off for seconds per
+        # Sentinel): a dead or refusing Sentinel must not hold up asking the next one, and the
+        # connection that asks retries the whole round.
+        sentinel_kwargs={
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+            "retry": Retry(NoBackoff(), 0),
+            **sentinel_auth,
+        },
     )
     client: Redis = manager.master_for(
         master,
