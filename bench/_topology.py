@@ -221,11 +221,17 @@ class ClusterGroup:
     """A Redis Cluster of ``masters`` primaries (no replicas), made with
     ``redis-cli --cluster create``."""
 
-    def __init__(self, folder: Path, masters: int = 3) -> None:
+    def __init__(self, folder: Path, masters: int = 3, replicas: int = 0) -> None:
+        """``replicas``: per primary (``--cluster-replicas``)."""
         self.dir = folder
+        self.replicas = replicas
         self.nodes = [
-            RedisChild(folder / f"node{n}", appendonly=False, extra=["--cluster-enabled", "yes"])
-            for n in range(masters)
+            RedisChild(
+                folder / f"node{n}",
+                appendonly=False,
+                extra=[*NODE_ARGS, "--cluster-enabled", "yes"],
+            )
+            for n in range(masters * (1 + replicas))
         ]
 
     def start(self) -> ClusterGroup:
@@ -235,7 +241,10 @@ class ClusterGroup:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"],
+            [
+                *("redis-cli", "--cluster", "create", *addresses, "--cluster-yes"),
+                *("--cluster-replicas", str(self.replicas)),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -245,6 +254,8 @@ class ClusterGroup:
         while time.monotonic() < deadline:
             states = [_raw(n.port, "CLUSTER", "INFO") for n in self.nodes]
             if all("cluster_state:ok" in str(s) or _ok(s) for s in states):
+                if self.replicas:
+                    self.wait_replicas_online()
                 return self
             time.sleep(0.1)
         raise RuntimeError("the cluster did not come up")
@@ -254,13 +265,34 @@ class ClusterGroup:
         """REDIS_CLUSTER_URL: any one node."""
         return f"redis://127.0.0.1:{self.nodes[0].port}"
 
-    def node_of(self, key: str) -> int:
-        """The port of the node that holds ``key``'s slot."""
+    def node_of(self, key: str, replica: bool = False) -> int:
+        """The port of the node that holds ``key``'s slot (or of its first replica)."""
         slot = int(_raw(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
-        for start, end, primary, *_ in _raw(self.nodes[0].port, "CLUSTER", "SLOTS"):
-            if int(start) <= slot <= int(end):
-                return int(primary[1])
-        raise RuntimeError(f"no node holds slot {slot}")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # a replica is known to every node a moment later
+            for start, end, primary, *copies in _raw(self.nodes[0].port, "CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end) and (copies or not replica):
+                    return int((copies[0] if replica else primary)[1])
+            time.sleep(0.1)
+        raise RuntimeError(f"no node holds slot {slot}{' with a replica' if replica else ''}")
+
+    def child(self, port: int) -> RedisChild:
+        return next(n for n in self.nodes if n.port == port)
+
+    def wait_replicas_online(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            roles = [redis.Redis(port=n.port).info("replication") for n in self.nodes]
+            online = sum(
+                1
+                for info in roles
+                for k, v in info.items()
+                if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+            )
+            if online >= len(self.nodes) - len(self.nodes) // (1 + self.replicas):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Cluster's replicas did not come online")
 
     def stop(self) -> None:
         for n in self.nodes:

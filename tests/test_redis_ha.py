@@ -431,3 +431,42 @@ async def test_sentinel_with_passwords_on_the_nodes_and_the_sentinels(tmp_path: 
             await s.close()
     finally:
         group.cleanup()
+
+
+async def test_on_a_cluster_with_replicas_the_claims_wait_for_the_tags_replica(
+    tmp_path: Path,
+) -> None:
+    """The same guard on a Cluster (3 primaries, a replica each): the WAIT goes to the node
+    that holds the ``{waqtor}`` slot, on the connection of the write. Freezing that node's
+    replica stops the sends; SIGCONT lets the campaign finish, each recipient once."""
+    group = ClusterGroup(tmp_path / "cluster", masters=3, replicas=1).start()
+    try:
+        url = _cluster_url(group)
+        replica = group.child(group.node_of("{waqtor}", replica=True))
+        settings = make_settings(url, tmp_path, message_delay=20, redis_ack_timeout_ms=300)
+        keys = Keys(prefix="{waqtor}:wq")
+        async with App(settings) as app:
+            resp = await app.post(
+                "/api/messages/send-bulk",
+                json={"recipients": recipients(60), "message": "Hi {name}"},
+            )
+            assert resp.status_code == 200 and resp.json()["mode"] == "queue", resp.text
+            job_id = resp.json()["data"]["jobId"]
+            deadline = time.monotonic() + 20
+            while len(_outbox(group, keys)) < 10:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            assert replica.proc is not None
+            replica.proc.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(1.0)
+                frozen = len(_outbox(group, keys))
+                await asyncio.sleep(2.0)
+                assert len(_outbox(group, keys)) == frozen, "sent without the replica's ack"
+            finally:
+                replica.proc.send_signal(signal.SIGCONT)
+            await wait_for_job(app.get, job_id, timeout=40)
+        sent = _outbox(group, keys)
+        assert len(sent) == 60 and len(set(sent)) == 60
+    finally:
+        group.cleanup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from waqtor.config import ConfigError, Settings, is_cluster
+from waqtor.config import Settings
 from waqtor.domain.clock import Clock, SystemClock, day_of
 from waqtor.engine import Engine
 from waqtor.providers import cloud_api
@@ -111,7 +111,7 @@ def build(
         jitter=settings.message_jitter,
         default_tier=settings.default_account_tier,
         today=lambda: day_of(ticking.now_ms()),
-        replicas_ack=replicas_ack(settings, redis_url),
+        replicas_ack=settings.redis_min_replicas_ack,
         ack_timeout_ms=settings.redis_ack_timeout_ms,
     )
     simulator = SimulatorProvider(
@@ -131,15 +131,3 @@ def build(
         providers=providers,
         clock=ticking,
     )
-
-
-def replicas_ack(settings: Settings, redis_url: str) -> int | None:
-    """Replicas to WAIT for after claims and outcomes (``store.replicas``); None: as many as
-    the primary reports. Not on a Cluster yet: there WAIT would have to go to the one node that
-    holds the tag's slot, on the write's connection."""
-    wanted = settings.redis_min_replicas_ack
-    if is_cluster(redis_url):
-        if wanted:
-            raise ConfigError("REDIS_MIN_REPLICAS_ACK is not supported on a Redis Cluster yet")
-        return 0
-    return wanted

@@ -52,7 +52,7 @@ class Store:
         self.keys = keys
         self.bull_key = bull_key
         self.scripts = scripts = Scripts(redis)
-        guard = ReplicaGuard(redis, replicas_ack, ack_timeout_ms)
+        guard = ReplicaGuard(redis, replicas_ack, ack_timeout_ms, home=keys.message_counts)
         self.ledger = Ledger(redis, keys, scripts, bull_key, guard)
         self.pacer = Pacer(redis, keys, scripts, delay_ms=delay_ms, jitter=jitter)
         self.accounts = AccountStore(redis, keys, default_tier, today)

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 log = logging.getLogger("waqtor.store.replicas")
 
@@ -65,8 +67,13 @@ class Acked:
 class ReplicaGuard:
     """``wanted``: replicas to wait for (None: as many as the primary reports; 0: no wait)."""
 
-    def __init__(self, redis: Redis, wanted: int | None, timeout_ms: int) -> None:
+    def __init__(
+        self, redis: Redis, wanted: int | None, timeout_ms: int, home: str | None = None
+    ) -> None:
+        """``home``: on a Cluster, a key of the deployment: its node is asked how many replicas
+        it has (every key shares one hash tag, so one node holds them all)."""
         self.redis = redis
+        self.home = home
         self.fixed = wanted
         self.timeout_ms = timeout_ms
         self._steps = steps(timeout_ms)
@@ -83,7 +90,10 @@ class ReplicaGuard:
         if now - self._read_at >= REFRESH_S:
             self._read_at = now
             try:
-                info = await self.redis.info("replication")
+                if isinstance(self.redis, RedisCluster) and self.home:
+                    info = await self.redis.info("replication", target_nodes=self._node(self.home))
+                else:
+                    info = await self.redis.info("replication")
             except Exception as exc:  # the write itself will say what is wrong
                 log.debug("INFO replication failed: %s", exc)
                 return self._auto
@@ -104,6 +114,8 @@ class ReplicaGuard:
         wanted = await self.wanted()
         if wanted <= 0:
             return Acked(await script(keys=list(keys), args=list(args)), True)
+        if isinstance(self.redis, RedisCluster):
+            return await self._run_on_node(script, keys, args, wanted)
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -126,6 +138,51 @@ class ReplicaGuard:
                 await self._rediscover()
             return Acked(reply, ok, acks, wanted)
         raise NoScriptError("script could not be loaded")
+
+    def _node(self, key: str) -> ClusterNode:
+        node = self.redis.get_node_from_key(key)  # type: ignore[attr-defined]
+        if node is None:
+            raise RedisConnectionError(f"no Cluster node holds {key!r}")
+        found: ClusterNode = node
+        return found
+
+    async def _run_on_node(
+        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any], wanted: int
+    ) -> Acked:
+        """On a Cluster: the script and its WAITs on one connection to the node that holds the
+        keys' slot (the Cluster client would send a keyless WAIT to every primary)."""
+        cluster: Any = self.redis
+        if not cluster.nodes_manager.slots_cache:
+            await cluster.initialize()
+        for _ in range(2):
+            commands = [PipelineCommand(0, "EVALSHA", script.sha, len(keys), *keys, *args)]
+            commands += [
+                PipelineCommand(n + 1, "WAIT", wanted, step) for n, step in enumerate(self._steps)
+            ]
+            await self._node(str(keys[0])).execute_pipeline(commands)
+            reply, *answers = [c.result for c in commands]
+            if isinstance(reply, NoScriptError):
+                await cluster.script_load(script.script)
+                continue
+            if isinstance(reply, (MovedError, AskError, TryAgainError)):
+                # The slot moved (a Cluster failover): nothing ran. Learn the new layout; the
+                # caller tries again later, as after any outage.
+                await cluster.nodes_manager.initialize()
+                raise RedisConnectionError(f"the Cluster moved the slot: {reply}")
+            if isinstance(reply, Exception):
+                raise reply
+            return self._acked(reply, answers, wanted)
+        raise NoScriptError("script could not be loaded")
+
+    def _acked(self, reply: Any, answers: list[Any], wanted: int) -> Acked:
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        self.waits += 1
+        acks = max(int(a) for a in answers)
+        if acks < wanted:
+            self.timeouts += 1
+        return Acked(reply, acks >= wanted, acks, wanted)
 
     async def _rediscover(self) -> None:
         """After a timeout, ask Sentinel for the primary again: if this one has been replaced,
