@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from redis.asyncio import Redis
 
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock, SystemClock
 from waqtor.engine import Engine
-from waqtor.providers import cloud_api
+from waqtor.providers import cloud_api, evolution, waha
 from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.store.accounts import AccountStore
 from waqtor.store.connection import connect
+from waqtor.store.gateways import GatewayStore
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
@@ -35,6 +37,11 @@ class Services:
     accounts: AccountStore
     scripts: Scripts
     clock: Clock = field(default_factory=SystemClock)
+
+    @cached_property
+    def gateways(self) -> GatewayStore:
+        """What WhatsApp Web gateway accounts keep in Redis."""
+        return GatewayStore(self.redis, self.keys, self.scripts)
 
     @property
     def simulator(self) -> SimulatorProvider | None:
@@ -61,6 +68,8 @@ def build(
     )
     providers = ProviderRegistry(provider)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
+    providers.register(waha.NAME, waha.factory(settings))
+    providers.register(evolution.NAME, evolution.factory(settings))
     return Services(
         settings=settings,
         redis_url=redis_url,

@@ -11,7 +11,18 @@ from waqtor.runtime.services import Services
 
 #: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
 #: raises the same codes).
-BAN_SIGNALS = frozenset({"131056", "131048", "368"})
+BAN_SIGNALS = frozenset(
+    {
+        "131056",
+        "131048",
+        "368",
+        # WhatsApp Web gateways: the reach-out timelock for cold contacts, temporary bans and
+        # WhatsApp's own rate-overlimit (``providers.gateway``).
+        "463",
+        "temporary_ban",
+        "rate_overlimit",
+    }
+)
 #: Codes that only say the provider's throughput was exceeded (the Cloud API's 130429, an
 #: HTTP 429): the send path slows down (``waqtor.sending.flow``) and sends the recipient again after
 #: the pause, without using one of its attempts. Never a ban signal, however many arrive.
