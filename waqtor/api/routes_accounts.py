@@ -15,8 +15,9 @@ from waqtor.api.models import ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
 from waqtor.campaigns import hygiene
 from waqtor.config import TOKEN_ENV_PREFIX
-from waqtor.domain.accounts import Account, effective_caps
+from waqtor.domain.accounts import GATEWAY_PROVIDERS, Account, effective_caps, new_contact_cap
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
+from waqtor.providers import gateway_env
 from waqtor.runtime.services import Services
 from waqtor.sending.breaker import Breaker
 from waqtor.store.accounts import DEFAULT
@@ -64,7 +65,34 @@ async def view(s: Services, account: Account) -> dict[str, Any]:
         "coolingUntilMs": cool if cool > now else None,
         "backlog": await s.pacer.backlog(account.name),
     }
+    if account.provider in GATEWAY_PROVIDERS:
+        cap = new_contact_cap(account, now)
+        body["today"]["newContacts"] = await s.gateways.new_contacts_today(account.name, now)
+        body["today"]["newContactsCap"] = cap
+        seen = await s.gateways.session(account.name)
+        body["session"] = (
+            {
+                "state": seen.state,
+                "working": seen.working,
+                "detail": seen.detail,
+                "checkedAtMs": seen.at_ms,
+                "sinceMs": seen.since_ms,
+            }
+            if seen is not None
+            else None
+        )
     return body
+
+
+def _gateway(account: Account) -> None:
+    """A gateway account names a gateway that the environment configures: its URL and key
+    come from GATEWAY_<NAME>_*, never from the request."""
+    if account.provider not in GATEWAY_PROVIDERS or not account.gateway:
+        return
+    try:
+        gateway_env.gateway(account.gateway)
+    except gateway_env.GatewayConfigError as exc:
+        raise ApiError(400, f"gateway: {exc}") from None
 
 
 async def _get(s: Services, name: str) -> Account:
@@ -85,6 +113,7 @@ async def create_account(
     body: Account, s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     _token_env(s, body)
+    _gateway(body)
     if body.name != DEFAULT and await s.accounts.exists(body.name):
         raise ApiError(409, f"name: account {body.name!r} already exists")
     return ok(await view(s, await s.accounts.put(body)))
@@ -127,6 +156,7 @@ async def update_account(
         field = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise ApiError(400, f"{field}: {first.get('msg', 'invalid')}") from None
     _token_env(s, updated)
+    _gateway(updated)
     return ok(await view(s, await s.accounts.put(updated)))
 
 

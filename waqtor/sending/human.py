@@ -44,16 +44,19 @@ def default_jitter(account: Account, settings: Settings, min_gap_ms: int) -> flo
     return 1.0 if min_gap_ms > 0 else settings.message_jitter
 
 
-async def observe(s: Services, breaker: Breaker, account: str, state: SessionState) -> str | None:
+async def observe(
+    s: Services, breaker: Breaker, account: str, state: SessionState, *, pause: bool = True
+) -> str | None:
     """Record a session state seen by the send path or a webhook. None: it works; else why the
-    account waits. A working session that stopped, failed or logged out pauses the account."""
+    account waits. A working session that stopped, failed or logged out pauses the account
+    (when ``pause``: mid-campaign)."""
     now = s.clock.now_ms()
     _, was_working = await s.gateways.record_session(
         account, state.state, state.working, state.detail, now
     )
     if state.working:
         return None
-    if state.needs_operator and was_working:
+    if pause and state.needs_operator and was_working:
         reason = f"breaker: {state.detail}"
         await breaker.pause(account, reason)
         # The alert: the account shows paused (API alerts, health, dashboard) and this line.
