@@ -43,7 +43,8 @@ _BAN_WORDS = re.compile(
     r"\b463\b|reach[- ]?out|timelock|temporar(?:il)?y? ban|account (?:is )?(?:banned|restricted)",
     re.IGNORECASE,
 )
-_RATE_WORDS = re.compile(r"rate[- ]?overlimit|\b429\b|too many", re.IGNORECASE)
+#: WhatsApp's own "rate-overlimit" (not the gateway's HTTP 429, which is its own throttle).
+_RATE_WORDS = re.compile(r"rate[- ]?overlimit", re.IGNORECASE)
 
 
 def ban_or_rate(text: str) -> ProviderError | None:
