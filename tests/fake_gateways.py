@@ -140,10 +140,12 @@ class FakeGateway:
         return [s for s in self.sent if s.phone == digits]
 
     # ---- webhooks ----
-    def run(self, coro: Any, timeout: float = 10) -> Any:
-        """Run ``coro`` in the fake's loop (from a test's thread)."""
+    async def run(self, coro: Any, timeout: float = 10) -> Any:
+        """Run ``coro`` in the fake's loop, awaited from the test's loop (which serves the
+        service the webhook goes to, so it must not block)."""
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
     def sign(self, body: bytes) -> dict[str, str]:
         return {}
@@ -169,23 +171,23 @@ class FakeGateway:
     def ack_payload(self, sent: Sent, ack: int) -> dict[str, Any]:
         raise NotImplementedError
 
-    def ack(self, sent: Sent, ack: int) -> int:
+    async def ack(self, sent: Sent, ack: int) -> int:
         """POST one ack about ``sent`` to the service now; returns its HTTP status."""
-        status: int = self.run(self.post_hook(self.ack_payload(sent, ack)))
+        status: int = await self.run(self.post_hook(self.ack_payload(sent, ack)))
         return status
 
-    def inbound(self, phone: str, text: str) -> int:
-        status: int = self.run(self.post_hook(self.inbound_payload(phone.lstrip("+"), text)))
+    async def inbound(self, phone: str, text: str) -> int:
+        status: int = await self.run(self.post_hook(self.inbound_payload(phone.lstrip("+"), text)))
         return status
 
     def inbound_payload(self, phone: str, text: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def set_state(self, state: str, *, hook: bool = True) -> int:
+    async def set_state(self, state: str, *, hook: bool = True) -> int:
         self.state = state
         if not hook:
             return 0
-        status: int = self.run(self.post_hook(self.session_payload(state)))
+        status: int = await self.run(self.post_hook(self.session_payload(state)))
         return status
 
     def session_payload(self, state: str) -> dict[str, Any]:
