@@ -317,7 +317,8 @@ async def test_ban_signal_463_rests_the_account(app: App, fake: FakeGateway, kin
 
 
 async def _status_is(app: App, job: str, phone: str, status: str) -> bool:
-    return (await rows(app, job))[phone]["status"] == status
+    found: str = (await rows(app, job))[phone]["status"]
+    return found == status
 
 
 async def test_webhooks_refuse_unsigned_and_unconfigured(
