@@ -240,7 +240,7 @@ async def test_qr_needed_waits_and_recovers_by_itself(
     data = await until(waiting)
     assert "scan the QR code" in data["waitingFor"] or "connecting" in data["waitingFor"]
     acct = (await app.get("/api/accounts/web")).json()["data"]
-    assert acct["paused"] is False and acct["session"]["working"] is False
+    assert acct["paused"] is False and acct["sessionState"]["working"] is False
     health = (await app.get("/api/queue/health")).json()
     assert "web" in str(health) and "session" in str(health)
     assert fake.sent == []

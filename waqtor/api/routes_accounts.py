@@ -70,7 +70,7 @@ async def view(s: Services, account: Account) -> dict[str, Any]:
         body["today"]["newContacts"] = await s.gateways.new_contacts_today(account.name, now)
         body["today"]["newContactsCap"] = cap
         seen = await s.gateways.session(account.name)
-        body["session"] = (
+        body["sessionState"] = (
             {
                 "state": seen.state,
                 "working": seen.working,
