@@ -351,5 +351,37 @@ async def test_accounts_api_refuses_an_unconfigured_gateway(app: App, fake: Fake
         json={"name": "z", "provider": "waha", "gateway": GW, "url": "http://evil.example"},
     )
     assert resp.status_code in (400, 422)
-    got = (await app.get("/api/accounts/web")).json()["data"]
-    assert got["tier"] == "new" and got["today"]["newContactsCap"] == 10
+    resp = await app.post(
+        "/api/accounts", json={"name": "fresh", "provider": "waha", "gateway": GW}
+    )
+    assert resp.status_code == 201, resp.text
+    got = resp.json()["data"]
+    # A new gateway account: tier new, WAHA Core's only session, 10 new contacts a day.
+    assert got["tier"] == "new" and got["session"] == "default"
+    assert got["today"]["newContactsCap"] == 10
+
+
+async def test_the_new_contact_cap_holds_and_known_contacts_pass(
+    app: App, fake: FakeGateway
+) -> None:
+    resp = await app.client.patch(
+        "/api/accounts/web",
+        json={"newContactsDailyCap": 2},
+        headers={"X-API-Key": app.settings.api_key or ""},
+    )
+    assert resp.status_code == 200, resp.text
+    first = await send(app, ["+966501000020", "+966501000021"])
+    await wait_for_job(app.get, first, timeout=20)
+    # Two new contacts used; a known one still goes, a third new one waits for the cap.
+    job = await send(app, ["+966501000020", "+966501000022"])
+
+    async def capped() -> Any:
+        data = (await app.get(f"/api/queue/jobs/{job}")).json()["data"]
+        return data if "new-contact" in str(data.get("waitingFor")) else None
+
+    data = await until(capped)
+    assert data["recipients"]["sent"] == 1 and data["recipients"]["retry"] == 1
+    assert len(fake.sent_to("+966501000020")) == 2
+    assert fake.sent_to("+966501000022") == []
+    acct = (await app.get("/api/accounts/web")).json()["data"]
+    assert acct["today"]["newContacts"] == 2 and acct["today"]["newContactsCap"] == 2
