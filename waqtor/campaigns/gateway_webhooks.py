@@ -263,7 +263,7 @@ async def _inbound(
     for phone, text in inbound:
         for account in accounts:
             last = await s.gateways.last_send(account.name, phone)
-            if last is not None and await s.gateways.count_reply(last[0], phone):
+            if last is not None and await s.gateways.count_reply(account.name, last[0], phone):
                 replies += 1
             if keyword_form(text) in keywords:
                 opted += await hygiene.add(s, account.name, [phone])

@@ -7,6 +7,7 @@ from collections import deque
 from itertools import repeat
 
 from waqtor.domain.accounts import Account
+from waqtor.domain.eta import clock_text
 from waqtor.runtime.services import Services
 
 #: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
@@ -45,6 +46,12 @@ class Breaker:
                 keys=[self.s.keys.strikes(account), self.s.keys.cool_until_ms(account)],
                 args=[self.s.clock.now_ms(), st.breaker_cooldown_ms, MAX_COOL_MS],
             )
+            await self.s.accounts.log_breaker(
+                account,
+                self.s.clock.now_ms(),
+                "ban signal",
+                f"{code}: strike {strikes}, resting until {clock_text(int(_until))}",
+            )
             if int(strikes) >= st.breaker_strikes:
                 return await self.pause(
                     account, f"breaker: {strikes} ban signals ({code}) within an hour"
@@ -73,6 +80,7 @@ class Breaker:
         account = await store.get(name, fresh=True) or store.default()
         if not account.paused:
             await store.put(account.model_copy(update={"paused": True, "pausedReason": reason}))
+            await store.log_breaker(name, self.s.clock.now_ms(), "paused", reason)
         return reason
 
     async def resume(self, account: Account, reduced_for_ms: int) -> Account:
@@ -82,6 +90,8 @@ class Breaker:
             self.s.keys.strikes(account.name), self.s.keys.cool_until_ms(account.name)
         )
         self._outcomes.pop(account.name, None)
+        detail = "at half caps and double delay for a while" if reduced_for_ms else "by an operator"
+        await self.s.accounts.log_breaker(account.name, now, "resumed", detail)
         return await self.s.accounts.put(
             account.model_copy(
                 update={

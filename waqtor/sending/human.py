@@ -74,8 +74,14 @@ async def session_wait(
     return await observe(s, breaker, account, await provider.session())
 
 
-async def session_down(s: Services, breaker: Breaker, account: str, exc: SessionDownError) -> str:
-    state = SessionState(exc.state, False, exc.reason, needs_operator=exc.needs_operator)
+async def session_down(
+    s: Services, breaker: Breaker, provider: Provider, account: str, exc: SessionDownError
+) -> str:
+    """A request found the session down: ask the gateway for its state (an error only hints
+    at it: Evolution's "Connection Closed" may be a reconnect or a logout) and act on that."""
+    state = await provider.session(fresh=True)
+    if state.working:  # back already: the recipient goes again after the recheck
+        return exc.reason
     return await observe(s, breaker, account, state) or exc.reason
 
 

@@ -30,6 +30,7 @@ from waqtor.providers.base import (
     Lookup,
     OutgoingMessage,
     PermanentError,
+    Provider,
     ProviderError,
     RateLimitedError,
     SessionDownError,
@@ -265,7 +266,7 @@ class Sender:
                     await provider.send_presence(name, recipient.phone, typing)
                     typing = 0
             except SessionDownError as exc:
-                return await self._session_down(finish, outcome, name, exc)
+                return await self._session_down(finish, outcome, provider, name, exc)
             except ProviderError as exc:  # nothing was sent: again after a backoff
                 due = clock.now_ms() + self.backoff_ms(claim.attempt)
                 await finish(
@@ -284,7 +285,7 @@ class Sender:
             async with asyncio.timeout(timeout):
                 result = await provider.send(message)
         except SessionDownError as exc:
-            return await self._session_down(finish, outcome, name, exc)
+            return await self._session_down(finish, outcome, provider, name, exc)
         except BanSignalError as exc:
             # Never a transient retry: the account rests (the breaker's cool-down, a pause
             # after repeated signals) and the recipient waits until the rest is over.
@@ -347,6 +348,7 @@ class Sender:
         self,
         finish: Callable[..., Awaitable[None]],
         outcome: Callable[..., Step],
+        provider: Provider,
         account: str,
         exc: SessionDownError,
     ) -> Step:
@@ -360,7 +362,7 @@ class Sender:
             due_ms=self.s.clock.now_ms(),
             deferral=True,
         )
-        reason = await human.session_down(self.s, self.breaker, account, exc)
+        reason = await human.session_down(self.s, self.breaker, provider, account, exc)
         return outcome(StepKind.ACCOUNT_PAUSED, error=reason)
 
     async def observe(self, account: str, elapsed_ms: float) -> None:

@@ -108,14 +108,24 @@ class GatewayStore:
         return (cid, attempt) if cid and attempt else None
 
     # ---- replies ----
-    async def count_reply(self, cid: str, phone: str) -> bool:
-        """Counts ``phone``'s reply for the campaign once; True the first time."""
+    async def count_reply(self, account: str, cid: str, phone: str) -> bool:
+        """Counts ``phone``'s reply for the campaign (and the account) once; True the first
+        time for the campaign."""
         key = self.keys.replies(cid)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(key, phone)
             pipe.pexpire(key, 31 * DAY_MS)
-            added, _ = await pipe.execute()
+            pipe.sadd(self.keys.gw_repliers(account), phone)
+            added, _, _ = await pipe.execute()
         return bool(added)
+
+    async def reply_rate(self, account: str) -> tuple[int, int]:
+        """``(numbers that replied, numbers messaged)`` of a gateway account."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(self.keys.gw_repliers(account))
+            pipe.scard(self.keys.gw_contacted(account))
+            repliers, contacts = await pipe.execute()
+        return int(repliers), int(contacts)
 
     async def replies(self, cid: str) -> int:
         return int(await self.redis.scard(self.keys.replies(cid)))

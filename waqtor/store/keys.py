@@ -229,6 +229,15 @@ class Keys:
         WhatsApp (GATEWAY_NUMBER_CHECK_TTL_S)."""
         return f"{self.prefix}:onwa:{phone}"
 
+    def gw_repliers(self, account: str) -> str:
+        """Set: numbers that replied to the account (its reply rate: these over its contacts)."""
+        return f"{self.prefix}:acct:{account}:repliers"
+
+    def breaker_log(self, account: str) -> str:
+        """List (newest first, at most ``accounts.BREAKER_LOG``): the account's breaker events,
+        JSON ``{"at", "event", "detail"}``: ban signals, pauses, resumes."""
+        return f"{self.prefix}:acct:{account}:breaker_log"
+
     def replies(self, cid: str) -> str:
         """Set: numbers that replied to the campaign (a reply within 72 h of its message)."""
         return f"{self.prefix}:c:{cid}:replies"
