@@ -168,14 +168,16 @@ async def add_suppressions(request: Request, name: Name, who: Act, s: Svc) -> Re
         await accounts.get(s, name)
         form = await request.form()
         upload = form.get("file")
+        lines = [p.strip() for p in _text(form, "phones").splitlines() if p.strip()]
+        added, invalid = 0, list[dict[str, Any]]()
         if isinstance(upload, UploadFile) and upload.filename:
             data = await upload.read(accounts.MAX_IMPORT_BYTES + 1)
             added, invalid = await accounts.import_csv(s, name, data)
-        else:
-            lines = [p.strip() for p in _text(form, "phones").splitlines() if p.strip()]
-            if not lines:
-                raise accounts.AccountError(400, "phones: one number per line, or a CSV file")
-            added, invalid = await accounts.suppress(s, name, lines)
+        elif not lines:
+            raise accounts.AccountError(400, "phones: one number per line, or a CSV file")
+        if lines:
+            more, bad = await accounts.suppress(s, name, lines)
+            added, invalid = added + more, invalid + bad
         note = f"; {len(invalid)} not a phone number" if invalid else ""
         return f"{added} number(s) added to the suppression list{note}."
 
