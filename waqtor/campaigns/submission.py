@@ -118,7 +118,7 @@ async def _parallel(s: Services, account_name: str) -> int:
         can = s.providers.get(account).capabilities
     except UnknownProvider:
         return 1
-    if s.settings.send_batch <= 1 or can.min_gap_ms > 0:
+    if s.settings.send_batch <= 1 or can.min_gap_ms > 0 or can.web_session:
         return 1
     if can.batch_size > 1:
         return s.settings.send_batch
@@ -132,7 +132,8 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     account = await s.accounts.get(account_name)
     if account is not None:
         try:
-            human_paced = s.providers.get(account).capabilities.min_gap_ms > 0
+            can = s.providers.get(account).capabilities
+            human_paced = can.min_gap_ms > 0 or can.web_session
         except UnknownProvider:
             human_paced = False
         if human_paced:
