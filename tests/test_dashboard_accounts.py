@@ -98,11 +98,11 @@ async def test_accounts_list_create_edit_pause_resume_and_suppress(
     async with App(settings) as app, Browser(app) as ro:
         s = app.app.state.services
         assert (await ro.login(READ_KEY)).status_code == 303
-        page = (await ro.get(f"{ACCOUNTS}/web")).text
+        html = (await ro.get(f"{ACCOUNTS}/web")).text
         assert (
-            "Read-only key" in page
-            and "+966501111111" in page
-            and 'action="' + ACCOUNTS not in page
+            "Read-only key" in html
+            and "+966501111111" in html
+            and 'action="' + ACCOUNTS not in html
         )
         for path, data in (
             (f"{ACCOUNTS}/web/pause", {}),
