@@ -31,6 +31,7 @@ from waqtor.providers.evolution import EvolutionProvider
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.providers.waha import WahaProvider
 from waqtor.store.keys import Keys
+from waqtor.store.simulator import SimulatorStore
 
 PHONE = "+966500000001"
 
@@ -155,7 +156,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     h: Harness
     if request.param == "simulator":
-        h = SimHarness(SimulatorProvider(r, Keys()))
+        h = SimHarness(SimulatorProvider(SimulatorStore(r, Keys())))
     elif request.param in gateways:
         one = gateways[request.param]
         one.reset()
