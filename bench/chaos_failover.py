@@ -66,8 +66,10 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, o
         "WAQTOR_DATA_DIR": str(tmp / "data"),
         "MAX_RETRIES": "10",
         "RETRY_BACKOFF_MS": "20",
-        "LOCK_DURATION_MS": "2000",
-        "STALLED_INTERVAL_MS": "1000",
+        # Longer than a failover (2-4 s), as in production (30 s by default): a job keeps its
+        # worker across one, and sending goes on between kills.
+        "LOCK_DURATION_MS": "10000",
+        "STALLED_INTERVAL_MS": "5000",
         "SEND_LEASE_MS": "1000",
         "HEARTBEAT_MS": "500",
         "CLOUD_API_BASE_URL": graph_url,
@@ -118,6 +120,8 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, o
             group.wait_replicas(1, timeout=30, port=group.primary_port())
         finished = _wait_all(http, jobs, timeout_s=float(os.environ.get("CHAOS_WAIT_S", "300")))
         result: dict[str, object] = dict(_tally_cloud(http, graph_url, jobs, 0, finished))
+        if result.get("duplicates"):
+            _explain_duplicates(http, graph, jobs, tmp)
         result.pop("kills", None)
         result["failovers"] = failovers
         result["promote_s"] = _avg_max(promote)
@@ -145,3 +149,24 @@ def _avg_max(values: list[float]) -> str:
     if not values:
         return "-"
     return f"{sum(values) / len(values):.1f}/{max(values):.1f}"
+
+
+def _explain_duplicates(
+    http: httpx.Client, graph: httpx.Client, jobs: list[str], tmp: Path
+) -> None:
+    """What the ledger says of a few recipients the fake got twice, and when each arrived."""
+    sent = graph.get("/_fake/sent").json()
+    times: dict[str, list[float]] = {}
+    for at, to, _, _ in sent:
+        times.setdefault(to, []).append(at)
+    twice = {to for to, ts in times.items() if len(ts) > 1}
+    lines = []
+    for job_id in jobs:
+        rows = http.get(f"/api/queue/jobs/{job_id}/recipients", params={"limit": 1000}).json()[
+            "data"
+        ]["recipients"]
+        for row in rows:
+            if row["phone"].lstrip("+") in twice and len(lines) < 12:
+                lines.append(f"{job_id} {row} at {times[row['phone'].lstrip('+')]}")
+    (tmp / "duplicates.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), file=sys.stderr)

@@ -3,17 +3,20 @@
 Redis replicates asynchronously: a primary that dies can take its last acknowledged writes with
 it, and the replica Sentinel promotes then shows a claimed recipient as ``pending`` again. So a
 claim (``sending`` and the attempt id) and a recorded outcome are followed by ``WAIT n
-timeout`` on the same connection, in the same round trip, and a claim whose acknowledgement
-does not come is not sent (``Ledger`` / ``batches`` put it back to pending).
+timeout`` on the same connection, in the same round trip (the timeout cut into growing steps:
+``steps``), and a claim whose acknowledgement does not come is not sent (``Ledger`` /
+``batches`` put it back to pending).
 
 That is also the fence: a worker still connected to a primary that has been cut off from its
 replicas gets no acknowledgement and sends nothing.
 
-How many replicas: REDIS_MIN_REPLICAS_ACK, or by default as many as the primary reports online
-(``INFO replication``), re-read every ``REFRESH_S`` so that a process follows a failover or a
-replica added later. WAIT counts replicas whose acknowledged offset covers this connection's
-last write; replication is one stream, so an acknowledged claim also covers every earlier write
-of the primary, other connections' included.
+How many replicas: REDIS_MIN_REPLICAS_ACK, or by default as many as the primary reports
+(``INFO replication``, any state: a replica still syncing can be promoted too), re-read every
+``REFRESH_S`` so that a process follows a failover or a replica added later.
+
+WAIT counts replicas whose acknowledged offset covers this connection's last write;
+replication is one stream, so an acknowledged claim also covers every earlier write of the
+primary, other connections' included.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 log = logging.getLogger("waqtor.store.replicas")
 
-#: How often the default (auto) replica count is read again from the primary (s).
-REFRESH_S = 2.0
+#: How often the default (auto) replica count is read again from the primary (s): a replica
+#: that has just attached is waited for within this long.
+REFRESH_S = 0.5
 #: The first WAIT's timeout (ms); each further one is this many times longer.
 FIRST_STEP_MS = 20
 STEP_GROWTH = 2.5
@@ -97,16 +101,17 @@ class ReplicaGuard:
             except Exception as exc:  # the write itself will say what is wrong
                 log.debug("INFO replication failed: %s", exc)
                 return self._auto
-            online = sum(
+            # Every replica the primary has, in whatever state: one still loading its first copy
+            # can be promoted too, so a claim waits for it as well (and is put back if it
+            # cannot answer in time) rather than go out on the primary's word alone.
+            known = sum(
                 1
                 for name, value in info.items()
-                if name.startswith("slave")
-                and isinstance(value, dict)
-                and value.get("state") == "online"
+                if name.startswith("slave") and isinstance(value, dict)
             )
-            if online != self._auto:
-                log.info("replicas that acknowledge each claim: %d (was %d)", online, self._auto)
-            self._auto = online
+            if known != self._auto:
+                log.info("replicas that acknowledge each claim: %d (was %d)", known, self._auto)
+            self._auto = known
         return self._auto
 
     async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Acked:
