@@ -106,7 +106,7 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, o
         jobs = [_submit(http, recipients(big, 0), "cloud")]
         jobs += [_submit(http, recipients(15, 100_000 + i * 100), "cloud") for i in range(small)]
         for _ in range(failovers):
-            time.sleep(1.5)
+            time.sleep(3.0)  # sending under the new replica's watch, before the next kill
             old = group.kill_primary()
             killed = time.monotonic()
             before = _sent_count(graph)
