@@ -346,12 +346,17 @@ def main(argv: list[str] | None = None) -> int:
         "campaign; Sentinels promote its replica (bench/chaos_failover.py)",
     )
     parser.add_argument("--delay-ms", type=int, default=10, help="with --failovers: pacing")
+    parser.add_argument(
+        "--ack",
+        default="1",
+        help="with --failovers: REDIS_MIN_REPLICAS_ACK, or 'auto' to leave the default count",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.failovers:
         from bench import chaos_failover
 
-        outcome = chaos_failover.run(args.failovers, args.big, args.small, args.delay_ms)
+        outcome = chaos_failover.run(args.failovers, args.big, args.small, args.delay_ms, args.ack)
         line = " ".join(f"{k}={v}" for k, v in outcome.items() if k != "finished")
         print(f"{line} seconds={time.monotonic() - started:.0f}", flush=True)
         ok = (

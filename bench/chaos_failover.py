@@ -4,10 +4,11 @@ One primary, one replica, three Sentinels (``bench._topology``); the API (``serv
 --no-worker``) and two workers find the primary through the Sentinels. The provider is the
 Cloud API against the fake Graph API process (``bench/fake_graph.py``), so every send is
 counted outside the Redis being failed over: a claim lost with a primary cannot hide a second
-send. Accounts are paced (``--delay-ms``, 10 by default: 100 messages a second).
+send. Accounts are paced (``--delay-ms``, 10 by default: 100 messages a second). Every process runs
+with ``REDIS_MIN_REPLICAS_ACK=1`` (``--ack``; ``--ack auto`` leaves the default count).
 
-N times: SIGKILL the primary; the Sentinels promote the replica; every process follows; the
-killed node comes back as the new primary's replica. Then it waits for every campaign and
+N times: SIGKILL the primary; the Sentinels promote the replica; the killed node comes back at
+once as the new primary's replica; every process follows. Then it waits for every campaign and
 prints one line:
 
     accepted=N sent=N unknown=N duplicates=N lost=N failovers=N promote_s=avg/max
@@ -53,7 +54,11 @@ def _sent_count(graph: httpx.Client) -> int:
     return int(graph.get("/_fake/stats").json()["sent"])
 
 
-def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, object]:
+def run(
+    failovers: int, big: int, small: int, delay_ms: int = 10, ack: str = "1"
+) -> dict[str, object]:
+    """``ack``: REDIS_MIN_REPLICAS_ACK for every process; ``auto`` leaves it unset (as many as
+    the primary reports)."""
     tmp = Path(tempfile.mkdtemp(prefix="waqtor-failover-"))
     group = SentinelGroup(tmp / "redis").start()
     port, graph_port = free_port(), free_port()
@@ -62,6 +67,7 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, o
         **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")},
         "REDIS_SENTINELS": group.hosts,
         "REDIS_SENTINEL_MASTER": MASTER,
+        **({} if ack == "auto" else {"REDIS_MIN_REPLICAS_ACK": ack}),
         "API_KEY": KEY,
         "WAQTOR_DATA_DIR": str(tmp / "data"),
         "MAX_RETRIES": "10",
@@ -113,10 +119,12 @@ def run(failovers: int, big: int, small: int, delay_ms: int = 10) -> dict[str, o
             at_kills.append(before)
             group.wait_failover(old)
             promote.append(time.monotonic() - killed)
+            # Back at once as the new primary's replica: with a fixed count, sending waits for
+            # it (the new primary has no other replica to acknowledge claims).
+            group.restart_as_replica(old)
             while _sent_count(graph) <= before and time.monotonic() - killed < 60:
                 time.sleep(0.02)
             resume.append(time.monotonic() - killed)
-            group.restart_as_replica(old)
             group.wait_replicas(1, timeout=30, port=group.primary_port())
         finished = _wait_all(http, jobs, timeout_s=float(os.environ.get("CHAOS_WAIT_S", "300")))
         result: dict[str, object] = dict(_tally_cloud(http, graph_url, jobs, 0, finished))
