@@ -168,7 +168,7 @@ def _explain_duplicates(
     for at, to, _, _ in sent:
         times.setdefault(to, []).append(at)
     twice = {to for to, ts in times.items() if len(ts) > 1}
-    lines = []
+    lines: list[str] = []
     for job_id in jobs:
         rows = http.get(f"/api/queue/jobs/{job_id}/recipients", params={"limit": 1000}).json()[
             "data"
