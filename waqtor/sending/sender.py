@@ -33,6 +33,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import process_metrics
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
@@ -236,8 +237,9 @@ class Sender:
         timeout = s.settings.provider_timeout_ms / 1000.0
         try:
             # asyncio.timeout, not wait_for: no extra task, so the request starts right here.
-            async with asyncio.timeout(timeout):
-                result = await provider.send(message)
+            with process_metrics.provider_call(provider.name):
+                async with asyncio.timeout(timeout):
+                    result = await provider.send(message)
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
             await self.breaker.record(name, True, exc.code)

@@ -46,6 +46,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import process_metrics
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.sending.flow import Flow, Signal
@@ -313,8 +314,12 @@ class _Batch:
             signal = Signal.OK
             try:
                 try:
-                    async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
-                        results = await provider.send_batch([m for _, m, _ in chunk])
+                    with process_metrics.provider_call(provider.name):
+                        async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
+                            results = await provider.send_batch([m for _, m, _ in chunk])
+                    for result in results:
+                        if isinstance(result, ProviderError):
+                            process_metrics.provider_error(provider.name, result.code)
                 except TimeoutError:
                     self._timed_out(chunk)
                     signal = Signal.CONGESTED
@@ -345,7 +350,8 @@ class _Batch:
             started = time.monotonic()
             try:
                 try:
-                    result: SendResult | ProviderError = await provider.send(message)
+                    with process_metrics.provider_call(provider.name):
+                        result: SendResult | ProviderError = await provider.send(message)
                     elapsed = time.monotonic() - started
                 except ProviderError as exc:
                     result = exc
