@@ -73,9 +73,10 @@ def _orphan_row(cid: str, f: Flags) -> dict[str, Any]:
     }
 
 
-async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` campaigns with a job, newest first, as the API lists them."""
-    ids = [str(i) for i in await s.redis.zrevrange(s.keys.jobs, 0, limit - 1)]
+async def job_rows(s: Services, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """``limit`` campaigns with a job, newest first from the ``offset``-th, as the API lists
+    them."""
+    ids = [str(i) for i in await s.redis.zrevrange(s.keys.jobs, offset, offset + limit - 1)]
     views = {v.id: v for v in await s.engine.views(ids)}
     rows: list[dict[str, Any]] = []
     for cid, f in zip(ids, await flags(s, ids), strict=True):
