@@ -1,5 +1,6 @@
-"""``waqtor serve`` (API + worker, and its own Redis if none is configured) and
-``waqtor worker`` (extra worker processes, on any machine that reaches the same Redis)."""
+"""``waqtor serve`` (API + worker, and its own Redis if none is configured),
+``waqtor worker`` (extra worker processes, on any machine that reaches the same Redis), and
+verbs that talk to a running service: send, jobs, job, pause, resume, cancel, report."""
 
 from __future__ import annotations
 
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     from waqtor.cli import accounts as cli_accounts
 
     cli_accounts.register(sub, _worker_url, _settings)
+    from waqtor.cli import remote
+
+    remote.register(sub)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
