@@ -97,7 +97,7 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logs.setup(settings.log_level, settings.data_dir / "logs")
+    logs.setup(settings.log_level, settings.data_dir / "logs", settings.log_format)
     bundled: BundledRedis | None = None
     url = settings.external_redis_url()
     if url is None:
@@ -213,7 +213,9 @@ def worker(args: argparse.Namespace) -> int:
     if args.concurrency:
         settings.worker_concurrency = args.concurrency
     logs.setup(
-        settings.log_level, settings.data_dir / "logs" if settings.data_dir.exists() else None
+        settings.log_level,
+        settings.data_dir / "logs" if settings.data_dir.exists() else None,
+        settings.log_format,
     )
     url = _worker_url(settings)
     if args.check:

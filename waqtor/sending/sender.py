@@ -33,7 +33,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
-from waqtor.runtime import process_metrics
+from waqtor.runtime import logs, process_metrics
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
@@ -148,6 +148,7 @@ class Sender:
         if not await throughput.throttle(s, name, can, wake):  # the provider's msgs/s
             return Step(StepKind.INTERRUPTED)
         attempt_id = uuid.uuid4().hex
+        logs.bind(campaign=campaign.id, account=name, attempt=attempt_id)
         while True:
             claim = await s.ledger.claim_next(
                 campaign.id,

@@ -46,7 +46,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
-from waqtor.runtime import process_metrics
+from waqtor.runtime import logs, process_metrics
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.sending.flow import Flow, Signal
@@ -78,6 +78,7 @@ async def send_batch(
     ``Sender.step`` says whether the lane is done or must wait)."""
     s = sender.s
     name = campaign.accounts[lane]
+    logs.bind(campaign=campaign.id, account=name, attempt=None)
     account = await s.accounts.get(name)
     if account is None or account.paused:
         return None  # Sender.step reports it
