@@ -9,19 +9,23 @@ import logging
 import logging.handlers
 import re
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 #: Fields of the task's current send: each asyncio task has its own copy.
-_fields: ContextVar[dict[str, str | None]] = ContextVar("waqtor_log_fields", default={})
+_fields: ContextVar[Mapping[str, str]] = ContextVar(
+    "waqtor_log_fields", default=MappingProxyType({})
+)
 
 
 def bind(**fields: str | None) -> None:
     """Add fields to every line this task logs from now on (``campaign``, ``account``,
     ``attempt``; None drops one); an asyncio task started later inherits them, others never
     see them."""
-    merged = {**_fields.get(), **fields}
+    merged: dict[str, str | None] = {**_fields.get(), **fields}
     _fields.set({k: v for k, v in merged.items() if v is not None})
 
 
