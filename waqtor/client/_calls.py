@@ -238,10 +238,10 @@ class Routes:
         path = f"/api/accounts/{_p(account)}/suppressions"
         return Call("POST", path, model(m.Suppressed), json=body(m.SuppressRequest(phones=phones)))
 
-    def unsuppress(self, account: str, phone: str) -> Call[m.Changed]:
+    def unsuppress(self, account: str, phone: str) -> Call[m.Unsuppressed]:
         route("DELETE", "/api/accounts/{name}/suppressions/{phone}", "unsuppress")
         path = f"/api/accounts/{_p(account)}/suppressions/{_p(phone)}"
-        return Call("DELETE", path, _changed)
+        return Call("DELETE", path, model(m.Unsuppressed))
 
     # --- simulator and callbacks
     def simulator_messages(self, offset: int, limit: int) -> Call[m.SimulatorMessages]:

@@ -281,11 +281,13 @@ class AsyncClient:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"campaign {job_id} did not finish within {timeout} s")
             if streaming:
+                # Raises as usual if the campaign does not exist (or the service is down).
+                await self.job(job_id)
                 try:
                     finished = await self._follow(job_id, on_progress, deadline)
-                except (SSEError, httpx.HTTPError, TransportError, ApiError) as exc:
-                    if isinstance(exc, ApiError) and exc.status == 404:
-                        raise
+                except (SSEError, httpx.HTTPError, TransportError, ApiError):
+                    # An older server without the route, too many streams, a proxy that
+                    # buffers: poll instead.
                     streaming = False
                 else:
                     if finished:
@@ -303,7 +305,6 @@ class AsyncClient:
         self, job_id: str, on_progress: Progress | None, deadline: float | None
     ) -> bool:
         """One event stream; True once the campaign has finished."""
-        await (await self._send(self._r.job(job_id))).aclose()  # a 404 or 503 raises as usual
         async with aconnect_sse(
             self._http, "GET", self._r.events_path(job_id), timeout=httpx.Timeout(30, read=60)
         ) as source:
@@ -366,7 +367,7 @@ class AsyncClient:
     async def suppress(self, account: str, phones: list[Any]) -> m.Suppressed:
         return await self._run(self._r.suppress(account, phones))
 
-    async def unsuppress(self, account: str, phone: str) -> m.Changed:
+    async def unsuppress(self, account: str, phone: str) -> m.Unsuppressed:
         return await self._run(self._r.unsuppress(account, phone))
 
     # ------------------------------------------------- simulator, callbacks

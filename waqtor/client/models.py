@@ -85,6 +85,9 @@ class AccountChange(Request):
     phoneNumberId: str | None = None
     accessTokenEnv: str | None = None
     callbackUrl: str | None = None
+    paused: bool | None = None
+    pausedReason: str | None = None
+    reducedUntilMs: int | None = None
 
 
 class AccountRequest(AccountChange):
@@ -293,9 +296,10 @@ class RecipientPage(Model):
 
 
 class Changed(Model):
-    """Pause, resume, cancel, retry, promote, remove, resolve: whether anything changed."""
+    """Pause, resume, cancel, retry, promote, remove, resolve: how many recipients changed
+    (canceled, retried ...), and the server's message."""
 
-    changed: bool = False
+    changed: int = 0
     message: str | None = None
 
 
@@ -342,6 +346,11 @@ class SuppressionPage(Model):
     phones: list[str]
     cursor: int
     total: int
+
+
+class Unsuppressed(Model):
+    #: The number taken off the list (E.164).
+    removed: str
 
 
 class Suppressed(Model):

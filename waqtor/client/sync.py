@@ -286,11 +286,13 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"campaign {job_id} did not finish within {timeout} s")
             if streaming:
+                # Raises as usual if the campaign does not exist (or the service is down).
+                self.job(job_id)
                 try:
                     finished = self._follow(job_id, on_progress, deadline)
-                except (SSEError, httpx.HTTPError, TransportError, ApiError) as exc:
-                    if isinstance(exc, ApiError) and exc.status == 404:
-                        raise
+                except (SSEError, httpx.HTTPError, TransportError, ApiError):
+                    # An older server without the route, too many streams, a proxy that
+                    # buffers: poll instead.
                     streaming = False
                 else:
                     if finished:
@@ -306,7 +308,6 @@ class Client:
 
     def _follow(self, job_id: str, on_progress: Progress | None, deadline: float | None) -> bool:
         """One event stream; True once the campaign has finished."""
-        self._send(self._r.job(job_id)).close()  # a 404 or 503 here raises as usual
         with connect_sse(
             self._http, "GET", self._r.events_path(job_id), timeout=httpx.Timeout(30, read=60)
         ) as source:
@@ -367,7 +368,7 @@ class Client:
     def suppress(self, account: str, phones: list[Any]) -> m.Suppressed:
         return self._run(self._r.suppress(account, phones))
 
-    def unsuppress(self, account: str, phone: str) -> m.Changed:
+    def unsuppress(self, account: str, phone: str) -> m.Unsuppressed:
         return self._run(self._r.unsuppress(account, phone))
 
     # ------------------------------------------------- simulator, callbacks
