@@ -252,7 +252,7 @@ def test_send_is_idempotent_and_wait_falls_back_to_polling(live: LiveService) ->
         assert (first.replayed, again.replayed) == (False, True)
         # A different message is a different request: a new campaign.
         other = c.send(rows, "Hello {name}")
-        assert other.jobId != first.jobId
+        assert other.jobId and other.jobId != first.jobId
         # No event stream (as with an older server): wait polls and still follows progress.
         c._r.events_path = lambda job_id: "/api/queue/jobs/no-such-route/x/events"  # type: ignore[method-assign]
         polled: list[models.Job] = []
