@@ -97,7 +97,8 @@ def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except (WaqtorError, ValueError, OSError) as exc:
         if args.json:
             out.print_json(data={"success": False, "error": str(exc)})
-        err.print(f"[red]waqtor {args.command}:[/red] {exc}", markup=True, highlight=False)
+        # Plain: rich would wrap it at 80 columns when stderr is not a terminal.
+        print(f"waqtor {args.command}: {exc}", file=sys.stderr)
         return ERROR
 
 
