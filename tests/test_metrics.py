@@ -4,6 +4,7 @@ or unbounded label leaks into it."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -75,6 +77,9 @@ def test_figures_match_the_api_after_a_campaign(live: LiveService) -> None:
     assert value(found, "waqtor_provider_request_seconds_count", provider="simulator") >= 1
     assert value(found, "waqtor_provider_request_seconds_sum", provider="simulator") > 0
     assert value(found, "waqtor_provider_errors_total", provider="simulator", code=code) == 1
+    sent_by = {"provider": "simulator", "account": "shop-1"}
+    assert value(found, "waqtor_provider_messages_total", **sent_by, outcome="sent") == 5
+    assert value(found, "waqtor_provider_messages_total", **sent_by, outcome="PermanentError") == 1
     hour = value(found, "waqtor_account_sent_last_hour", account="shop-1")
     assert account.today is not None and hour == account.today.sentLastHour >= 5
     # The cap in force, as the API shows it (warm-up lowers the 100 asked for).
@@ -142,6 +147,29 @@ async def test_accounts_beyond_the_cap_are_counted_not_labelled(
     labelled = {s.labels["account"] for s in found["waqtor_account_backlog"]}
     assert len(labelled) == 3  # "default" and the first two by name
     assert value(found, "waqtor_accounts_unlisted") == 3
+
+
+def test_shipped_dashboard_and_alert_rules_name_real_series(live: LiveService) -> None:
+    """Every series the Grafana dashboard and the alert rules query is one /metrics serves."""
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    dashboard = json.loads((root / "grafana-dashboard.json").read_text())
+    rules = yaml.safe_load((root / "prometheus-alerts.yml").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert {"WaqtorAccountPaused", "WaqtorUnknownOutcomes", "WaqtorCallbacksFailing"} <= {
+        r["alert"] for r in alerts
+    } and "WaqtorNoWorkerAlive" in {r["alert"] for r in alerts}
+    for rule in alerts:
+        assert rule["expr"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
+    exprs += [r["expr"] for r in alerts]
+    served: set[str] = set()
+    for family in text_string_to_metric_families(scrape(live)):
+        # A family with no sample yet (no webhook received) still names its series.
+        suffixes = ("", "_total", "_bucket", "_count", "_sum")
+        served |= {family.name + s for s in suffixes} | {s.name for s in family.samples}
+    for expr in exprs:
+        for name in re.findall(r"waqtor_[a-z_]+", expr):
+            assert name in served, f"{name} (in {expr!r}) is not served by /metrics"
 
 
 def test_redis_down_is_a_figure_not_an_error(live: LiveService) -> None:

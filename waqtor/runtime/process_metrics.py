@@ -37,6 +37,14 @@ PROVIDER_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+PROVIDER_MESSAGES = Counter(
+    "waqtor_provider_messages",
+    "Messages handed to the provider, by account and outcome (sent, or the error's class), "
+    "per process.",
+    ["provider", "account", "outcome"],
+    registry=REGISTRY,
+)
+
 #: Distinct codes kept as labels per process; later ones count as ``other``, so a provider
 #: that puts free text in its codes cannot grow the series without bound.
 MAX_CODES = 100
@@ -45,16 +53,31 @@ _codes: set[str] = set()
 _codes_lock = threading.Lock()
 
 
-def code_label(code: str) -> str:
-    if not _CODE.match(code):
+#: Distinct accounts kept as labels per process, likewise.
+MAX_ACCOUNTS = 500
+_accounts: set[str] = set()
+
+
+def _bounded(value: str, seen: set[str], limit: int) -> str:
+    if not _CODE.match(value):
         return "other"
     with _codes_lock:
-        if code in _codes:
-            return code
-        if len(_codes) >= MAX_CODES:
+        if value in seen:
+            return value
+        if len(seen) >= limit:
             return "other"
-        _codes.add(code)
-        return code
+        seen.add(value)
+        return value
+
+
+def code_label(code: str) -> str:
+    return _bounded(code, _codes, MAX_CODES)
+
+
+def outcome(provider: str, account: str, error: BaseException | None) -> None:
+    """One message's outcome: ``sent``, or the class of its error (``PermanentError`` ...)."""
+    kind = "sent" if error is None else type(error).__name__
+    PROVIDER_MESSAGES.labels(provider, _bounded(account, _accounts, MAX_ACCOUNTS), kind).inc()
 
 
 def provider_error(provider: str, code: str) -> None:
@@ -62,16 +85,24 @@ def provider_error(provider: str, code: str) -> None:
 
 
 @contextmanager
-def provider_call(provider: str) -> Iterator[None]:
-    """Time one provider request; an exception leaving it counts as an error by its code."""
+def provider_call(provider: str, account: str | None = None) -> Iterator[None]:
+    """Time one provider request; an exception leaving it counts as an error by its code.
+    ``account``: a one-message request, whose outcome is counted here too."""
     started = time.perf_counter()
     try:
         yield
-    except TimeoutError:
+    except TimeoutError as exc:
         provider_error(provider, "timeout")
+        if account is not None:
+            outcome(provider, account, exc)
         raise
     except Exception as exc:
         provider_error(provider, str(getattr(exc, "code", "") or type(exc).__name__))
+        if account is not None:
+            outcome(provider, account, exc)
         raise
+    else:
+        if account is not None:
+            outcome(provider, account, None)
     finally:
         PROVIDER_LATENCY.labels(provider).observe(time.perf_counter() - started)

@@ -238,7 +238,7 @@ class Sender:
         timeout = s.settings.provider_timeout_ms / 1000.0
         try:
             # asyncio.timeout, not wait_for: no extra task, so the request starts right here.
-            with process_metrics.provider_call(provider.name):
+            with process_metrics.provider_call(provider.name, name):
                 async with asyncio.timeout(timeout):
                     result = await provider.send(message)
         except PermanentError as exc:

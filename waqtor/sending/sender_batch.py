@@ -318,9 +318,11 @@ class _Batch:
                     with process_metrics.provider_call(provider.name):
                         async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
                             results = await provider.send_batch([m for _, m, _ in chunk])
-                    for result in results:
-                        if isinstance(result, ProviderError):
-                            process_metrics.provider_error(provider.name, result.code)
+                    for (_, message, _), result in zip(chunk, results, strict=True):
+                        failed = result if isinstance(result, ProviderError) else None
+                        if failed is not None:
+                            process_metrics.provider_error(provider.name, failed.code)
+                        process_metrics.outcome(provider.name, message.account, failed)
                 except TimeoutError:
                     self._timed_out(chunk)
                     signal = Signal.CONGESTED
@@ -351,7 +353,7 @@ class _Batch:
             started = time.monotonic()
             try:
                 try:
-                    with process_metrics.provider_call(provider.name):
+                    with process_metrics.provider_call(provider.name, message.account):
                         result: SendResult | ProviderError = await provider.send(message)
                     elapsed = time.monotonic() - started
                 except ProviderError as exc:
