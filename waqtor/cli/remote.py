@@ -295,7 +295,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return OK
-    table = Table("status", "progress", "account", "total", "created (UTC)")
+    table = Table("status", "progress", "account", "total", Column("created (UTC)", no_wrap=True))
     table.columns.insert(0, Column("id", no_wrap=True))
     for row in rows:
         table.add_row(
