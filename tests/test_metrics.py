@@ -16,7 +16,7 @@ import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.conftest import KEY, App, make_settings
+from tests.conftest import KEY, App, Proc, make_settings, wait_http
 from tests.live_service import METRICS_TOKEN, LiveService, phones
 from waqtor.api import metrics as metrics_route
 from waqtor.client import Client
@@ -184,3 +184,32 @@ def test_redis_down_is_a_figure_not_an_error(live: LiveService) -> None:
     while value(samples(scrape(live)), "waqtor_redis_up") != 1:
         assert time.monotonic() < deadline, "Redis did not come back in the figures"
         time.sleep(0.2)
+
+
+def test_multiprocess_mode_adds_up_a_separate_workers_figures(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, a ``serve --no-worker`` shows the provider figures of a
+    ``waqtor worker`` process on the same host, which serves no HTTP itself."""
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    service = LiveService(message_delay=0, instant_threshold=0)
+    service.env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    service.redis.start()
+    service.env["REDIS_URL"] = service.redis.url
+    serve = Proc(["serve", "--port", str(service.port), "--no-worker"], service.env, service.log)
+    worker = Proc(["worker"], dict(service.env), tmp_path / "worker.log")
+    try:
+        serve.start()
+        wait_http(service.url + "/health")
+        worker.start()
+        with Client(service.url, service.key) as c:
+            sent = c.send(phones(4, 800), "Hi")
+            assert sent.jobId
+            assert c.wait(sent.jobId, timeout=30).recipients.sent == 4
+        found = samples(scrape(service))
+        sent_by = {"provider": "simulator", "account": "default", "outcome": "sent"}
+        assert value(found, "waqtor_provider_messages_total", **sent_by) == 4
+        assert value(found, "waqtor_provider_request_seconds_count", provider="simulator") >= 1
+    finally:
+        worker.stop()
+        serve.stop()
+        service.redis.cleanup()
