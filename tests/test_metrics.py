@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,7 +28,9 @@ BEARER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveService]:
-    service = LiveService(message_delay=0, instant_threshold=0).start()
+    service = LiveService(
+        message_delay=0, instant_threshold=0, callback_secret="callback-secret-0123456789abcdef"
+    ).start()
     yield service
     service.stop()
 
@@ -102,9 +106,52 @@ def test_figures_match_the_api_after_a_campaign(live: LiveService) -> None:
     assert value(found, "waqtor_account_breaker_state", account="shop-1", state="ok") == 0
 
 
+class Receiver(BaseHTTPRequestHandler):
+    """A status-callback receiver: 200 on /ok, 400 (given up at once) anywhere else."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200 if self.path == "/ok" else 400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_callback_deliveries_by_outcome(live: LiveService) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with Client(live.url, live.key) as c:
+            for path, start in (("/ok", 20), ("/refuse", 30)):
+                sent = c.send(phones(2, start), "cb", callbackUrl=base + path)
+                assert sent.jobId
+                c.wait(sent.jobId, timeout=30)
+            deadline = time.monotonic() + 20
+            while True:
+                found = samples(scrape(live))
+                counts = {
+                    s.labels["outcome"]: s.value
+                    for s in found.get("waqtor_callback_attempts_total", [])
+                }
+                stats = c.callback_stats()
+                if counts.get("delivered", 0) >= 3 and counts.get("failed", 0) >= 3:
+                    break
+                assert time.monotonic() < deadline, (counts, stats)
+                time.sleep(0.2)
+        # The outbox's own figures, read from Redis, agree with the API.
+        assert value(found, "waqtor_callbacks_failed") == stats.failed >= 3
+        assert value(found, "waqtor_callbacks_pending") == stats.pending
+    finally:
+        server.shutdown()
+
+
 def test_no_secrets_or_phone_numbers_and_bounded_labels(live: LiveService) -> None:
     text = scrape(live)
     assert KEY not in text and METRICS_TOKEN not in text
+    assert "callback-secret" not in text and "127.0.0.1" not in text
     labels = re.findall(r'="([^"]*)"', text)
     assert labels and not [v for v in labels if re.search(r"\d{7,}", v)], "phone-like label"
     fixed = {

@@ -45,6 +45,15 @@ PROVIDER_MESSAGES = Counter(
     registry=REGISTRY,
 )
 
+CALLBACK_ATTEMPTS = Counter(
+    "waqtor_callback_attempts",
+    "Status-callback POSTs by outcome: delivered, retry (will try again) or failed (given up), "
+    "per process.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+_CALLBACK_OUTCOMES = frozenset({"delivered", "retry", "failed"})
+
 #: Distinct codes kept as labels per process; later ones count as ``other``, so a provider
 #: that puts free text in its codes cannot grow the series without bound.
 MAX_CODES = 100
@@ -106,3 +115,7 @@ def provider_call(provider: str, account: str | None = None) -> Iterator[None]:
             outcome(provider, account, None)
     finally:
         PROVIDER_LATENCY.labels(provider).observe(time.perf_counter() - started)
+
+
+def callback_attempt(outcome_name: str) -> None:
+    CALLBACK_ATTEMPTS.labels(outcome_name if outcome_name in _CALLBACK_OUTCOMES else "other").inc()
