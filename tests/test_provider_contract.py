@@ -26,6 +26,7 @@ from waqtor.providers.base import (
 from waqtor.providers.cloud_api import AccessToken, CloudApiProvider, parse_opaque
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.store.keys import Keys
+from waqtor.store.simulator import SimulatorStore
 
 PHONE = "+966500000001"
 
@@ -96,7 +97,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     h: Harness
     if request.param == "simulator":
-        h = SimHarness(SimulatorProvider(r, Keys()))
+        h = SimHarness(SimulatorProvider(SimulatorStore(r, Keys())))
     else:
         fake.reset()
         h = CloudHarness(cloud_provider(fake), fake)

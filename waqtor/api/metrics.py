@@ -29,15 +29,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from waqtor.api.auth import HEADER, role_of
-from waqtor.api.errors import REDIS_DOWN, ApiError
-from waqtor.api.gate import client_address, too_many
-from waqtor.api.guard import Guard
+from waqtor.api.errors import ApiError
+from waqtor.api.gate import too_many
 from waqtor.domain.accounts import Account, effective_caps, gap_ms
 from waqtor.runtime import process_metrics
 from waqtor.runtime.services import Services
-from waqtor.store.queue_stats import QueueFigures, QueueStatsReader
-from waqtor.store.scrape import ScrapeFigures, ScrapeReader
+from waqtor.store.errors import REDIS_DOWN
+from waqtor.store.queue_stats import QueueFigures
+from waqtor.store.scrape import ScrapeFigures
+from waqtor.web.guard import Guard, client_address
+from waqtor.web.keys import HEADER, role_of
 
 router = APIRouter(tags=["health"])
 
@@ -172,13 +173,13 @@ async def _fleet(s: Services) -> list[Metric]:
     families: list[Metric] = []
     started = time.perf_counter()
     try:
-        await s.redis.ping()
+        await s.store.ping()
         ping = time.perf_counter() - started
         now_ms = s.clock.now_ms()
-        queue = await QueueStatsReader(s.redis, s.keys).read()
+        queue = await s.store.queue_stats().read()
         accounts = await s.accounts.all()
         listed = accounts[:MAX_ACCOUNTS]
-        figures = await ScrapeReader(s.redis, s.keys).read([a.name for a in listed], now_ms)
+        figures = await s.store.scrape.read([a.name for a in listed], now_ms)
     except REDIS_DOWN:
         families.append(_gauge("waqtor_redis_up", "Redis answered this scrape.", 0))
         return families

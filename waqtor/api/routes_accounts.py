@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -15,7 +14,7 @@ from waqtor.api.models import ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
 from waqtor.campaigns import hygiene
 from waqtor.config import TOKEN_ENV_PREFIX
-from waqtor.domain.accounts import Account, effective_caps
+from waqtor.domain.accounts import Account, caps_on
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
 from waqtor.runtime.services import Services
 from waqtor.sending.breaker import Breaker
@@ -53,7 +52,7 @@ def _token_env(s: Services, account: Account) -> None:
 async def view(s: Services, account: Account) -> dict[str, Any]:
     """The account with what is in force right now: caps today, sends in the windows, rest."""
     now = s.clock.now_ms()
-    caps = effective_caps(account, date.today(), now)
+    caps = caps_on(account, now)
     hour, day = await s.accounts.sends_in_window(account.name, now)
     cool = await s.accounts.cooling_until(account.name)
     body = account.model_dump(mode="json")
@@ -166,10 +165,8 @@ async def list_suppressions(
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    key = s.keys.suppressed(name)
-    nxt, phones = await s.redis.sscan(key, cursor=cursor, count=limit)
-    total = await s.redis.scard(key)
-    return ok({"phones": sorted(phones), "cursor": int(nxt), "total": total})
+    phones, nxt, total = await s.suppressions.page(name, cursor, limit)
+    return ok({"phones": sorted(phones), "cursor": nxt, "total": total})
 
 
 @router.post("/{name}/suppressions")
@@ -198,7 +195,6 @@ async def remove_suppression(
     except PhoneError as exc:
         # Not a phone number, so certainly not on the list.
         raise ApiError(404, f"phone: {exc.reason}; it is not on the suppression list") from exc
-    removed = await s.redis.srem(s.keys.suppressed(name), number)
-    if not removed:
+    if not await s.suppressions.remove(name, number):
         raise ApiError(404, "Phone is not on the suppression list")
     return ok({"removed": number})

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from waqtor.campaigns import submission as campaigns
 from waqtor.domain.eta import estimate_ms, humanise
+from waqtor.domain.liveness import alive as seen_alive
 from waqtor.domain.status import OPEN as OPEN_STATUSES
 from waqtor.domain.status import TERMINAL, RecipientStatus, campaign_state
 from waqtor.engine import JobView, valid_job_id
@@ -79,23 +80,16 @@ def _actions(v: CampaignView) -> list[str]:
 
 async def _waits(s: Services, v: CampaignView, now: int) -> None:
     """The ETA and every reason the campaign is not sending right now."""
-    k = s.keys
-    async with s.redis.pipeline(transaction=False) as pipe:
-        pipe.hexists(f"{k.bull_prefix}:{k.queue}:meta", "paused")
-        pipe.zrange(k.retry(v.id), 0, 0, withscores=True)
-        pipe.zcard(k.retry(v.id))
-        pipe.zrange(k.unsettled(v.id), 0, 0, withscores=True)
-        pipe.zcard(k.unsettled(v.id))
-        pipe.hvals(k.workers)
-        pipe.mget([k.backlog(v.account), k.next_slot_ms(v.account), k.send_ms(v.account)])
-        q_paused, next_retry, retries, next_settle, unsettled, beats, acct = await pipe.execute()
+    q_paused = await s.engine.is_paused()
+    w = await s.store.dashboard.campaign_waits(v.id, v.account)
     st = s.settings
-    alive = sum(1 for b in beats if now - int(json.loads(b).get("ts", 0)) <= 3 * st.heartbeat_ms)
+    alive = sum(1 for seen in w.beats_ms if seen_alive(seen, now, st.heartbeat_ms))
+    retries, unsettled = w.retries, w.unsettled
     remaining = sum(v.counts[name] for name in OPEN)
     gap = await campaigns.message_gap_ms(s, v.account, now)
-    wait = max(0, int(acct[1] or 0) - now)
+    wait = max(0, w.account_next_slot_ms - now)
     share = -(-remaining // len(v.accounts))  # several accounts send side by side
-    backlog = max(share, int(acct[0] or 0))
+    backlog = max(share, w.account_backlog)
     if remaining and not v.finished:
         low = estimate_ms(share, 0, gap, wait)
         high = estimate_ms(share, backlog - share, gap, wait)
@@ -122,11 +116,11 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
     elif v.job is not None and v.job.state == "waiting" and not q_paused:
         reasons.append(Reason("Waiting for a free worker slot."))
     if retries:
-        due = int(next_retry[0][1])
+        due = w.next_retry_ms or now
         reasons.append(Reason(f"{retries} recipient(s) wait for a retry; the next is due at", due))
         v.finish_ms = max(v.finish_ms, due)
     if unsettled:
-        until = int(next_settle[0][1])
+        until = w.next_settle_ms or now
         reasons.append(
             Reason(f"{unsettled} unknown outcome(s) are checked with the provider by", until)
         )

@@ -4,6 +4,7 @@ account before every message)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import date
 
 from redis.asyncio import Redis
@@ -19,10 +20,18 @@ STORED = {"stored": True}
 
 
 class AccountStore:
-    def __init__(self, redis: Redis, keys: Keys, default_tier: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        default_tier: str | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.default_tier = default_tier
+        #: The day a new account's warm-up starts: the injected clock's (``domain.clock.day_of``).
+        self.today = today
         self._cache: dict[str, tuple[float, Account | None]] = {}
 
     def default(self) -> Account:
@@ -48,7 +57,7 @@ class AccountStore:
 
     async def put(self, account: Account) -> Account:
         if account.startDate is None:
-            account = account.model_copy(update={"startDate": date.today()})
+            account = account.model_copy(update={"startDate": self.today()})
         await self.redis.hset(self.keys.accounts, account.name, account.model_dump_json())
         self._cache.pop(account.name, None)
         return account
