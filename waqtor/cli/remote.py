@@ -48,7 +48,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "not sent": ("canceled", "suppressed", "expired", "skipped"),
 }
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped or redirected output has no width to fit: wide enough that no table is cut short.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
