@@ -95,6 +95,11 @@ def register(sub: Any) -> None:
 def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         return run(args)
+    except KeyboardInterrupt:
+        # Before a campaign was followed (while previewing or sending): rerunning the same
+        # command is safe, its Idempotency-Key is derived from the file and the options.
+        print(f"waqtor {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except (WaqtorError, ValueError, OSError) as exc:
         if args.json:
             out.print_json(data={"success": False, "error": str(exc)})
