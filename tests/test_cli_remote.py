@@ -148,3 +148,17 @@ def test_errors_exit_3_and_bad_usage_64(live: LiveService, tmp_path: Path) -> No
     assert usage.returncode == 64 and "usage:" in usage.stderr
     nofile = waqtor(live, "send", str(tmp_path / "none.csv"), "-m", "x")
     assert nofile.returncode == 3 and "no such file" in nofile.stderr
+
+
+def test_a_small_list_is_sent_at_once(tmp_path: Path) -> None:
+    service = LiveService(message_delay=0).start()  # INSTANT_THRESHOLD: 10
+    try:
+        numbers = phones(3, 700)
+        service.faults(phones={"+" + numbers[2]: "permanent"})
+        csv = write_csv(tmp_path / "small.csv", numbers)
+        done = waqtor(service, "send", str(csv), "-m", "Hi {name}", "--wait")
+        assert done.returncode == 2, done.stderr
+        assert "instant" in done.stdout and "2 sent, 1 failed" in done.stdout
+        assert f"failed #2 +{numbers[2]}" in done.stdout
+    finally:
+        service.stop()

@@ -185,6 +185,11 @@ def cmd_send(args: argparse.Namespace) -> int:
         if sent.jobId is None:
             if args.json:
                 _print_json(sent)
+            else:
+                out.print(f"{sent.successful or 0} sent, {sent.failed or 0} failed")
+                for r in sent.results or []:
+                    if not r.success:
+                        out.print(f"  failed #{r.index} {r.normalizedPhone or r.phone}: {r.error}")
             return OK if not sent.failed else UNSENT
         if not args.wait:
             if args.json:
