@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -109,6 +110,8 @@ def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 
 def _client(args: argparse.Namespace) -> Client:
+    if not (args.key or os.environ.get("WAQTOR_API_KEY")):
+        raise ValueError("no API key: set WAQTOR_API_KEY (or pass --key)")
     return Client(args.url, args.key)
 
 
