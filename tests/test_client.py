@@ -183,14 +183,18 @@ def test_every_route_live_and_models_match_what_the_server_answers(
         "client methods without a route:",
         sorted(set(ROUTES) - operations),
     )
-    # Every request the client made names a route and only parameters that route declares.
+    # Every request the client made names a route and only parameters that route declares,
+    # and every route of the client was called on the live service.
+    called: set[tuple[str, str]] = set()
     for method, path, params in seen.requests:
         matches = [(m, p) for (m, p) in operations if m == method and _template(p).match(path)]
         assert matches, f"{method} {path}: no such route"
+        called.update(matches)
         declared = set()
         for m, p in matches:
             declared |= {x["name"] for x in spec["paths"][p][m.lower()].get("parameters", [])}
         assert set(params) <= declared, f"{method} {path}: undeclared {set(params) - declared}"
+    assert set(ROUTES) - called == set(), "routes never called live"
 
 
 def _types(schema: dict[str, Any], refs: dict[str, Any]) -> set[str]:
@@ -334,3 +338,21 @@ async def test_async_client(live: LiveService, tmp_path: Path) -> None:
         assert len([r async for r in c.iter_recipients(sent.jobId, page=2)]) == 5
         with pytest.raises(NotFound):
             await c.job("no-such-job")
+
+
+def test_the_docs_example_runs(
+    live: LiveService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The five-line example at the top of docs/client.md, run as written (its URL pointed at
+    the live service, its list.csv in the working directory)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text()
+    example = page.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in example.splitlines() if line.strip()]) <= 6
+    write_csv(tmp_path / "list.csv", phones(4, 950))
+    monkeypatch.chdir(tmp_path)
+    with Client(live.url, live.key) as c:
+        c.create_account("shop-1", tier="business")
+    printed: list[str] = []
+    code = example.replace("http://127.0.0.1:8080", live.url)
+    exec(code, {"key": live.key, "print": lambda *a: printed.append(" ".join(map(str, a)))})
+    assert printed[-1] == "completed 4 0"
