@@ -302,7 +302,9 @@ def _when(ms: int | None) -> str:
 def cmd_jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
         rows = []
-        for row in client.iter_jobs(page=min(max(args.limit, 1), 1000), state=args.state):
+        # Filtering by state reads whole pages of 1,000: few requests even for many jobs.
+        page = 1000 if args.state else min(max(args.limit, 1), 1000)
+        for row in client.iter_jobs(page=page, state=args.state):
             rows.append(row)
             if len(rows) >= args.limit:
                 break
