@@ -356,3 +356,31 @@ def test_the_docs_example_runs(
     code = example.replace("http://127.0.0.1:8080", live.url)
     exec(code, {"key": live.key, "print": lambda *a: printed.append(" ".join(map(str, a)))})
     assert printed[-1] == "completed 4 0"
+
+
+def test_an_open_event_stream_does_not_hold_up_a_graceful_stop() -> None:
+    service = LiveService(message_delay=1000, instant_threshold=0).start()
+    try:
+        with Client(service.url, service.key) as c:
+            sent = c.send(phones(30, 980), "Slow")  # 30 s at one a second
+            assert sent.jobId
+        stream = httpx.stream(
+            "GET",
+            f"{service.url}/api/queue/jobs/{sent.jobId}/events",
+            headers={"X-API-Key": service.key},
+            timeout=30,
+        )
+        with stream as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: job"
+            assert service.proc is not None and service.proc.proc is not None
+            started = time.monotonic()
+            service.proc.proc.terminate()
+            # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+            assert service.proc.wait(timeout=15) in (0, -15)
+            assert time.monotonic() - started < 10
+        assert "Application shutdown complete" in service.log.read_text()
+    finally:
+        service.stop()
