@@ -384,3 +384,26 @@ def test_an_open_event_stream_does_not_hold_up_a_graceful_stop() -> None:
         assert "Application shutdown complete" in service.log.read_text()
     finally:
         service.stop()
+
+
+def test_a_send_still_in_progress_is_waited_for_not_sent_again() -> None:
+    """The same send twice at once (a retry after a timeout): the second gets the first's
+    answer, replayed, and nothing goes out twice. (The server holds the second up to 120 s; a
+    409 "still in progress" after that is retried by the client too.)"""
+    service = LiveService(message_delay=400, instant_threshold=10).start()
+    try:
+        numbers = phones(4, 990)  # an instant send: the request lasts about 1.2 s
+        with Client(service.url, service.key, backoff=0.2, retries=8) as c:
+
+            async def both() -> list[models.SendResult]:
+                first = asyncio.create_task(asyncio.to_thread(c.send, numbers, "Once"))
+                await asyncio.sleep(0.3)
+                second = await asyncio.to_thread(c.send, numbers, "Once")
+                return [await first, second]
+
+            first, second = asyncio.run(both())
+        assert first.mode == "instant" and first.successful == 4
+        assert second.replayed and second.results == first.results
+        assert sorted(m["phone"] for m in service.outbox()) == sorted("+" + p for p in numbers)
+    finally:
+        service.stop()

@@ -43,6 +43,13 @@ class Call(Generic[T]):
     #: Statuses that are answers, not errors (health's 503).
     answers: tuple[int, ...] = ()
 
+    def should_retry(self, status: int) -> bool:
+        """503: Redis or the provider is down. 409 on a keyed send: the same send (a retry of
+        ours after a timeout) is still being processed; its answer comes once it is done."""
+        if status in self.answers:
+            return False
+        return status == 503 or (status == 409 and "Idempotency-Key" in self.headers)
+
     @property
     def retry_safe(self) -> bool:
         """Whether a request that may have reached the server can be sent again."""

@@ -87,7 +87,7 @@ class AsyncClient:
                 await asyncio.sleep(backoff_s(attempt, self.backoff, self.max_backoff, None))
                 attempt += 1
                 continue
-            if response.status_code == 503 and 503 not in call.answers:
+            if call.should_retry(response.status_code):
                 if attempt < self.retries:
                     retry_after = response.headers.get("Retry-After")
                     await response.aclose()
