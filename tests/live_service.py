@@ -4,6 +4,7 @@ the client, the remote CLI verbs and ``/metrics``: real HTTP, real Redis, nothin
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,14 @@ class LiveService:
         wait_http(self.url + "/health")
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_files: bool = False) -> None:
+        """Stop serve and Redis; remove the service's files unless asked to keep them (the
+        caller then removes ``self.dir``)."""
         if self.proc is not None:
             self.proc.stop()
         self.redis.cleanup()
+        if not keep_files:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, self.url + path, headers=HEADERS, timeout=30, **kw)

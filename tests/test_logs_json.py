@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from typing import Any
 
@@ -34,14 +35,15 @@ def test_json_lines_with_send_path_fields_and_masked_phones() -> None:
             assert time.monotonic() < deadline, service.log.read_text()[-2000:]
             time.sleep(0.1)
     finally:
-        service.stop()
-    lines = [line for line in service.log.read_text().splitlines() if line.strip()]
+        service.stop(keep_files=True)
+    text = service.log.read_text()
+    shutil.rmtree(service.dir)
+    lines = [line for line in text.splitlines() if line.strip()]
     parsed: list[dict[str, Any]] = [json.loads(line) for line in lines]  # every line is JSON
     assert all({"ts", "level", "logger", "message"} <= set(p) for p in parsed)
     (unknown,) = [p for p in parsed if p["message"].startswith("outcome unknown")]
     assert unknown["campaign"] == job_id and unknown["account"] == "default"
     assert re.fullmatch(r"[0-9a-f]{32}", unknown["attempt"])
-    text = service.log.read_text()
     for number in numbers:
         assert number not in text
     assert "+9665*" in unknown["message"]

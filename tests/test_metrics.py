@@ -259,4 +259,4 @@ def test_multiprocess_mode_adds_up_a_separate_workers_figures(tmp_path: Path) ->
     finally:
         worker.stop()
         serve.stop()
-        service.redis.cleanup()
+        service.stop()  # Redis and the service's files
