@@ -158,7 +158,7 @@ def test_no_secrets_or_phone_numbers_and_bounded_labels(live: LiveService) -> No
         "state": {"waiting", "active", "completed", "failed", "delayed", "paused", "canceled"}
         | {"foreign", "ok", "cooling"},
         "window": {"hour", "day"},
-        "provider": {"simulator", "cloud_api"},
+        "provider": {"simulator", "cloud_api", "waha", "evolution"},
     }
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

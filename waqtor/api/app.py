@@ -20,6 +20,7 @@ from waqtor.api import (
     routes_accounts,
     routes_callbacks,
     routes_events,
+    routes_gateway_webhooks,
     routes_jobs,
     routes_messages,
     routes_queue,
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(metrics.router)
     # Meta cannot send an X-API-Key: the webhook checks Meta's signature instead.
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_gateway_webhooks.router)
     for install in parts:
         install(app, settings)
     exiting.watch_server_exit()

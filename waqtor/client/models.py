@@ -84,6 +84,9 @@ class AccountChange(Request):
     provider: str | None = None
     phoneNumberId: str | None = None
     accessTokenEnv: str | None = None
+    gateway: str | None = None
+    session: str | None = None
+    newContactsDailyCap: int | None = None
     callbackUrl: str | None = None
     paused: bool | None = None
     pausedReason: str | None = None
@@ -172,6 +175,9 @@ class Job(JobSummary):
     attemptsMade: int = 0
     recipients: RecipientCounts = Field(default_factory=RecipientCounts)
     waitingFor: str | None = None
+    #: Recipients who replied (WhatsApp Web gateways), and their share of those reached.
+    replies: int = 0
+    replyRate: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -318,6 +324,9 @@ class AccountToday(Model):
     sentLast24h: int = 0
     coolingUntilMs: int | None = None
     backlog: int = 0
+    #: Gateway accounts: first messages to new contacts today, and their cap.
+    newContacts: int | None = None
+    newContactsCap: int | None = None
 
 
 class Account(Model):
@@ -335,11 +344,16 @@ class Account(Model):
     provider: str | None = None
     phoneNumberId: str | None = None
     accessTokenEnv: str | None = None
+    gateway: str | None = None
+    session: str | None = None
+    newContactsDailyCap: int | None = None
     callbackUrl: str | None = None
     paused: bool = False
     pausedReason: str | None = None
     reducedUntilMs: int | None = None
     today: AccountToday | None = None
+    #: WhatsApp Web gateway accounts: the session as last seen.
+    sessionState: dict[str, Any] | None = None
 
 
 class SuppressionPage(Model):

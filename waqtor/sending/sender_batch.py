@@ -57,8 +57,9 @@ from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Cla
 
 def batched(s: Any, account: Account, caps: Capabilities, campaign: Campaign) -> bool:
     """Whether this account's sends of ``campaign`` go through this path: no pacing gap (the
-    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1."""
-    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0:
+    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1, and
+    not a WhatsApp Web session (its checks run one message at a time, ``sending.human``)."""
+    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0 or caps.web_session:
         return False
     if campaign.schedule is not None and campaign.schedule.window is not None:
         return False

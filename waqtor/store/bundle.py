@@ -11,6 +11,7 @@ from waqtor.store.accounts import AccountStore
 from waqtor.store.auth_failures import FailedAttempts
 from waqtor.store.callback_queue import CallbackQueue
 from waqtor.store.dashboard_reads import DashboardReads
+from waqtor.store.gateways import GatewayStore
 from waqtor.store.heartbeats import Heartbeats
 from waqtor.store.idempotency import IdempotencyStore
 from waqtor.store.job_index import JobIndex
@@ -60,6 +61,7 @@ class Store:
         self.dashboard = DashboardReads(redis, keys)
         self.webhook_index = WebhookIndex(redis, keys, scripts)
         self.reconcile_state = ReconcileState(redis, keys, scripts, bull_key)
+        self.gateways = GatewayStore(redis, keys, scripts)
         #: What ``/metrics`` reads besides the queue figures.
         self.scrape = ScrapeReader(redis, keys)
 
