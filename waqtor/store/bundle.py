@@ -21,6 +21,7 @@ from waqtor.store.pacing import Pacer
 from waqtor.store.queue_stats import QueueStatsReader
 from waqtor.store.reconcile_state import ReconcileState
 from waqtor.store.replicas import ReplicaGuard
+from waqtor.store.scrape import ScrapeReader
 from waqtor.store.scripts import Scripts
 from waqtor.store.server import eviction_policy
 from waqtor.store.sessions import SessionStore
@@ -67,6 +68,8 @@ class Store:
         self.webhook_index = WebhookIndex(redis, keys, scripts)
         self.reconcile_state = ReconcileState(redis, keys, scripts, bull_key)
         self.gateways = GatewayStore(redis, keys, scripts)
+        #: What ``/metrics`` reads besides the queue figures.
+        self.scrape = ScrapeReader(redis, keys)
 
     def queue_stats(self) -> QueueStatsReader:
         """For the API only (its script is not registered elsewhere)."""
