@@ -472,3 +472,38 @@ async def test_on_a_cluster_with_replicas_the_claims_wait_for_the_tags_replica(
         assert len(sent) == 60 and len(set(sent)) == 60
     finally:
         group.cleanup()
+
+
+async def test_the_default_count_follows_the_replicas_the_primary_has(tmp_path: Path) -> None:
+    """Unset, the count is what the primary reports, a replica still copying included, and a
+    fixed count stays put: with none attached, a fixed 1 is never acknowledged."""
+    from waqtor.store.connection import connect
+    from waqtor.store.replicas import ReplicaGuard
+
+    primary = RedisChild(tmp_path / "p", appendonly=False, extra=NODE_ARGS)
+    primary.dir.mkdir()
+    primary.start()
+    replica = RedisChild(
+        tmp_path / "r", appendonly=False, extra=["--replicaof", "127.0.0.1", str(primary.port)]
+    )
+    client = connect(primary.url)
+    try:
+        script = client.register_script("return redis.call('SET', KEYS[1], ARGV[1])")
+        auto, fixed = ReplicaGuard(client, None, 200), ReplicaGuard(client, 1, 200)
+        assert await auto.wanted() == 0
+        done = await fixed.run(script, ["k"], ["v"])
+        assert not done.ok and done.acks == 0 and fixed.timeouts == 1
+        replica.dir.mkdir()
+        replica.start()
+        deadline = time.monotonic() + 5
+        while await auto.wanted() != 1:  # re-read within REFRESH_S, in any state
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while not (done := await fixed.run(script, ["k"], ["w"])).ok:
+            assert time.monotonic() < deadline, "the replica never acknowledged"
+        assert done.acks == 1 and (await auto.run(script, ["k"], ["x"])).ok
+    finally:
+        await client.aclose()
+        replica.stop()
+        primary.stop()
