@@ -268,13 +268,23 @@ class ClusterGroup:
     def node_of(self, key: str, replica: bool = False) -> int:
         """The port of the node that holds ``key``'s slot (or of its first replica)."""
         slot = int(_raw(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # a replica is known to every node a moment later
-            for start, end, primary, *copies in _raw(self.nodes[0].port, "CLUSTER", "SLOTS"):
-                if int(start) <= slot <= int(end) and (copies or not replica):
-                    return int((copies[0] if replica else primary)[1])
+        for start, end, primary, *_ in _raw(self.nodes[0].port, "CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return self._replica_of(int(primary[1])) if replica else int(primary[1])
+        raise RuntimeError(f"no node holds slot {slot}")
+
+    def _replica_of(self, port: int, timeout: float = 10) -> int:
+        # From CLUSTER NODES: CLUSTER SLOTS leaves out a replica that has no data yet. A node
+        # learns of its replica by gossip, a moment after the replica has attached.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = [line.split() for line in str(_raw(port, "CLUSTER", "NODES")).splitlines()]
+            own = next(r[0] for r in rows if "myself" in r[2])
+            for row in rows:
+                if "slave" in row[2] and row[3] == own:
+                    return int(row[1].split("@")[0].rsplit(":", 1)[1])
             time.sleep(0.1)
-        raise RuntimeError(f"no node holds slot {slot}{' with a replica' if replica else ''}")
+        raise RuntimeError(f"the node on {port} has no replica")
 
     def child(self, port: int) -> RedisChild:
         return next(n for n in self.nodes if n.port == port)

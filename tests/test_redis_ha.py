@@ -30,12 +30,14 @@ from tests.conftest import (
     wait_for_job,
     wait_http,
 )
-from tests.dashboard_support import Browser
+from tests.dashboard_support import Browser, csrf_in
 from tests.fake_cloud_api import TOKEN, TOKEN_ENV, FakeCloudApi, cloud_account
-from waqtor.config import Settings
+from waqtor.config import ConfigError, Settings, redis_label
 from waqtor.domain.status import TERMINAL, RecipientStatus
 from waqtor.runtime.services import build
+from waqtor.store.connection import connect, sentinel_parts
 from waqtor.store.keys import Keys
+from waqtor.store.replicas import ReplicaGuard
 
 
 # ----------------------------------------------------------------- settings and keys
@@ -51,8 +53,6 @@ def test_connection_settings_name_each_way_to_connect_and_keep_old_keys() -> Non
     )
     url = sentinel.external_redis_url()
     assert url is not None and url.startswith("redis+sentinel://:data%20p%40ss@10.0.0.1:26379,")
-    from waqtor.config import redis_label
-    from waqtor.store.connection import sentinel_parts
 
     assert "pass" not in redis_label(url) and "main" in redis_label(url)
     hosts, master, auth, sentinel_auth = sentinel_parts(url)
@@ -66,7 +66,6 @@ def test_connection_settings_name_each_way_to_connect_and_keep_old_keys() -> Non
     assert flagged.external_redis_url() == curl
     tagged = Settings(redis_url="redis://h:1", redis_key_tag="shard-a", api_key=KEY)
     assert tagged.key_prefixes("redis://h:1") == ("{shard-a}:wq", "{shard-a}")
-    from waqtor.config import ConfigError
 
     with pytest.raises(ConfigError, match="REDIS_SENTINEL_MASTER"):
         Settings(redis_sentinels="h:1", api_key=KEY).external_redis_url()
@@ -171,7 +170,6 @@ def test_sentinel_failover_mid_campaign_sends_each_recipient_at_most_once(
         # The dashboard (same process as the API) reads the new primary too.
         with httpx.Client(base_url=serve.base, timeout=15) as browser:
             form = browser.get("/admin/login")
-            from tests.dashboard_support import csrf_in
 
             login = browser.post(
                 "/admin/login",
@@ -477,8 +475,6 @@ async def test_on_a_cluster_with_replicas_the_claims_wait_for_the_tags_replica(
 async def test_the_default_count_follows_the_replicas_the_primary_has(tmp_path: Path) -> None:
     """Unset, the count is what the primary reports, a replica still copying included, and a
     fixed count stays put: with none attached, a fixed 1 is never acknowledged."""
-    from waqtor.store.connection import connect
-    from waqtor.store.replicas import ReplicaGuard
 
     primary = RedisChild(tmp_path / "p", appendonly=False, extra=NODE_ARGS)
     primary.dir.mkdir()
