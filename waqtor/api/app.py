@@ -29,6 +29,7 @@ from waqtor.api.gate import Gate
 from waqtor.api.guard import Guard
 from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
+from waqtor.campaigns import web_inbox
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock
 from waqtor.runtime.services import build
@@ -75,6 +76,7 @@ def create_app(
             worker = CampaignWorker(
                 build(settings, redis_url, patient=True, clock=clock), name="serve"
             )
+            web_inbox.install(worker.s)  # the serve worker may hold WhatsApp Web sessions
             await worker.start()
         app.state.worker = worker
         try:

@@ -173,7 +173,10 @@ async def _run_worker(settings: Settings, url: str, burst: bool) -> int:
     reason = await check_redis(url)
     if reason:
         log.warning("%s; retrying until it answers", reason)
+    from waqtor.campaigns import web_inbox
+
     worker = CampaignWorker(build(settings, url, patient=True))
+    web_inbox.install(worker.s)  # this process may hold WhatsApp Web sessions
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

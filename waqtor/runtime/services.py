@@ -13,12 +13,15 @@ from waqtor.providers import cloud_api
 from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
+from waqtor.providers.web import provider as web_provider
+from waqtor.providers.web.hub import WebHub
 from waqtor.store.accounts import AccountStore
 from waqtor.store.connection import connect
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
 from waqtor.store.scripts import Scripts
+from waqtor.store.web_sessions import WebSessions
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Services:
     providers: ProviderRegistry
     accounts: AccountStore
     scripts: Scripts
+    #: WhatsApp Web sessions: held and served by workers (``web.start()``), used by all.
+    web: WebHub
     clock: Clock = field(default_factory=SystemClock)
 
     @property
@@ -41,6 +46,7 @@ class Services:
         return self.provider if isinstance(self.provider, SimulatorProvider) else None
 
     async def close(self) -> None:
+        await self.web.close()
         await self.providers.close()
         await self.engine.close()
         await self.redis.aclose()
@@ -61,6 +67,10 @@ def build(
     )
     providers = ProviderRegistry(provider)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
+    accounts = AccountStore(redis, keys, settings.default_account_tier)
+    clock = clock or SystemClock()
+    web = WebHub(settings, WebSessions(redis, keys), accounts, clock)
+    providers.register(web_provider.NAME, web_provider.factory(settings, web))
     return Services(
         settings=settings,
         redis_url=redis_url,
@@ -82,7 +92,8 @@ def build(
             attempts=settings.max_retries + 1,
             backoff_ms=settings.retry_backoff_ms,
         ),
-        accounts=AccountStore(redis, keys, settings.default_account_tier),
+        accounts=accounts,
         scripts=scripts,
-        clock=clock or SystemClock(),
+        web=web,
+        clock=clock,
     )

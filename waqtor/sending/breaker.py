@@ -9,9 +9,9 @@ from itertools import repeat
 from waqtor.domain.accounts import Account
 from waqtor.runtime.services import Services
 
-#: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
-#: raises the same codes).
-BAN_SIGNALS = frozenset({"131056", "131048", "368"})
+#: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API, whose codes the
+#: simulator raises too; WhatsApp Web's 463, the reach-out timelock for cold contacts).
+BAN_SIGNALS = frozenset({"131056", "131048", "368", "463"})
 #: Codes that only say the provider's throughput was exceeded (the Cloud API's 130429, an
 #: HTTP 429): the send path slows down (``waqtor.sending.flow``) and sends the recipient again after
 #: the pause, without using one of its attempts. Never a ban signal, however many arrive.
