@@ -21,6 +21,7 @@ from waqtor.api import (
     routes_messages,
     routes_queue,
     routes_simulator,
+    routes_web,
     routes_webhooks,
 )
 from waqtor.api.auth import require_key
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(routes_queue.router, dependencies=auth)
     app.include_router(routes_jobs.router, dependencies=auth)
     app.include_router(routes_accounts.router, dependencies=auth)
+    app.include_router(routes_web.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
     app.include_router(routes_callbacks.router, dependencies=auth)
     # Meta cannot send an X-API-Key: the webhook checks Meta's signature instead.

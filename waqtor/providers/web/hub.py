@@ -184,6 +184,16 @@ class WebHub:
             self.db_path(name).unlink()
         await self.store.forget(name)
 
+    async def removed(self, name: str) -> None:
+        """The account was deleted (API): with no holder, its keys go from here; a holder
+        unlinks the device and deletes them itself on its next round."""
+        if name in self.sessions:
+            await self.remove(name)
+        elif not await self.store.holder(name):
+            with contextlib.suppress(FileNotFoundError):
+                self.db_path(name).unlink()
+            await self.store.forget(name)
+
     async def close(self) -> None:
         self.running = False
         if self._task is not None:
