@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     from waqtor.cli import accounts as cli_accounts
 
     cli_accounts.register(sub, _worker_url, _settings)
+    from waqtor.cli import web as cli_web
+
+    cli_web.register(sub, _worker_url, _settings)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
