@@ -47,13 +47,15 @@ async def web_page(request: Request, name: Name, who: Look, s: Svc) -> Response:
     account = await s.accounts.get(name, fresh=True)
     context = {
         "nav": "accounts",
-        "name": name,
+        "account_name": name,
         "state": state,
         "label": label,
         "qr_image": qr.svg_data_uri(state.qr) if state.qr else "",
         "holder": await s.web.store.holder(name),
         "paused": account.pausedReason if account and account.paused else "",
-        "refresh": state.state in (ws.PAIRING, ws.CONNECTING) or bool(state.qr),
+        # Refreshed while something is about to change: a pairing asked for or under way.
+        "refresh": state.state in (ws.PAIRING, ws.CONNECTING)
+        or await s.web.store.pairing_requested(name),
     }
     return render.page(request, "web_account.html", context)
 

@@ -132,6 +132,9 @@ class WebSessions:
     async def request_pairing(self, account: str, how: str, ttl_ms: int = 300_000) -> None:
         await self.redis.set(self.keys.web_pair_request(account), how, px=ttl_ms)
 
+    async def pairing_requested(self, account: str) -> bool:
+        return bool(await self.redis.exists(self.keys.web_pair_request(account)))
+
     async def take_pairing(self, account: str) -> str | None:
         raw = await self.redis.getdel(self.keys.web_pair_request(account))
         return raw.decode() if isinstance(raw, bytes) else raw

@@ -135,7 +135,7 @@ class WebHub:
             if name in self.sessions or len(self.sessions) >= self.settings.web_max_sessions:
                 continue
             state = await self.store.state(name)
-            pairing = await self.store.redis.exists(self.store.keys.web_pair_request(name))
+            pairing = await self.store.pairing_requested(name)
             paired_here = self.db_path(name).exists() and state.state not in OPERATOR_STATES
             if not (pairing or paired_here):
                 continue
