@@ -7,6 +7,7 @@ import csv
 import io
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,48 @@ async def test_report_csv_streams_every_recipient(app: App) -> None:
             assert row["status"] == "sent" and row["messageId"].startswith("sim-")
             assert row["text"] == sent_texts[row["phone"]] and row["sentAt"]
     assert (await app.get("/api/queue/jobs/nope/report.csv")).status_code == 404
+
+
+async def test_resume_keeps_send_at_and_a_canceled_campaign_stays_canceled(app: App) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    resp = await app.post(
+        "/api/messages/send-bulk",
+        json={"recipients": recipients(12), "message": "Hi", "sendAt": later},
+    )
+    job_id = resp.json()["data"]["jobId"]
+    assert (await app.post(f"/api/queue/jobs/{job_id}/pause")).status_code == 200
+    assert (await app.post(f"/api/queue/jobs/{job_id}/resume")).status_code == 200
+    await asyncio.sleep(0.5)  # time enough for a worker to start it, were it promoted
+    job = (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]
+    assert job["status"] == "delayed" and await sent_for(app, job_id) == 0
+    assert (await app.post(f"/api/queue/jobs/{job_id}/cancel")).status_code == 200
+    for action in ("resume", "pause"):
+        again = await app.post(f"/api/queue/jobs/{job_id}/{action}")
+        assert again.status_code == 409 and "canceled" in again.json()["error"]
+
+
+async def test_a_canceled_campaign_can_be_removed_while_the_queue_is_paused(app: App) -> None:
+    await app.post("/api/queue/pause")
+    try:
+        job_id = await send(app, 15)
+        assert (await app.post(f"/api/queue/jobs/{job_id}/cancel")).status_code == 200
+        gone = await app.client.delete(f"/api/queue/jobs/{job_id}", headers=HEADERS)
+        assert gone.status_code == 200, gone.text
+        assert (await app.get(f"/api/queue/jobs/{job_id}")).status_code == 404
+    finally:
+        await app.post("/api/queue/resume")
+
+
+async def test_an_instant_send_does_not_wait_a_gap_after_its_last_message(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with App(make_settings(redis_url, tmp_path, message_delay=400)) as app:
+        started = time.monotonic()
+        resp = await app.post(
+            "/api/messages/send-bulk", json={"recipients": recipients(3), "message": "Hi"}
+        )
+        elapsed = time.monotonic() - started
+        assert resp.json()["mode"] == "instant"
+        assert [r["status"] for r in resp.json()["data"]["results"]] == ["sent"] * 3
+        # Two gaps between three messages; a third gap after the last would make it 1.2 s.
+        assert 0.8 <= elapsed < 1.15, elapsed

@@ -42,7 +42,10 @@ async def pause(s: Services, cid: str) -> Outcome:
     state = await _state(s, cid)
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to pause")
-    was = (await s.ledger.meta(cid)).get("paused") == "1"
+    meta = await s.ledger.meta(cid)
+    if meta.get("canceled") == "1":
+        raise ControlError(409, "Campaign was canceled; nothing to pause")
+    was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "1")
     await s.redis.sadd(s.keys.paused_campaigns, cid)
     if was:
@@ -54,10 +57,16 @@ async def resume(s: Services, cid: str) -> Outcome:
     state = await _state(s, cid)
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to resume")
-    was = (await s.ledger.meta(cid)).get("paused") == "1"
+    meta = await s.ledger.meta(cid)
+    if meta.get("canceled") == "1":
+        raise ControlError(409, "Campaign was canceled; nothing to resume")
+    was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "0")
     await s.redis.srem(s.keys.paused_campaigns, cid)
-    await s.engine.promote(cid)  # a parked job starts again now, at the exact recipient
+    # A parked job starts again now, at the exact recipient; one still waiting for its
+    # sendAt keeps waiting (resuming is not "start now": promote is).
+    if int(meta.get("start_ms", "0")) <= s.clock.now_ms():
+        await s.engine.promote(cid)
     if not was:
         return Outcome("Campaign was not paused")
     return Outcome("Campaign resumed", 1)
@@ -120,7 +129,10 @@ async def remove(s: Services, cid: str) -> Outcome:
         await s.ledger.delete(cid)
         return Outcome("Campaign's recipients removed", 1)
     state = await _state(s, cid)
-    if state not in FINISHED:
+    canceled = (await s.ledger.meta(cid)).get("canceled") == "1"
+    if state == "active" or (state not in FINISHED and not canceled):
+        # A canceled campaign's job has nothing left to send, so it may go while it waits
+        # (say, in a paused queue); a running job is finishing and goes once it has.
         raise ControlError(409, f"Job is {state}: cancel it first, then remove it")
     await s.engine.remove(cid)
     await s.ledger.delete(cid)

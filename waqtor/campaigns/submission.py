@@ -186,6 +186,8 @@ async def enqueue(
         data["accounts"] = senders
     # A large list goes in batch by batch first: in the MULTI it would be one long step of
     # the event loop (``Ledger.prestage``).
+    if delay_ms:  # sendAt: resuming the campaign before then must not start it early
+        extra = {**(extra or {}), "start_ms": str(now + delay_ms)}
     prestaged = n > PRESTAGE_FROM
     if prestaged:
         await s.ledger.prestage(cid, parsed.accepted)
@@ -288,6 +290,8 @@ async def _send_all(
     while True:
         step = await sender.step(campaign, token="", priority=True)
         if step.index >= 0:
+            if step.open_left == 0 and not await s.ledger.unsettled(cid):
+                return  # the last is recorded: asking again would first wait a pacing gap
             continue
         if step.kind is StepKind.SETTLE and await sender.settle(campaign) is None:
             continue

@@ -20,15 +20,31 @@ def register(sub: Any, worker_url: Any, settings_factory: Any) -> None:
     verbs = p.add_subparsers(dest="verb", required=True)
     verbs.add_parser("list", help="every account with its caps in force today")
     add = verbs.add_parser("add", help="create or replace an account")
-    add.add_argument("name")
-    add.add_argument("--tier", choices=["new", "regular", "trusted", "business"], default="new")
-    add.add_argument("--hourly-cap", type=int)
-    add.add_argument("--daily-cap", type=int)
-    add.add_argument("--delay-ms", type=int)
-    add.add_argument("--no-warmup", action="store_true")
-    add.add_argument("--start-date", type=date.fromisoformat)
-    for verb in ("pause", "resume", "remove"):
-        verbs.add_parser(verb).add_argument("name")
+    add.add_argument("name", help="letters, digits, '.', '_' or '-'")
+    add.add_argument(
+        "--tier",
+        choices=["new", "regular", "trusted", "business"],
+        default="new",
+        help="sets the default caps (new)",
+    )
+    add.add_argument("--hourly-cap", type=int, help="overrides the tier's hourly cap")
+    add.add_argument("--daily-cap", type=int, help="overrides the tier's daily cap")
+    add.add_argument("--delay-ms", type=int, help="gap between two messages (MESSAGE_DELAY)")
+    add.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="full caps at once (default: warm up from 10 a day)",
+    )
+    add.add_argument(
+        "--start-date", type=date.fromisoformat, help="YYYY-MM-DD the warm-up starts (today)"
+    )
+    verb_help = {
+        "pause": "stop the account's campaigns before their next message",
+        "resume": "resume a paused account (after the breaker: half caps, double delay a while)",
+        "remove": "delete an account with no messages left (never default)",
+    }
+    for verb, text in verb_help.items():
+        verbs.add_parser(verb, help=text).add_argument("name")
     p.set_defaults(func=lambda args: _run(args, worker_url, settings_factory))
 
 

@@ -226,18 +226,29 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="waqtor", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="waqtor",
+        # Plain text: argparse prints the description as it is, so no reST markup here.
+        description="Send one personalised WhatsApp text to many recipients, safely. "
+        "'waqtor serve' runs the API, the dashboard, a worker and (with no REDIS_URL) its own "
+        "Redis; 'waqtor worker' runs more workers on any machine that reaches the same Redis.",
+        epilog="Settings come from environment variables (or .env): see docs/settings.md.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the API, a worker and (without REDIS_URL) Redis")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8080)
-    p_serve.add_argument("--no-worker", action="store_true", help="API only")
+    p_serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p_serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    p_serve.add_argument(
+        "--no-worker", action="store_true", help="API and dashboard only, no worker"
+    )
     p_serve.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 with a reason")
     p_serve.set_defaults(func=serve)
     p_worker = sub.add_parser("worker", help="run a worker process against the same Redis")
     p_worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
     p_worker.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 with a reason")
-    p_worker.add_argument("--concurrency", type=int, default=0, help="campaigns at once")
+    p_worker.add_argument(
+        "--concurrency", type=int, default=0, help="campaigns at once (WORKER_CONCURRENCY)"
+    )
     p_worker.set_defaults(func=worker)
     from waqtor.cli import accounts as cli_accounts
 
