@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from waqtor.providers.web.adapter import (
     Connected,
@@ -40,7 +40,7 @@ def pair_file(db: Path, me: str = "966500009999") -> None:
     db.write_bytes(PAIRED + me.encode())
 
 
-def sent_log(session_dir: Path) -> list[dict[str, str]]:
+def sent_log(session_dir: Path) -> list[dict[str, Any]]:
     path = session_dir / "fake-sent.jsonl"
     if not path.exists():
         return []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import App, make_settings, wait_for_job
+from tests.conftest import HEADERS, App, make_settings, wait_for_job
 from tests.fake_web import FakeWebClient, pair_file, sent_log
 from waqtor.providers.base import (
     AmbiguousError,
@@ -87,7 +87,7 @@ async def paired_account(app: App, name: str = "w1") -> None:
     assert resp.status_code == 201, resp.text
 
     async def connected() -> bool:
-        return (await web_state(app, name))["state"] == "connected"
+        return bool((await web_state(app, name))["state"] == "connected")
 
     await until(connected, what="the paired session to connect")
 
@@ -287,7 +287,7 @@ async def test_other_processes_send_through_the_holder(web_app: App, redis_url: 
         result = await provider.send(OutgoingMessage("w1", "+966500000021", "Hi", "c", "a"))
         sent = sent_log(session_dir(app))
         assert [m["id"] for m in sent] == [result.message_id]
-        assert sent[0]["pid"] == os.getpid()
+        assert int(sent[0]["pid"]) == os.getpid()
         # Nobody holds an account: the request is withdrawn unsent, and never sent later.
         await app.post("/api/accounts", json={"name": "w9", "provider": "web"})
         lonely = other.providers.get(await other.accounts.get("w9"))  # type: ignore[arg-type]
@@ -306,7 +306,7 @@ async def test_removing_a_web_account_unlinks_and_deletes_its_keys(web_app: App)
     await paired_account(app)
     db = session_dir(app) / "w1.db"
     assert db.exists()
-    resp = await app.client.delete("/api/accounts/w1", headers={"X-API-Key": app.settings.api_key})
+    resp = await app.client.delete("/api/accounts/w1", headers=HEADERS)
     assert resp.status_code == 200, resp.text
     await until(lambda: not db.exists(), what="the session database deleted")
     assert (await app.get("/api/accounts/w1/web")).status_code == 404

@@ -64,7 +64,9 @@ def page(base: str) -> Iterator[Page]:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
-        context = browser.new_context(viewport=DESKTOP, color_scheme="light")
+        context = browser.new_context(
+            viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]}, color_scheme="light"
+        )
         yield context.new_page()
         context.close()
         browser.close()

@@ -101,7 +101,7 @@ async def test_one_connection_across_workers_and_takeover_after_sigkill(
             holder = await r.get(Keys().web_lease("lw"))
             await asyncio.sleep(0.1)
         assert holder, "no worker took the account"
-        pid = int(holder.split(":")[1])
+        pid = int(str(holder).split(":")[1])
         assert pid in [p.pid for p in procs]
         await asyncio.sleep(1.0)
         assert await r.get(Keys().web_lease("lw")) == holder  # renewed, never shared
@@ -149,7 +149,7 @@ async def test_one_connection_across_workers_and_takeover_after_sigkill(
         sent = sent_log(data / "web")
         duplicates = [p for p, n in Counter(m["phone"] for m in sent).items() if n > 1]
         assert duplicates == []
-        assert {m["pid"] for m in sent} == {pid, int(new_holder.split(":")[1])}
+        assert {m["pid"] for m in sent} == {pid, int(str(new_holder).split(":")[1])}
     finally:
         for p in procs:
             if p.poll() is None:

@@ -21,7 +21,7 @@ class AutoScan(FakeWebClient):
             threading.Timer(delay, self.scan).start()
 
 
-hub.neonize_factory = lambda: AutoScan  # type: ignore[assignment]
+hub.neonize_factory = lambda: AutoScan
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
