@@ -53,8 +53,15 @@ def _run(
 
 
 async def _add(r: aioredis.Redis, name: str) -> None:
-    # Caps out of the way: the new tier's 20 an hour would hold the campaign for an hour.
-    account = Account(name=name, provider="web", delayMs=0, hourlyCap=1000, dailyCap=1000)
+    # Caps out of the way: the new tier's 20 an hour (10 new contacts a day) would hold it.
+    account = Account(
+        name=name,
+        provider="web",
+        delayMs=0,
+        hourlyCap=1000,
+        dailyCap=1000,
+        newContactsDailyCap=1000,
+    )
     await r.hset(Keys().accounts, name, account.model_dump_json())
 
 

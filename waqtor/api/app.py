@@ -17,6 +17,7 @@ from waqtor.api import (
     openapi,
     routes_accounts,
     routes_callbacks,
+    routes_gateway_webhooks,
     routes_jobs,
     routes_messages,
     routes_queue,
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(routes_callbacks.router, dependencies=auth)
     # Meta cannot send an X-API-Key: the webhook checks Meta's signature instead.
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_gateway_webhooks.router)
     dashboard.install(app, settings)
 
     @app.get("/health", tags=["health"])

@@ -129,6 +129,14 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     """Why a small list cannot go out right now on this account (then it is queued)."""
     if await s.engine.is_paused():
         return "the queue is paused: queued instead of sent now"
+    account = await s.accounts.get(account_name)
+    if account is not None:
+        try:
+            human_paced = s.providers.get(account).capabilities.min_gap_ms > 0
+        except UnknownProvider:
+            human_paced = False
+        if human_paced:
+            return f"account {account_name} sends human-paced (a WhatsApp Web gateway): queued"
     return await unavailable(s, account_name, recipients)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from redis.asyncio import Redis
 
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock, SystemClock
 from waqtor.engine import Engine
-from waqtor.providers import cloud_api
+from waqtor.providers import cloud_api, evolution, waha
 from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
@@ -17,6 +18,7 @@ from waqtor.providers.web import provider as web_provider
 from waqtor.providers.web.hub import WebHub
 from waqtor.store.accounts import AccountStore
 from waqtor.store.connection import connect
+from waqtor.store.gateways import GatewayStore
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
@@ -40,6 +42,11 @@ class Services:
     #: WhatsApp Web sessions: held and served by workers (``web.start()``), used by all.
     web: WebHub
     clock: Clock = field(default_factory=SystemClock)
+
+    @cached_property
+    def gateways(self) -> GatewayStore:
+        """What WhatsApp Web gateway accounts keep in Redis."""
+        return GatewayStore(self.redis, self.keys, self.scripts)
 
     @property
     def simulator(self) -> SimulatorProvider | None:
@@ -67,6 +74,8 @@ def build(
     )
     providers = ProviderRegistry(provider)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
+    providers.register(waha.NAME, waha.factory(settings))
+    providers.register(evolution.NAME, evolution.factory(settings))
     accounts = AccountStore(redis, keys, settings.default_account_tier)
     clock = clock or SystemClock()
     web = WebHub(settings, WebSessions(redis, keys), accounts, clock)

@@ -24,7 +24,7 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.providers.cloud_api import parse_opaque
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks
-from waqtor.store.batches import DAY_MS
+from waqtor.store.batches import DAY_MS, MESSAGE_INDEX_TTL_MS
 
 LOOKBACK_DAYS = 31
 
@@ -120,6 +120,7 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
             k.callback_items,
             k.callback_due,
             k.webhook_stats,
+            k.message_index(now_ms // DAY_MS),
         ],
         args=[
             idx,
@@ -134,6 +135,7 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
             callbacks.new_id(now_ms),
             account,
             cid,
+            MESSAGE_INDEX_TTL_MS,
         ],
     )
     outcome, prev, _ = (str(x) for x in res)

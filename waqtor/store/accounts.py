@@ -3,6 +3,7 @@ account before every message)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date
 
@@ -12,6 +13,8 @@ from waqtor.domain.accounts import Account
 from waqtor.store.keys import Keys
 
 DEFAULT = "default"
+#: Breaker events kept per account.
+BREAKER_LOG = 50
 CACHE_S = 1.0
 #: Accounts read back from Redis were checked when they were written; one stored under older,
 #: looser rules still loads (so it can be fixed), and the provider refuses to use it.
@@ -72,3 +75,34 @@ class AccountStore:
             pipe.zcount(key, now_ms - 86_400_000, "+inf")
             hour, day = await pipe.execute()
         return int(hour), int(day)
+
+    async def log_breaker(self, name: str, at_ms: int, event: str, detail: str) -> None:
+        """Note a breaker event (ban signal, pause, resume) in the account's history."""
+        entry = json.dumps({"at": at_ms, "event": event, "detail": detail[:500]})
+        key = self.keys.breaker_log(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, entry)
+            pipe.ltrim(key, 0, BREAKER_LOG - 1)
+            await pipe.execute()
+
+    async def breaker_history(self, name: str) -> list[dict[str, object]]:
+        raw = await self.redis.lrange(self.keys.breaker_log(name), 0, BREAKER_LOG - 1)
+        out: list[dict[str, object]] = []
+        for item in raw:
+            try:
+                found = json.loads(item)
+            except ValueError:
+                continue
+            if isinstance(found, dict):
+                out.append(found)
+        return out
+
+    async def suppressions(self, name: str, cursor: int, limit: int) -> tuple[list[str], int, int]:
+        """A page of the account's suppression list: ``(phones, next cursor, total)``."""
+        key = self.keys.suppressed(name)
+        nxt, phones = await self.redis.sscan(key, cursor=cursor, count=limit)
+        total = await self.redis.scard(key)
+        return sorted(str(p) for p in phones), int(nxt), int(total)
+
+    async def unsuppress(self, name: str, phone: str) -> bool:
+        return bool(await self.redis.srem(self.keys.suppressed(name), phone))

@@ -301,10 +301,17 @@ class WebHub:
         }
 
 
+#: WhatsApp's answers that say "slow down or be banned": 463, the reach-out timelock for cold
+#: contacts. The account rests (the breaker), never retried as transient.
+BAN_CODES = frozenset({"463"})
+
+
 def kind_of(exc: WebSendError) -> str:
     if exc.code == "not_connected":
         return "unavailable"
-    if exc.code == "463":  # reach-out timelock: rest the account, never retried at once
+    if exc.code in BAN_CODES:
+        return "ban_signal"
+    if exc.code == "429":  # rate-overlimit
         return "rate_limited"
     if exc.may_have_left:
         return "ambiguous"

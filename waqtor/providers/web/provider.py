@@ -1,6 +1,8 @@
 """The ``web`` provider: sends from an ordinary WhatsApp number linked to waqtor itself, through
-the process holding the account's session (``hub``). Text only; human pacing; a number check
-before each new number; "typing..." inside the gap."""
+the process holding the account's session (``hub``). Text only. The send path treats it like
+the gateway providers (``Capabilities.web_session``): the session is checked before each
+message, numbers are checked once, new contacts are capped, and "typing..." is shown by the
+holder, inside the gap, right before the text (``typing_in_send``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from waqtor.config import Settings
 from waqtor.domain.accounts import Account
 from waqtor.providers.base import (
     AmbiguousError,
+    BanSignalError,
     Capabilities,
     Health,
     OutgoingMessage,
@@ -17,27 +20,17 @@ from waqtor.providers.base import (
     Provider,
     RateLimitedError,
     SendResult,
+    SessionDownError,
+    SessionState,
     TransientError,
-    UnavailableError,
 )
 from waqtor.providers.registry import Factory
 from waqtor.providers.web.hub import NAME as NAME
-from waqtor.providers.web.hub import WebHub
+from waqtor.providers.web.hub import OPERATOR_STATES, WebHub
 from waqtor.store import web_sessions as ws
 
-#: "typing..." per character of text, and its bounds (ms): a person types, then sends.
-TYPING_MS_PER_CHAR = 40
-TYPING_MIN_MS = 800
-TYPING_MAX_MS = 4_000
-#: A 463 (reach-out timelock for cold contacts) rests the account this long before a retry.
-REST_AFTER_463_S = 3_600.0
-
-
-def typing_ms(text: str, gap_ms: int) -> int:
-    """How long to show "typing..." before ``text``: grows with its length, and stays within
-    half the gap, so it is counted inside the account's pacing, never added on top."""
-    wanted = min(TYPING_MAX_MS, max(TYPING_MIN_MS, len(text) * TYPING_MS_PER_CHAR))
-    return max(0, min(wanted, gap_ms // 2))
+#: WhatsApp's rate-overlimit (429) asks for a pause; this long unless it says otherwise.
+RATE_LIMIT_PAUSE_S = 60.0
 
 
 class WebProvider(Provider):
@@ -50,7 +43,8 @@ class WebProvider(Provider):
         self.capabilities = Capabilities(
             min_gap_ms=settings.web_min_gap_ms,
             number_check=True,
-            presence=True,
+            typing_in_send=True,
+            web_session=True,
             # Receipts find the message by the id recorded with the outcome.
             settles_by_webhook=True,
         )
@@ -64,13 +58,14 @@ class WebProvider(Provider):
             "kind": "send",
             "phone": message.phone,
             "text": message.text,
-            "typing": typing_ms(message.text, self.capabilities.min_gap_ms),
+            "typing": message.typing_ms,
             "attempt": message.attempt_id,
         }
-        answer = await self.hub.request(message.account, request, self.timeout_s)
+        timeout = self.timeout_s + message.typing_ms / 1000
+        answer = await self.hub.request(message.account, request, timeout)
         if "id" in answer:
             return SendResult(str(answer["id"]))
-        raise error_of(answer)
+        raise await self._error(answer)
 
     async def check_numbers(self, phones: Sequence[str]) -> dict[str, bool]:
         answer = await self.hub.request(
@@ -78,38 +73,49 @@ class WebProvider(Provider):
         )
         if "numbers" in answer:
             return {str(k): bool(v) for k, v in answer["numbers"].items()}
-        raise error_of(answer)
+        raise await self._error(answer)
 
-    async def send_presence(self, account: str, phone: str, typing_ms: int) -> None:
-        # Shown by the holder inside ``send``, on the same connection, right before the text.
-        return None
-
-    async def health(self) -> Health:
+    async def session(self, *, fresh: bool = False) -> SessionState:
+        """The session as its holder last wrote it; working only while a process holds it."""
         state = await self.hub.store.state(self.account)
         holder = await self.hub.store.holder(self.account)
-        ok = state.state == ws.CONNECTED and bool(holder)
-        detail = f"WhatsApp Web session {state.state}"
-        if state.detail:
-            detail += f": {state.detail}"
-        return Health(ok, detail)
+        working = state.state == ws.CONNECTED and bool(holder)
+        needs = state.state in OPERATOR_STATES or state.state == ws.UNPAIRED
+        if working:
+            detail = f"WhatsApp Web session of {self.account} is connected"
+        elif state.state == ws.UNPAIRED:
+            detail = f"WhatsApp Web account {self.account} is not paired: link it by QR code"
+        elif not holder and state.state not in OPERATOR_STATES:
+            detail = f"no running worker holds WhatsApp Web account {self.account}"
+        else:
+            detail = state.detail or f"WhatsApp Web session of {self.account} is {state.state}"
+        return SessionState(state.state, working, detail, needs_operator=needs)
+
+    async def health(self) -> Health:
+        seen = await self.session()
+        return Health(seen.working, seen.detail)
 
     async def close(self) -> None:
         return None
 
-
-def error_of(answer: dict[str, object]) -> Exception:
-    code = str(answer.get("error") or "web_error")
-    reason = str(answer.get("reason") or code)
-    kind = answer.get("kind")
-    if kind == "permanent":
-        return PermanentError(code, reason)
-    if kind == "rate_limited":
-        return RateLimitedError(code, reason, REST_AFTER_463_S)
-    if kind == "unavailable":
-        return UnavailableError(code, reason)
-    if kind in ("ambiguous", "expired"):
-        return AmbiguousError(code, reason)
-    return TransientError(code, reason)
+    async def _error(self, answer: dict[str, object]) -> Exception:
+        code = str(answer.get("error") or "web_error")
+        reason = str(answer.get("reason") or code)
+        kind = answer.get("kind")
+        if kind == "permanent":
+            return PermanentError(code, reason)
+        if kind == "ban_signal":
+            return BanSignalError(code, reason)
+        if kind == "rate_limited":
+            return RateLimitedError(code, reason, RATE_LIMIT_PAUSE_S)
+        if kind == "unavailable":
+            seen = await self.session()
+            return SessionDownError(
+                code, reason, state=seen.state, needs_operator=seen.needs_operator
+            )
+        if kind in ("ambiguous", "expired"):
+            return AmbiguousError(code, reason)
+        return TransientError(code, reason)
 
 
 def factory(settings: Settings, hub: WebHub) -> Factory:
