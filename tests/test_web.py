@@ -199,6 +199,13 @@ async def test_receipts_settle_delivered_and_read_and_opt_outs_suppress(web_app:
         return bool(job["recipients"].get("read") == 1)
 
     await until(read, what="the read receipt applied")
+    client.emit(Inbound("966500000001", "thanks, see you", "in-0"))
+
+    async def replied() -> bool:
+        job = (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]
+        return bool(job.get("replies") == 1)
+
+    await until(replied, what="the reply counted for the campaign")
     client.emit(Inbound("966500000001", "  Stop! ", "in-1"))
 
     async def suppressed() -> bool:
@@ -335,3 +342,28 @@ def test_the_real_neonize_client_builds_offline(tmp_path: Path) -> None:
     left = neonize_client.classify_send_error("context deadline exceeded")
     assert left.may_have_left
     assert events == []
+
+
+async def test_a_receipt_settles_a_send_whose_outcome_was_never_recorded(web_app: App) -> None:
+    """The message left but no answer came back (the request timed out, or the holder died
+    before recording): the recipient is unknown, never sent again; WhatsApp's receipt for the
+    message, matched by the account's latest attempt to that number, settles it."""
+    app = web_app
+    await paired_account(app)
+    FakeWebClient.faults["966500000031"] = "ambiguous"
+    resp = await app.post(
+        "/api/messages/send-bulk",
+        json={"account": "w1", "recipients": [{"phone": "966500000031", "message": "Hi"}]},
+    )
+    job_id = resp.json()["data"]["jobId"]
+    job = await wait_for_job(app.get, job_id)
+    assert job["recipients"]["unknown"] == 1, job["recipients"]
+    (msg,) = sent_log(session_dir(app))  # it did go out, once
+    FakeWebClient.live["w1"].emit(Receipt("966500000031", (msg["id"],), "delivered"))
+
+    async def delivered() -> bool:
+        counts = (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]["recipients"]
+        return bool(counts["delivered"] == 1 and counts["unknown"] == 0)
+
+    await until(delivered, what="the unknown settled by its receipt")
+    assert len(sent_log(session_dir(app))) == 1

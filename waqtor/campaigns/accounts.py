@@ -29,7 +29,7 @@ from waqtor.sending.breaker import Breaker
 from waqtor.store.accounts import DEFAULT
 
 #: Providers an account may name.
-PROVIDERS = ("simulator", "cloud_api", "waha", "evolution")
+PROVIDERS = ("simulator", "cloud_api", "waha", "evolution", "web")
 #: A CSV of numbers to suppress, at most (bytes).
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
