@@ -367,3 +367,34 @@ async def test_a_receipt_settles_a_send_whose_outcome_was_never_recorded(web_app
 
     await until(delivered, what="the unknown settled by its receipt")
     assert len(sent_log(session_dir(app))) == 1
+
+
+async def test_after_a_logout_the_operator_links_again_and_resumes(web_app: App) -> None:
+    app = web_app
+    await paired_account(app)
+    view = (await app.get("/api/accounts/w1")).json()["data"]
+    assert view["sessionState"]["state"] == "connected" and view["sessionState"]["working"]
+    FakeWebClient.live["w1"].logout()  # unlinked from the phone: WhatsApp says so
+    FakeWebClient.live["w1"].emit(LoggedOut("LOGGED_OUT"))
+
+    async def logged_out() -> bool:
+        return (await web_state(app, "w1"))["state"] == "logged_out"
+
+    await until(logged_out, what="logged out")
+    await asyncio.sleep(1.0)  # a few lease rounds: nobody reconnects by itself
+    assert (await web_state(app, "w1"))["state"] == "logged_out"
+    assert (await app.post("/api/accounts/w1/web/pair", json={})).status_code == 202
+
+    async def qr() -> str:
+        return str((await web_state(app, "w1"))["qr"])
+
+    await until(qr, what="a new QR code")
+    FakeWebClient.live["w1"].scan()
+
+    async def connected() -> bool:
+        return bool((await web_state(app, "w1"))["state"] == "connected")
+
+    await until(connected, what="linked again")
+    assert (await app.post("/api/accounts/w1/resume")).status_code == 200
+    account = (await app.get("/api/accounts/w1")).json()["data"]
+    assert not account["paused"] and account["sessionState"]["state"] == "connected"

@@ -19,6 +19,8 @@ from waqtor.runtime.services import Services
 from waqtor.sending import delivery
 from waqtor.sending.breaker import Breaker
 from waqtor.sending.delivery import StatusEvent
+from waqtor.store import web_sessions
+from waqtor.store.web_sessions import WebState
 
 log = logging.getLogger("waqtor.campaigns.web_inbox")
 
@@ -65,5 +67,10 @@ def install(s: Services) -> None:
         await breaker.pause(account, reason)
         log.error("ALERT account %s paused: %s", account, reason)
 
-    s.web.hooks = Hooks(receipt, inbound, signal)
+    async def state(account: str, seen: WebState) -> None:
+        working = seen.state == web_sessions.CONNECTED
+        detail = seen.detail or f"WhatsApp Web session {seen.state}"
+        await s.gateways.record_session(account, seen.state, working, detail, s.clock.now_ms())
+
+    s.web.hooks = Hooks(receipt, inbound, signal, state)
     s.web.start()

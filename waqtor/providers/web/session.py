@@ -45,6 +45,8 @@ class Hooks:
     inbound: Callable[[str, Inbound], Awaitable[None]]
     #: A ban signal: pause the account with this reason (never reconnect against it).
     signal: Callable[[str, str], Awaitable[None]]
+    #: Every state change, for the pages that list accounts.
+    state: Callable[[str, WebState], Awaitable[None]] | None = None
 
 
 async def _nothing(*_: Any) -> None:
@@ -113,6 +115,8 @@ class WebSession:
     async def _set(self, **changes: Any) -> None:
         self.state = replace(self.state, updated_ms=self.clock.now_ms(), **changes)
         await self.store.set_state(self.account, self.state)
+        if self.hooks.state is not None:
+            await self.hooks.state(self.account, self.state)
 
     async def _pump(self) -> None:
         while True:
