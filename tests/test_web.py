@@ -398,3 +398,30 @@ async def test_after_a_logout_the_operator_links_again_and_resumes(web_app: App)
     assert (await app.post("/api/accounts/w1/resume")).status_code == 200
     account = (await app.get("/api/accounts/w1")).json()["data"]
     assert not account["paused"] and account["sessionState"]["state"] == "connected"
+
+
+async def test_without_the_web_extra_the_account_says_what_to_install(
+    web_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from waqtor.providers.web.adapter import MissingNeonize
+    from waqtor.providers.web.neonize_client import INSTALL_HINT
+
+    def missing() -> Any:
+        raise MissingNeonize(INSTALL_HINT)
+
+    monkeypatch.setattr(hub_module, "neonize_factory", missing)
+    app = web_app
+    await app.post("/api/accounts", json={"name": "w3", "provider": "web"})
+    await app.post("/api/accounts/w3/web/pair", json={})
+
+    async def stopped() -> dict[str, Any] | None:
+        got = await web_state(app, "w3")
+        return got if got["state"] == "stopped" else None
+
+    got = await until(stopped, what="the stopped state")
+    assert "pip install 'waqtor[web]'" in got["detail"] and "libmagic" in got["detail"]
+    assert got["holder"] is None
+    s = app.app.state.services
+    provider = s.providers.get(await s.accounts.get("w3"))
+    seen = await provider.session()
+    assert not seen.working and "waqtor[web]" in seen.detail

@@ -91,6 +91,10 @@ WebEvent = (
 EventSink = Callable[[WebEvent], None]
 
 
+class MissingNeonize(RuntimeError):
+    """The ``web`` extra is not installed (or the system's libmagic is missing under it)."""
+
+
 class WebSendError(Exception):
     """A send refused by WhatsApp or the library. ``code``: WhatsApp's (``463``, ``479``...) or
     ours (``not_connected``, ``send_failed``); ``sent`` says whether the request may have left."""

@@ -22,7 +22,13 @@ from typing import Any
 
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock
-from waqtor.providers.web.adapter import ClientFactory, EventSink, WebClient, WebSendError
+from waqtor.providers.web.adapter import (
+    ClientFactory,
+    EventSink,
+    MissingNeonize,
+    WebClient,
+    WebSendError,
+)
 from waqtor.providers.web.session import NO_HOOKS, Hooks, WebSession
 from waqtor.store import web_sessions as ws
 from waqtor.store.accounts import AccountStore
@@ -33,6 +39,8 @@ log = logging.getLogger("waqtor.providers.web")
 NAME = "web"
 #: Session states that wait for an operator: never reconnected by themselves.
 OPERATOR_STATES = frozenset({ws.LOGGED_OUT, ws.BANNED, ws.REPLACED})
+#: Not opened again by themselves: only an operator's pairing request reopens them.
+WAIT_FOR_OPERATOR = OPERATOR_STATES | {ws.STOPPED}
 
 
 def neonize_factory() -> ClientFactory:
@@ -136,12 +144,20 @@ class WebHub:
                 continue
             state = await self.store.state(name)
             pairing = await self.store.pairing_requested(name)
-            paired_here = self.db_path(name).exists() and state.state not in OPERATOR_STATES
+            paired_here = self.db_path(name).exists() and state.state not in WAIT_FOR_OPERATOR
             if not (pairing or paired_here):
                 continue
             if await self.store.acquire(name, self.holder_id, lease):
                 how = await self.store.take_pairing(name)
-                await self.open(name, how)
+                try:
+                    await self.open(name, how)
+                except MissingNeonize as exc:  # said where the operator looks, not only logged
+                    await self._close(name, release=True)
+                    stopped = ws.WebState(
+                        state=ws.STOPPED, detail=str(exc), updated_ms=self.clock.now_ms()
+                    )
+                    await self.store.set_state(name, stopped)
+                    log.error("web account %s: %s", name, exc)
 
     async def open(self, name: str, how: str | None = None) -> WebSession:
         """Connect ``name`` here (the caller holds its lease). ``how``: ``qr`` or

@@ -23,6 +23,7 @@ from waqtor.providers.web.adapter import (
     EventSink,
     Inbound,
     LoggedOut,
+    MissingNeonize,
     QrCode,
     Receipt,
     StreamReplaced,
@@ -36,10 +37,6 @@ INSTALL_HINT = (
     "the WhatsApp Web provider needs neonize: pip install 'waqtor[web]' "
     "(and the system's libmagic: apt-get install libmagic1)"
 )
-
-
-class MissingNeonize(RuntimeError):
-    pass
 
 
 try:

@@ -85,6 +85,8 @@ class WebProvider(Provider):
             detail = f"WhatsApp Web session of {self.account} is connected"
         elif state.state == ws.UNPAIRED:
             detail = f"WhatsApp Web account {self.account} is not paired: link it by QR code"
+        elif state.state == ws.STOPPED:
+            detail = state.detail or f"WhatsApp Web account {self.account} is stopped"
         elif not holder and state.state not in OPERATOR_STATES:
             detail = f"no running worker holds WhatsApp Web account {self.account}"
         else:
