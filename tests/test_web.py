@@ -425,3 +425,45 @@ async def test_without_the_web_extra_the_account_says_what_to_install(
     provider = s.providers.get(await s.accounts.get("w3"))
     seen = await provider.session()
     assert not seen.working and "waqtor[web]" in seen.detail
+
+
+async def test_a_session_lost_mid_campaign_pauses_and_resumes_at_the_exact_recipient(
+    web_app: App,
+) -> None:
+    app = web_app
+    await paired_account(app)
+    phones = [f"9665000001{i:02d}" for i in range(8)]
+    resp = await app.post(
+        "/api/messages/send-bulk",
+        json={"account": "w1", "recipients": [{"phone": p, "message": "Hi"} for p in phones]},
+    )
+    job_id = resp.json()["data"]["jobId"]
+    await until(lambda: len(sent_log(session_dir(app))) >= 3, what="three sends")
+    FakeWebClient.live["w1"].logout()
+    FakeWebClient.live["w1"].emit(LoggedOut("LOGGED_OUT"))
+
+    async def paused() -> bool:
+        return bool((await app.get("/api/accounts/w1")).json()["data"]["paused"])
+
+    await until(paused, what="the account paused")
+    await asyncio.sleep(1.0)
+    job = (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]
+    counts = job["recipients"]
+    assert counts["failed"] == 0 and counts["unknown"] == 0, counts
+    assert job["status"] != "completed"
+    stopped_at = len(sent_log(session_dir(app)))
+    assert stopped_at < len(phones)
+    # The operator links the number again and resumes: the rest go, each exactly once.
+    await app.post("/api/accounts/w1/web/pair", json={})
+    await until(lambda: "w1" in FakeWebClient.live and FakeWebClient.live["w1"].qr_shown, what="QR")
+    FakeWebClient.live["w1"].scan()
+
+    async def connected() -> bool:
+        return bool((await web_state(app, "w1"))["state"] == "connected")
+
+    await until(connected, what="linked again")
+    assert (await app.post("/api/accounts/w1/resume")).status_code == 200
+    done = await wait_for_job(app.get, job_id, timeout=30)
+    assert done["recipients"]["sent"] == len(phones), done["recipients"]
+    sent = [m["phone"] for m in sent_log(session_dir(app))]
+    assert sorted(sent) == sorted(phones)  # none lost, none twice
