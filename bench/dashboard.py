@@ -28,8 +28,8 @@ import httpx
 
 from bench._redis import RedisServer
 from bench._report import RESULTS
-from waqtor.api.app import create_app
 from waqtor.campaigns import submission as campaigns
+from waqtor.cli.app import create_app
 from waqtor.config import Settings
 from waqtor.dashboard import campaign
 from waqtor.dashboard.render import Renderer
@@ -50,7 +50,7 @@ async def _mark_progress(s: Services, cid: str) -> None:
     now = s.clock.now_ms()
     pending = RECIPIENTS - SENT - FAILED
     k = s.keys
-    async with s.redis.pipeline(transaction=False) as pipe:
+    async with s.store.redis.pipeline(transaction=False) as pipe:
         pipe.set(k.status(cid), "D" * SENT + "F" * FAILED + "P" * pending)
         pipe.hset(k.meta(cid), mapping={"n:P": pending, "n:D": SENT, "n:F": FAILED, "cursor": SENT})
         pipe.hset(k.message_counts, mapping={"P": pending, "D": SENT, "F": FAILED})
@@ -70,9 +70,9 @@ async def _mark_progress(s: Services, cid: str) -> None:
 async def _synthetic_jobs(s: Services, n: int) -> None:
     """``n`` completed bullmq jobs (hash + completed set), as bullmq lays them out."""
     now = s.clock.now_ms()
-    prefix = f"{s.keys.bull_prefix}:{s.keys.queue}"
+    prefix = s.engine.key("").rstrip(":")
     for start in range(0, n, 10_000):
-        async with s.redis.pipeline(transaction=False) as pipe:
+        async with s.store.redis.pipeline(transaction=False) as pipe:
             scores = {}
             for i in range(start, min(n, start + 10_000)):
                 job_id = f"bench{i:08d}"

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from bench._redis_child import RedisChild
 from bench._redis_child import free_port as free_port  # re-exported for the tests
 from tests.fake_cloud_api import APP_SECRET, FakeCloudApi
-from waqtor.api.app import create_app
+from waqtor.cli.app import create_app
 from waqtor.config import Settings
 from waqtor.domain.clock import SystemClock
 

@@ -56,7 +56,7 @@ async def test_instant_mode_shape_and_outbox(app: App) -> None:
     data = body["data"]
     assert (data["total"], data["successful"], data["failed"]) == (2, 2, 0)
     assert data["pending"] == 0 and "jobId" not in data
-    # The phone as the client sent it (the seed echoes it), and the form it was sent to.
+    # The phone as the client sent it (WaQtor echoes it), and the form it was sent to.
     assert [r["phone"] for r in data["results"]] == ["966501234567", "966507654321"]
     assert [r["normalizedPhone"] for r in data["results"]] == ["+966501234567", "+966507654321"]
     assert all(r["success"] and r["messageId"].startswith("sim-") for r in data["results"])

@@ -19,7 +19,7 @@ from waqtor.store.batches import Outcome
 
 async def _campaign(redis_url: str, tmp_path: Path, cid: str, n: int) -> Services:
     s = build(make_settings(redis_url, tmp_path), redis_url)
-    async with s.redis.pipeline(transaction=True) as pipe:
+    async with s.store.redis.pipeline(transaction=True) as pipe:
         s.ledger.stage(
             pipe,
             cid,
@@ -156,7 +156,7 @@ async def test_a_large_campaign_goes_out_in_batches_once_each(
 async def test_helper_jobs_are_not_counted_or_listed_as_campaigns(
     redis_url: str, tmp_path: Path, r: aioredis.Redis
 ) -> None:
-    """Queue stats and the dashboard count and list campaigns (the seed's jobs), not the
+    """Queue stats and the dashboard count and list campaigns (WaQtor's jobs), not the
     helper jobs that send them."""
     async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
         resp = await app.post(

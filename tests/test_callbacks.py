@@ -61,7 +61,7 @@ async def services(redis_url: str, tmp_path: Path) -> AsyncIterator[Services]:
 async def drain(d: callbacks.Dispatcher, s: Services, timeout: float = 10) -> None:
     """Run the dispatcher until nothing is due or waiting to be retried."""
     deadline = time.monotonic() + timeout
-    while await s.redis.zcard(s.keys.callback_due):
+    while await s.store.redis.zcard(s.keys.callback_due):
         assert time.monotonic() < deadline, "callbacks still pending"
         if not await d.run_once():
             await asyncio.sleep(0.01)
@@ -115,7 +115,7 @@ async def test_flaky_receiver_gets_it_after_retries(services: Services, receiver
     assert gaps[-1] * 1000 >= 0.8 * 20 * 2**2 - 2, gaps  # receiver times are in seconds
     rows, total = await callbacks.listing(services, "delivered", 0, 10)
     assert total == 1 and rows[0]["id"] == cb_id and rows[0]["attempts"] == 4
-    assert await services.redis.hlen(services.keys.callback_items) == 0
+    assert await services.store.redis.hlen(services.keys.callback_items) == 0
 
 
 async def test_client_error_is_not_retried_and_can_be_sent_again(
@@ -308,7 +308,7 @@ async def test_batched_sends_queue_their_callbacks_with_the_outcomes(
         while len(receiver.got) < 42:  # 40 recipients, then active and completed
             assert time.monotonic() < deadline, len(receiver.got)
             await asyncio.sleep(0.05)
-        r = app.app.state.services.redis
+        r = app.app.state.services.store.redis
         ids = [json.loads(v)["id"].rsplit(".", 1)[0] for v in (await r.hvals(f"wq:c:{job}:d"))]
     assert len(set(ids)) < 20  # the sends did go out in batches
     events = [

@@ -202,7 +202,7 @@ async def test_a_worker_that_died_mid_send_is_settled_by_the_webhook(
         assert (await hook(app, fake.status_webhook(sent, "sent")))["statuses"] == {"applied": 1}
         (row,) = await rows(app, job)
         assert row["status"] == "sent" and row["messageId"] == sent.message_id
-        assert await s.redis.hlen(s.keys.inflight(job)) == 0
+        assert await s.store.redis.hlen(s.keys.inflight(job)) == 0
         assert await s.pacer.backlog("cloud") == 0
         # The next owner of the job finds nothing left in flight: no unknown, no resend.
         assert await s.ledger.recover(job, ["cloud"], "", s.clock.now_ms()) == []

@@ -227,11 +227,11 @@ async def test_compose_previews_then_sends_what_was_previewed(app: App) -> None:
         assert "Hello Person 0" in preview.text and "same number as row 3" in preview.text
         digest = re.search(r'name="digest" value="([0-9a-f]+)"', preview.text)
         assert digest
-        jobs_before = await s.redis.zcard(s.keys.jobs)
+        jobs_before = await s.store.redis.zcard(s.keys.jobs)
         changed = {**form, "message": "Hello {name}!", "digest": digest.group(1)}
         stale = await b.post("/admin/queues/compose/send", changed, files=upload)
         assert stale.status_code == 409 and "changed since the preview" in stale.text
-        assert await s.redis.zcard(s.keys.jobs) == jobs_before
+        assert await s.store.redis.zcard(s.keys.jobs) == jobs_before
         sent = await b.post(
             "/admin/queues/compose/send", {**form, "digest": digest.group(1)}, files=upload
         )

@@ -110,16 +110,16 @@ async def test_rate_window_counts_sends_per_account_per_minute(app: App) -> None
         {"ts": now - 10 * MINUTE_MS, "account": "b"},
         {"ts": now, "account": "a"},
     ]
-    await s.redis.rpush(s.keys.sim_outbox, *[json.dumps(r) for r in rows])
+    await s.store.redis.rpush(s.keys.sim_outbox, *[json.dumps(r) for r in rows])
     window = RateWindow()
-    await window.update(s, now)
+    await window.update(s.simulator.store, now)
     assert window.accounts() == ["a", "b"]
     series = window.series("a", now)
     assert len(series) == 60 and sum(series) == 2 and series[-1] == 1 and series[-11] == 1
-    await s.redis.rpush(s.keys.sim_outbox, json.dumps({"ts": now, "account": "b"}))
-    await window.update(s, now)
+    await s.store.redis.rpush(s.keys.sim_outbox, json.dumps({"ts": now, "account": "b"}))
+    await window.update(s.simulator.store, now)
     assert sum(window.series("b", now)) == 2, "only new entries are read, none twice"
-    await window.update(s, now + 61 * MINUTE_MS)
+    await window.update(s.simulator.store, now + 61 * MINUTE_MS)
     assert window.accounts() == [], "a minute older than an hour drops out"
 
 

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.conftest import KEY, Proc, env_for, free_port, wait_http
-from waqtor.api.app import create_app
+from waqtor.cli.app import create_app
 from waqtor.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

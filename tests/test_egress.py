@@ -56,8 +56,8 @@ async def test_a_refused_callback_is_given_up_and_never_sent(
     try:
         cb_id = await callbacks.enqueue(s, receiver_server.url(), {"event": "message.status"})
         assert await d.run_once() == 1
-        raw = await s.redis.hget(s.keys.callback_items, cb_id)
-        failed = await s.redis.zscore(s.keys.callback_failed, cb_id)
+        raw = await s.store.redis.hget(s.keys.callback_items, cb_id)
+        failed = await s.store.redis.zscore(s.keys.callback_failed, cb_id)
     finally:
         await d.stop()
         await s.close()

@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import App, make_settings, wait_for_job
+from tests.dashboard_support import Browser, text_of
 from tests.fake_gateways import API_KEY, WEBHOOK_KEY, FakeEvolution, FakeGateway, FakeWaha
 from waqtor.sending import worker
 
@@ -218,6 +219,10 @@ async def test_opt_out_reply_suppresses_and_replies_are_counted(
     assert sup == [NUMBERS[1]]
     view = (await app.get(f"/api/queue/jobs/{job}")).json()["data"]
     assert view["replies"] == 2 and view["replyRate"] == 1.0
+    async with Browser(app) as b:  # the campaign page shows it too
+        assert (await b.login()).status_code == 303
+        page = text_of((await b.get(f"/admin/queues/jobs/{job}")).text)
+        assert "2 recipient(s) replied: a reply rate of 100 %" in page
     # Suppressed: a new campaign is refused the number that opted out.
     resp = await app.post(
         "/api/messages/send-bulk",

@@ -1,5 +1,5 @@
-"""A real ``waqtor worker`` SIGKILLed mid-campaign while it sends through the fake WAHA
-gateway: another worker takes the job over, and the gateway never gets a number twice.
+"""A real ``waqtor worker`` SIGKILLed mid-campaign while it sends through a fake gateway
+(WAHA, Evolution API): another worker takes the job over, and the gateway never gets a number twice.
 
 The send that was in flight when the worker died is ``unknown`` (a gateway cannot be asked by
 our attempt id); if it reached the gateway, the gateway's ack settles it through the webhook.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import App, Proc, env_for, make_settings, wait_for_job
-from tests.fake_gateways import API_KEY, WEBHOOK_KEY, FakeWaha
+from tests.fake_gateways import API_KEY, WEBHOOK_KEY, FakeEvolution, FakeGateway, FakeWaha
 from tests.test_gateways import Served, rows, send
 
 GATEWAY_ENV = {
@@ -33,10 +33,12 @@ PACING = {
 }
 
 
+@pytest.mark.parametrize("kind", ["waha", "evolution"])
 async def test_sigkill_mid_campaign_sends_no_number_twice(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FakeWaha("default").start()
+    fake: FakeGateway = FakeWaha("default") if kind == "waha" else FakeEvolution("shop")
+    fake.start()
     workers: list[Proc] = []
     try:
         fake.latency_s = 0.05
@@ -47,13 +49,14 @@ async def test_sigkill_mid_campaign_sends_no_number_twice(
         settings = make_settings(redis_url, tmp_path, **PACING)
         async with App(settings, run_worker=False) as app:
             async with Served(app) as url:
-                fake.webhook_url = f"{url}/webhooks/waha/gw"
+                fake.webhook_url = f"{url}/webhooks/{kind}/gw"
                 resp = await app.post(
                     "/api/accounts",
                     json={
                         "name": "web",
-                        "provider": "waha",
+                        "provider": kind,
                         "gateway": "gw",
+                        "session": fake.session,
                         "warmup": False,
                         "newContactsDailyCap": 1000,
                         "hourlyCap": 1000,

@@ -384,7 +384,7 @@ def test_the_seed_dashboards_client_gets_honest_answers(
     assert all(c["status"] == 200 for c in calls), calls
     health = calls[0]["body"]
     for field in ("waiting", "active", "completed", "failed", "delayed", "total"):
-        assert isinstance(health["data"][field], int), field  # the seed's clients read these
+        assert isinstance(health["data"][field], int), field  # WaQtor's clients read these
     instant = calls[1]["body"]
     assert instant["mode"] == "instant"
     assert [row["phone"] for row in instant["data"]["results"]] == [s["phone"] for s in small]
@@ -403,7 +403,7 @@ def test_the_seed_dashboards_client_gets_honest_answers(
         live,
         [["getJobStatus", job_id], ["getStats"], ["clean", 0], ["getJobs"], ["getStats"]],
     )
-    assert later[0]["status"] == 404, "the seed's /queue/jobs/{id} (no /api) stays unaliased"
+    assert later[0]["status"] == 404, "WaQtor's /queue/jobs/{id} (no /api) stays unaliased"
     stats = later[1]["body"]["data"]
     assert stats["completed"] == 1 and stats["messages"]["sent"] == 4 + 15 + 1
     assert stats["messages"]["pending"] == 0

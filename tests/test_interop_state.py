@@ -43,7 +43,7 @@ async def test_a_promoted_safety_net_waits_while_its_request_sends(
         s = app.app.state.services
         body = {"recipients": recipients(10), "message": "Hi {name}"}
         request = asyncio.ensure_future(app.post("/api/messages/send-bulk", json=body))
-        while not (net := await s.redis.zrange("bull:waqtor:delayed", 0, -1)):
+        while not (net := await s.store.redis.zrange("bull:waqtor:delayed", 0, -1)):
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # a send or two is on its way
         ours = await app.post(f"/api/queue/jobs/{net[0]}/promote")
@@ -90,7 +90,7 @@ async def test_a_re_run_with_nothing_of_its_failure_left_stays_failed(
         await wait_for_job(app.get, job_id, states=("failed",))
         # Since then they failed for good another way (say an operator's retry hit a number
         # that is not on WhatsApp): nothing the job's failure closed is left.
-        await s.redis.eval(
+        await s.store.redis.eval(
             "local n = 0 for i, v in ipairs(redis.call('HVALS', KEYS[1])) do n = n + 1 end "
             "for i = 0, 10 do local r = cjson.decode(redis.call('HGET', KEYS[1], i)) "
             "r['e'] = 'sim_invalid' redis.call('HSET', KEYS[1], i, cjson.encode(r)) end return n",
@@ -119,7 +119,7 @@ async def test_a_job_removed_outside_is_closed_and_counts_come_right(
         first = await fixer.pass_once()
         assert first is not None and first.waiting == 1 and not first.orphans
         await asyncio.sleep(0.35)
-        await s.redis.delete(s.keys.reconcile_lock)
+        await s.store.redis.delete(s.keys.reconcile_lock)
         report = await fixer.pass_once()
         assert report is not None and [o["campaign"] for o in report.orphans] == [job_id]
         detail = (await app.get(f"/api/queue/jobs/{job_id}")).json()["data"]
@@ -147,10 +147,10 @@ async def test_a_drifted_backlog_is_corrected_once_it_holds_still(
     async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
         s = app.app.state.services
         await queue(app, 12, sendAt="2099-01-01T00:00:00Z")
-        await s.redis.incrby(s.keys.backlog("default"), 5)  # an old bug, a lost write ...
+        await s.store.redis.incrby(s.keys.backlog("default"), 5)  # an old bug, a lost write ...
         fixer = Reconciler(s, "test")
         for _ in range(2):
-            await s.redis.delete(s.keys.reconcile_lock)
+            await s.store.redis.delete(s.keys.reconcile_lock)
             report = await fixer.pass_once()
         assert report is not None and report.backlog == {"default": (17, 12)}
         assert await s.pacer.backlog("default") == 12
@@ -158,7 +158,7 @@ async def test_a_drifted_backlog_is_corrected_once_it_holds_still(
 
 async def test_workers_are_named_for_python_and_node_bullmq(app: App) -> None:
     s = app.app.state.services
-    names = [c["name"] for c in await s.redis.client_list()]
+    names = [c["name"] for c in await s.store.redis.client_list()]
     node = "bull:" + base64.b64encode(b"waqtor").decode() + ":w:"
     assert any(n.startswith("bull:waqtor:w:") for n in names), names
     assert any(n.startswith(node) for n in names), names

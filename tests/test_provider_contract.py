@@ -36,6 +36,7 @@ from waqtor.providers.simulator import SimulatorProvider
 from waqtor.providers.waha import WahaProvider
 from waqtor.runtime.services import Services, build
 from waqtor.store.keys import Keys
+from waqtor.store.simulator import SimulatorStore
 
 PHONE = "+966500000001"
 
@@ -203,7 +204,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     h: Harness
     if request.param == "simulator":
-        h = SimHarness(SimulatorProvider(r, Keys()))
+        h = SimHarness(SimulatorProvider(SimulatorStore(r, Keys())))
     elif request.param == "web":
         h = await web_harness(redis_url, tmp_path)
     elif request.param in gateways:

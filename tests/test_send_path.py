@@ -34,6 +34,7 @@ from waqtor.runtime.services import Services, build
 from waqtor.sending import throughput
 from waqtor.sending.flow import Flow, Signal
 from waqtor.store.keys import Keys
+from waqtor.store.simulator import SimulatorStore
 
 
 # ---------------------------------------------------------------- the in-flight limit
@@ -180,9 +181,9 @@ async def test_capabilities_are_declared_with_safe_defaults(r: aioredis.Redis) -
         [OutgoingMessage("a", "+966500000001", "t", "c", f"at{i}") for i in range(2)]
     )
     assert two == [SendResult("x"), SendResult("x")]
-    sim = SimulatorProvider(r, Keys())
+    sim = SimulatorProvider(SimulatorStore(r, Keys()))
     assert sim.capabilities.batch_size > 1 and sim.capabilities.lookup is Lookup.FENCED
-    per_message = SimulatorProvider(r, Keys(), batch_size=1, max_in_flight=48)
+    per_message = SimulatorProvider(SimulatorStore(r, Keys()), batch_size=1, max_in_flight=48)
     assert (per_message.capabilities.batch_size, per_message.capabilities.max_in_flight) == (1, 48)
     cloud = CloudApiProvider(
         phone_number_id=PHONE_NUMBER_ID,

@@ -18,14 +18,16 @@ HOUR_MS = 3_600_000
 async def round_trips(s: Services) -> dict[str, Any]:
     """The stats route's data as it was computed before, one round trip at a time."""
     counts = await s.engine.counts()
-    held = min(counts["delayed"], int(await s.redis.scard(s.keys.paused_campaigns)))
+    held = min(counts["delayed"], int(await s.store.redis.scard(s.keys.paused_campaigns)))
     counts["delayed"] -= held
     counts["paused"] += held
     # Canceled campaigns (bullmq: completed) and jobs that were never campaigns (bullmq: failed)
     # are counted apart.
-    counts["canceled"] = min(counts["completed"], int(await s.redis.zcard(s.keys.canceled_jobs)))
+    counts["canceled"] = min(
+        counts["completed"], int(await s.store.redis.zcard(s.keys.canceled_jobs))
+    )
     counts["completed"] -= counts["canceled"]
-    counts["foreign"] = min(counts["failed"], int(await s.redis.zcard(s.keys.foreign_jobs)))
+    counts["foreign"] = min(counts["failed"], int(await s.store.redis.zcard(s.keys.foreign_jobs)))
     counts["failed"] -= counts["foreign"]
     counts["total"] = sum(counts.values())
     alerts: list[dict[str, Any]] = []
@@ -88,12 +90,12 @@ async def test_one_read_equals_the_round_trips(redis_url: str, tmp_path: Path) -
         for name in ("a1", "a2", "a3"):
             assert (await app.post("/api/accounts", json={"name": name})).status_code == 201
         assert (await app.post("/api/accounts/a2/pause")).status_code == 200
-        await s.redis.set(s.keys.cool_until_ms("a1"), now + HOUR_MS)
-        await s.redis.set(s.keys.cool_until_ms("a3"), now - 60_000)  # over: no alert
+        await s.store.redis.set(s.keys.cool_until_ms("a1"), now + HOUR_MS)
+        await s.store.redis.set(s.keys.cool_until_ms("a3"), now - 60_000)  # over: no alert
         # The default account has no hash entry until edited; its cool-down counts all the same.
-        await s.redis.set(s.keys.cool_until_ms("default"), now + 2 * HOUR_MS)
+        await s.store.redis.set(s.keys.cool_until_ms("default"), now + 2 * HOUR_MS)
         # A paused account's cool-down is not reported twice.
-        await s.redis.set(s.keys.cool_until_ms("a2"), now + HOUR_MS)
+        await s.store.redis.set(s.keys.cool_until_ms("a2"), now + HOUR_MS)
         data = await _same(app)
         assert [(a["account"], a["state"]) for a in data["alerts"]] == [
             ("a1", "cooling"),
@@ -102,26 +104,29 @@ async def test_one_read_equals_the_round_trips(redis_url: str, tmp_path: Path) -
         ]
         assert data["alerts"][1]["reason"] == "paused by an operator"
 
-        # A paused queue: bullmq keeps its jobs in wait; the seed calls them paused.
+        # A paused queue: bullmq keeps its jobs in wait; WaQtor calls them paused.
         assert (await app.post("/api/queue/pause")).status_code == 200
         data = await _same(app)
         assert (data["waiting"], data["paused"], data["total"]) == (0, 4, 4)
         assert (await app.post("/api/queue/resume")).status_code == 200
         assert (await _same(app))["waiting"] == 3
 
-        await s.redis.hincrby(s.keys.message_counts, "D", 7)  # a count no campaign explains
+        await s.store.redis.hincrby(s.keys.message_counts, "D", 7)  # a count no campaign explains
         assert (await _same(app))["messages"]["sent"] == 7
 
 
 def test_key_layouts_come_from_keys() -> None:
-    keys = Keys(prefix="p", queue="q")
+    keys = Keys(prefix="p")
     head, tail = keys.cool_until_ms_parts()
     assert head + "shop-1" + tail == keys.cool_until_ms("shop-1")
-    assert keys.bull_state("wait") == "bull:q:wait"
+    # bullmq's layout is the engine's: the Keys of the store do not name it.
+    assert not hasattr(keys, "bull_state") and not hasattr(keys, "job_lock")
 
 
 async def test_bull_keys_are_bullmqs_own(app: App) -> None:
     s: Services = app.app.state.services
     for state in BULL_STATES:
-        assert s.keys.bull_state(state) == s.engine.queue.toKey(state)
-    assert s.keys.queue_meta == s.engine.queue.toKey("meta")
+        assert s.engine.key(state) == s.engine.queue.toKey(state)
+    assert s.engine.key("meta") == s.engine.queue.toKey("meta")
+    # The existing layout, unchanged (deployments upgrade in place).
+    assert s.engine.key("x:lock") == f"bull:{s.settings.queue_name}:x:lock"

@@ -26,7 +26,7 @@ async def test_late_send_of_a_taken_over_job_is_fenced(
     s = build(make_settings(redis_url, tmp_path, send_lease_ms=200), redis_url)
     cid = "fence1"
     try:
-        async with s.redis.pipeline(transaction=True) as pipe:
+        async with s.store.redis.pipeline(transaction=True) as pipe:
             s.ledger.stage(
                 pipe,
                 cid,
@@ -37,8 +37,8 @@ async def test_late_send_of_a_taken_over_job_is_fenced(
                 created_ms=1,
             )
             await pipe.execute()
-        await s.provider.set_faults({}, latency_ms=800, phones={})
-        lock = s.keys.job_lock(cid)
+        await s.simulator.set_faults({}, latency_ms=800, phones={})
+        lock = s.engine.key(f"{cid}:lock")
         await r.set(lock, "old-token")
         old = Sender(s, "old-worker")
         campaign = Campaign(cid, ["default"], "Hi")
@@ -50,13 +50,13 @@ async def test_late_send_of_a_taken_over_job_is_fenced(
         lost = await s.ledger.recover(cid, ["default"], "new-token", s.clock.now_ms())
         assert [x.index for x in lost] == [0]
         await asyncio.sleep(0.25)  # the send lease is over
-        await s.provider.set_faults({}, latency_ms=0, phones={})
+        await s.simulator.set_faults({}, latency_ms=0, phones={})
         new = Sender(s, "new-worker")
         assert await new.settle(campaign) is None
         again = await new.step(campaign, "new-token")
         assert again.kind == "sent"
         await in_flight  # the old request arrives late
-        outbox, total = await s.provider.outbox()
+        outbox, total = await s.simulator.outbox()
         assert total == 1, outbox
         counts = await s.ledger.counts(cid)
         assert counts["sent"] == 1 and counts["unknown"] == 0
@@ -68,7 +68,7 @@ async def test_a_fenced_attempt_is_refused_and_a_sent_one_is_found(
     redis_url: str, tmp_path: Path
 ) -> None:
     s = build(make_settings(redis_url, tmp_path), redis_url)
-    sim = s.provider
+    sim = s.simulator
     try:
         msg = OutgoingMessage("default", "+966500000002", "Hi", "c", "att-1")
         sent = await sim.send(msg)

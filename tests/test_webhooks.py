@@ -74,14 +74,14 @@ async def test_bad_or_missing_signature_is_401_and_stores_nothing(
     s = app.app.state.services
     payload = fake.inbound_webhook("+966500000077", "STOP")
     body, headers = signed(payload)
-    before = sorted(await s.redis.keys("*"))
+    before = sorted(await s.store.redis.keys("*"))
     missing = await app.client.post(
         HOOK, content=body, headers={"Content-Type": "application/json"}
     )
     forged = await app.client.post(HOOK, content=body, headers=signed(payload, "not-the-secret")[1])
     tampered = await app.client.post(HOOK, content=body.replace(b"STOP", b"STOq"), headers=headers)
     assert [r.status_code for r in (missing, forged, tampered)] == [401, 401, 401]
-    assert sorted(await s.redis.keys("*")) == before
+    assert sorted(await s.store.redis.keys("*")) == before
     good = await app.client.post(HOOK, content=body, headers=headers)
     assert good.status_code == 200 and good.json()["data"]["optOuts"] == 1
 

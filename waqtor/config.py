@@ -1,6 +1,6 @@
 """All settings, read once from the environment (and ``.env``).
 
-The seed's names are kept: ``REDIS_HOST``, ``REDIS_PORT``, ``MESSAGE_DELAY`` (ms),
+WaQtor's names are kept: ``REDIS_HOST``, ``REDIS_PORT``, ``MESSAGE_DELAY`` (ms),
 ``MAX_RETRIES``, ``INSTANT_THRESHOLD``.
 """
 
@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     not sent (after the provider confirms it has no record of it)."""
 
     default_account_tier: Literal["new", "regular", "trusted", "business"] | None = None
-    """Tier of the account that exists with no setup; unset: no caps (the seed's behaviour)."""
+    """Tier of the account that exists with no setup; unset: no caps (WaQtor's behaviour)."""
     breaker_window: int = Field(default=50, ge=5)
     breaker_failure_ratio: float = Field(default=0.3, gt=0, le=1)
     """Pause an account when more than this share of its last BREAKER_WINDOW sends failed."""

@@ -1,4 +1,6 @@
-"""The job engine: a thin layer over bullmq, so nothing else imports it.
+"""The job engine: a thin layer over bullmq, so nothing else imports it, and the only module
+that knows bullmq's key layout: ``Engine.key`` names them for the store's scripts that must
+read one (a job's lock, the queue's pause flag), and the dashboard's list reads are here.
 
 One bullmq job per bulk request; the job id is the campaign id. bullmq gives the job states,
 progress, whole-job retries with exponential backoff, stalled-job recovery, pause and clean;
@@ -40,6 +42,8 @@ JOB_NAME = "campaign"
 ASSIST_NAME = "assist"
 ASSIST_MARK = HELPER_JOB_MARK
 COUNT_STATES = ("waiting", "active", "completed", "failed", "delayed", "paused", "prioritized")
+#: Fields of a job's hash a list of jobs shows (``Engine.job_fields``).
+LIST_FIELDS = ("data", "progress", "timestamp", "processedOn", "finishedOn", "failedReason")
 
 __all__ = [
     "DelayedError",
@@ -68,6 +72,28 @@ def is_unrecoverable(error: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
+class ListSizes:
+    """bullmq's own lists and sets, read in one pipeline (``Engine.list_sizes``)."""
+
+    wait: int
+    prioritized: int
+    active: int
+    #: Delayed jobs due before ``parked_ms``, and those due at or after it.
+    delayed: int
+    parked: int
+    completed: int
+    failed: int
+    queue_paused: bool
+    #: Helper jobs (``ASSIST_MARK``) among the first 1,000 waiting and active ones.
+    waiting_helpers: int
+    active_helpers: int
+
+
+def _delay_score(ms: int) -> int:
+    return ms * 0x1000  # bullmq scores delayed jobs as ms * 4096
+
+
+@dataclass(frozen=True)
 class JobView:
     id: str
     state: str
@@ -83,7 +109,7 @@ class JobView:
 
 
 def _shown(state: str, queue_paused: bool) -> str:
-    """bullmq's state as the seed names it. A paused queue holds every job that has not
+    """bullmq's state as WaQtor names it. A paused queue holds every job that has not
     finished, whatever list bullmq keeps it in."""
     if state in ("wait", "prioritized"):
         state = JobState.WAITING.value
@@ -122,6 +148,108 @@ class Engine:
             # No traceback in the job's data (Bull Board shows it): see ``failures``.
             "stackTraceLimit": 0,
         }
+
+    def key(self, name: str) -> str:
+        """bullmq's key for ``name``: a state's list or set (``wait``, ``delayed`` ...), the
+        queue's ``meta`` hash, a job id, or ``<job id>:lock``. The store's scripts that must
+        read one of bullmq's keys are given its name from here."""
+        return str(self.queue.toKey(name))
+
+    # ---- bullmq's lists read straight, for the dashboard (a page costs one range read) ----
+    async def list_sizes(self, parked_ms: int) -> ListSizes:
+        """Sizes of bullmq's lists in one pipeline; delayed jobs due at or after ``parked_ms``
+        are counted apart (campaigns paused one by one are parked far in the future)."""
+        parked = _delay_score(parked_ms)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(self.key("wait"))
+            pipe.zcard(self.key("prioritized"))
+            pipe.llen(self.key("active"))
+            pipe.zcount(self.key("delayed"), "-inf", f"({parked}")
+            pipe.zcount(self.key("delayed"), parked, "+inf")
+            pipe.zcard(self.key("completed"))
+            pipe.zcard(self.key("failed"))
+            pipe.hexists(self.key("meta"), "paused")
+            # Helper jobs (they send a campaign already counted) are few and short-lived.
+            pipe.lrange(self.key("wait"), 0, 999)
+            pipe.lrange(self.key("active"), 0, 999)
+            (
+                wait,
+                prio,
+                active_n,
+                delayed,
+                parked_n,
+                done,
+                failed,
+                paused,
+                waiting,
+                active,
+            ) = await pipe.execute()
+        return ListSizes(
+            wait=int(wait),
+            prioritized=int(prio),
+            active=int(active_n),
+            delayed=int(delayed),
+            parked=int(parked_n),
+            completed=int(done),
+            failed=int(failed),
+            queue_paused=bool(paused),
+            waiting_helpers=sum(1 for i in waiting if ASSIST_MARK in str(i)),
+            active_helpers=sum(1 for i in active if ASSIST_MARK in str(i)),
+        )
+
+    async def waiting_ids(self, offset: int, limit: int) -> list[str]:
+        """Next to run first: bullmq pushes new jobs on the left and takes them from the right."""
+        ids = await self.client.lrange(self.key("wait"), -(offset + limit), -(offset + 1))
+        return [str(i) for i in reversed(ids)]
+
+    async def last_waiting_ids(self, n: int) -> list[str]:
+        """The ``n`` jobs that run next, last first (as bullmq keeps them)."""
+        return [str(i) for i in await self.client.lrange(self.key("wait"), -n, -1)]
+
+    async def active_ids(self, offset: int = 0, limit: int = 0) -> list[str]:
+        """Active jobs from ``offset``; ``limit`` 0: all of them."""
+        stop = offset + limit - 1 if limit else -1
+        return [str(i) for i in await self.client.lrange(self.key("active"), offset, stop)]
+
+    async def delayed_ids(self, parked_ms: int, parked: bool, offset: int, limit: int) -> list[str]:
+        """Delayed jobs due before ``parked_ms`` (or, ``parked``, at or after it), soonest first."""
+        score = _delay_score(parked_ms)
+        low, high = (score, "+inf") if parked else ("-inf", f"({score}")
+        ids = await self.client.zrangebyscore(
+            self.key("delayed"), low, high, start=offset, num=limit
+        )
+        return [str(i) for i in ids]
+
+    async def finished_ids(
+        self, failed: bool, offset: int, limit: int, skip: list[str]
+    ) -> list[str]:
+        """One page of the completed (or failed) jobs, newest first, leaving out ``skip``.
+        Costs one rank read per skipped id, not a scan."""
+        key = self.key("failed" if failed else "completed")
+        async with self.client.pipeline(transaction=False) as pipe:
+            for member in skip:
+                pipe.zrevrank(key, member)
+            ranks = sorted(int(r) for r in await pipe.execute() if r is not None)
+        start = offset  # the rank of the offset-th id that is not skipped
+        for rank in ranks:
+            if rank <= start:
+                start += 1
+            else:
+                break
+        end = start + limit
+        for rank in ranks:
+            if start <= rank < end:
+                end += 1
+        skipped = set(skip)
+        ids = await self.client.zrevrange(key, start, end - 1)
+        return [str(i) for i in ids if str(i) not in skipped][:limit]
+
+    async def job_fields(self, job_ids: list[str]) -> list[list[Any]]:
+        """``LIST_FIELDS`` of each job's hash (all None for a job bullmq no longer has)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.key(job_id), list(LIST_FIELDS))
+            return list(await pipe.execute())
 
     async def add_campaign(
         self,
@@ -163,7 +291,7 @@ class Engine:
         counts = {state: int(raw.get(state, 0) or 0) for state in COUNT_STATES}
         counts["waiting"] += counts.pop("prioritized")
         if await self.is_paused():
-            # BullMQ keeps a paused queue's jobs in its wait list; the seed counts them as paused.
+            # BullMQ keeps a paused queue's jobs in its wait list; WaQtor counts them as paused.
             counts["paused"] += counts["waiting"]
             counts["waiting"] = 0
         return counts

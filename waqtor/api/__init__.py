@@ -1,1 +1,2 @@
-"""The HTTP API (FastAPI): the seed's routes and response shapes."""
+"""The HTTP API (FastAPI): WaQtor's routes and response shapes. May import web, campaigns and
+everything below; never the dashboard (``waqtor.cli.app`` mounts both)."""

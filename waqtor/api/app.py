@@ -1,9 +1,10 @@
-"""The ASGI app: API routes, error shapes, body limit, and (in ``serve``) a worker."""
+"""The API's ASGI app: routes, error shapes, body limit, and (in ``serve``) a worker. The
+dashboard mounts itself through ``parts`` (``waqtor.cli.app``): the API never imports it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from waqtor import __version__, dashboard
+from waqtor import __version__
 from waqtor.api import (
     errors,
     openapi,
@@ -28,7 +29,6 @@ from waqtor.api import (
 from waqtor.api.auth import require_key
 from waqtor.api.fast_reads import FastReads
 from waqtor.api.gate import Gate
-from waqtor.api.guard import Guard
 from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.campaigns import web_inbox
@@ -37,10 +37,12 @@ from waqtor.domain.clock import Clock
 from waqtor.runtime.services import build
 from waqtor.sending.sender import Sender
 from waqtor.sending.worker import CampaignWorker
-from waqtor.store.auth_failures import FailedAttempts
-from waqtor.store.queue_stats import QueueStatsReader
+from waqtor.web.guard import Guard
 
 log = logging.getLogger("waqtor.api")
+
+#: Mounts more of the service on the app (the dashboard): called after the API's routes.
+Part = Callable[[FastAPI, Settings], None]
 
 
 def create_app(
@@ -51,6 +53,7 @@ def create_app(
     run_worker: bool = True,
     readonly_keys: list[str] | None = None,
     clock: Clock | None = None,
+    parts: Sequence[Part] = (),
 ) -> FastAPI:
     if not api_keys:
         raise ValueError("at least one API key is required")
@@ -60,17 +63,11 @@ def create_app(
         services = build(settings, redis_url, clock=clock)
         app.state.services = services
         app.state.sender = Sender(services, "api")
-        app.state.live_stats = LiveStats(
-            QueueStatsReader(services.redis, services.keys), services.clock
-        )
+        app.state.live_stats = LiveStats(services.store.queue_stats(), services.clock)
         app.state.live_jobs = LiveJobs(services)
         app.state.guard = Guard(
-            FailedAttempts(
-                services.redis,
-                services.keys,
-                services.scripts,
-                limit=settings.auth_fail_limit,
-                window_s=settings.auth_fail_window_s,
+            services.store.failed_attempts(
+                limit=settings.auth_fail_limit, window_s=settings.auth_fail_window_s
             )
         )
         worker: CampaignWorker | None = None
@@ -114,7 +111,8 @@ def create_app(
     # Meta cannot send an X-API-Key: the webhook checks Meta's signature instead.
     app.include_router(routes_webhooks.router)
     app.include_router(routes_gateway_webhooks.router)
-    dashboard.install(app, settings)
+    for install in parts:
+        install(app, settings)
 
     @app.get("/health", tags=["health"])
     async def liveness() -> dict[str, Any]:

@@ -8,18 +8,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import BusyLoadingError, ReadOnlyError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from waqtor.api.limits import BodyTooLarge
 from waqtor.config import redis_label
+from waqtor.store.errors import REDIS_DOWN
+from waqtor.web.limits import BodyTooLarge
 
 log = logging.getLogger("waqtor.api")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+__all__ = ["REDIS_DOWN", "ApiError", "error_body", "install", "redis_down"]
 
 
 class ApiError(Exception):

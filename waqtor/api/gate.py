@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from waqtor.api.auth import HEADER, SAFE_METHODS, role_of
 from waqtor.api.errors import error_body
-from waqtor.api.guard import Guard
-from waqtor.api.limits import call_limited
+from waqtor.web.guard import Guard, client_address
+from waqtor.web.keys import HEADER, SAFE_METHODS, role_of
+from waqtor.web.limits import call_limited
 
 _HEADER = HEADER.lower().encode("latin-1")
 #: A dashboard POST that needs no session: the login form authenticates from its body.
@@ -46,13 +46,6 @@ def too_many(wait_s: int) -> Response:
         f"Too many failed attempts from your address: try again in {wait_s} s",
         {"Retry-After": str(wait_s)},
     )
-
-
-def client_address(scope: Scope) -> str | None:
-    """The client's address: the TCP peer, or what a trusted proxy said (``TRUSTED_PROXIES``
-    puts uvicorn's proxy-headers middleware in front, which rewrites ``client``)."""
-    client = scope.get("client")
-    return str(client[0]) if client else None
 
 
 class Gate:

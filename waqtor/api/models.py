@@ -1,4 +1,4 @@
-"""Request and response models: the seed's shapes, kept exactly, plus documented additions."""
+"""Request and response models: WaQtor's shapes, kept exactly, plus documented additions."""
 
 from __future__ import annotations
 

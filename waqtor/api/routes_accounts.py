@@ -133,8 +133,8 @@ async def list_suppressions(
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    phones, nxt, total = await s.accounts.suppressions(name, cursor, limit)
-    return ok({"phones": phones, "cursor": nxt, "total": total})
+    phones, nxt, total = await s.suppressions.page(name, cursor, limit)
+    return ok({"phones": sorted(phones), "cursor": nxt, "total": total})
 
 
 @router.post("/{name}/suppressions")

@@ -1,6 +1,6 @@
 """``POST /api/messages/send-bulk``: instant for small lists, queued for larger ones.
 
-The body is JSON (the seed's shape), ``text/csv``, or a multipart form with a CSV ``file``
+The body is JSON (WaQtor's shape), ``text/csv``, or a multipart form with a CSV ``file``
 (``message`` and ``account`` then come as form fields or query parameters).
 """
 
@@ -235,7 +235,9 @@ async def send_bulk(
         return await _json(body, status)
     caller = request.headers.get(auth.HEADER, "")
     try:
-        status, body, replayed = await idempotency.once(s, caller, idempotency_key, sub.digest, run)
+        status, body, replayed = await idempotency.once(
+            s.idempotency, caller, idempotency_key, sub.digest, run
+        )
     except idempotency.InProgress:
         raise ApiError(
             409, "Idempotency-Key: a request with this key is still in progress"
@@ -283,48 +285,44 @@ async def _known(s: Services, account: str) -> None:
 
 async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
     parsed = sub.parsed
-    senders, skipped = await _usable(s, sub.accounts)
-    account = senders[0]
     invalid = [r.as_dict() for r in parsed.rejected]
-    suppressed = await hygiene.drop_suppressed(s, account, parsed)
-    if not parsed.accepted:
+    try:
+        done = await campaigns.submit(
+            s, parsed, sub.accounts, sub.extra, delay_ms=sub.delay_ms, sender=snd
+        )
+    except campaigns.NothingToSend as nothing:
         raise ApiError(
             400,
             "recipients: no valid recipient in the request",
             invalid=invalid,
-            suppressed=suppressed,
-        )
+            suppressed=nothing.suppressed,
+        ) from None
     extra: dict[str, Any] = {
         "invalid": invalid,
-        "suppressed": suppressed,
-        "suppressedCount": len(suppressed),
+        "suppressed": done.suppressed,
+        "suppressedCount": len(done.suppressed),
         "warnings": await offload.run(
             hygiene.identical_text, parsed, s.settings.identical_text_warn
         ),
     }
-    fallback: str | None = None
-    timed = sub.delay_ms > 0 or any(k in sub.extra for k in ("window", "quiet", "expires_ms"))
-    if timed:
-        fallback = "scheduled (sendAt, window, quiet hours or validUntil): queued"
-    elif len(parsed.accepted) <= s.settings.instant_threshold:
-        fallback = await campaigns.instant_blocker(s, account, len(parsed.accepted))
-        if fallback is None:
-            sent = await campaigns.send_instant(s, snd, parsed, account, sub.extra)
-            data: dict[str, Any] = {
-                "total": len(parsed.accepted),
-                "successful": sent.successful,
-                "failed": sent.failed,
-                # Not settled when this answer was written: follow them on the job.
-                "pending": sent.pending,
-                "results": sent.results,
-                **extra,
-            }
-            if sent.job_id:
-                data["jobId"] = sent.job_id
-            return ok(data, mode="instant")
-    cid, eta = await campaigns.enqueue(s, parsed, senders, sub.extra, delay_ms=sub.delay_ms)
+    sent = done.instant
+    if sent is not None:
+        data: dict[str, Any] = {
+            "total": len(parsed.accepted),
+            "successful": sent.successful,
+            "failed": sent.failed,
+            # Not settled when this answer was written: follow them on the job.
+            "pending": sent.pending,
+            "results": sent.results,
+            **extra,
+        }
+        if sent.job_id:
+            data["jobId"] = sent.job_id
+        return ok(data, mode="instant")
+    eta = done.eta
+    assert eta is not None  # queued: it has a job and an ETA
     data = {
-        "jobId": cid,
+        "jobId": done.job_id,
         "total": len(parsed.accepted),
         "status": "queued",
         "estimatedTime": eta.text,
@@ -335,24 +333,8 @@ async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
     if eta.limited_by:
         data["limitedBy"] = eta.limited_by
     if len(sub.accounts) > 1:
-        data["accounts"] = senders
-        data["skippedAccounts"] = skipped
-    if fallback:
-        data["reason"] = fallback
+        data["accounts"] = done.senders
+        data["skippedAccounts"] = done.skipped
+    if done.reason:
+        data["reason"] = done.reason
     return ok(data, mode="queue")
-
-
-async def _usable(s: Services, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """Of several accounts, those that can send now; paused, resting or capped ones are
-    skipped. If none can, all are kept: the campaign waits for them, and says why."""
-    if len(names) == 1:
-        return names, []
-    usable: list[str] = []
-    skipped: list[dict[str, str]] = []
-    for name in names:
-        reason = await campaigns.unavailable(s, name, 1)
-        if reason is None:
-            usable.append(name)
-        else:
-            skipped.append({"account": name, "reason": reason})
-    return (usable, skipped) if usable else (names, skipped)

@@ -1,4 +1,4 @@
-"""``/api/queue/*``: the seed's queue management routes."""
+"""``/api/queue/*``: WaQtor's queue management routes."""
 
 from __future__ import annotations
 
@@ -114,9 +114,8 @@ async def health(
     healthy = True
     started = time.perf_counter()
     try:
-        await s.redis.ping()
-        info = await s.redis.config_get("maxmemory-policy")
-        policy = info.get("maxmemory-policy", "unknown")
+        await s.store.ping()
+        policy = await s.store.eviction_policy()
         data["redis"] = {
             "ok": True,
             "at": redis_label(s.redis_url),
@@ -134,15 +133,16 @@ async def health(
             healthy = False
         data["queue"] = {"paused": await s.engine.is_paused()}
         counts, data["alerts"] = await live.counts_and_alerts()
-        # The seed's clients read the job counts right in ``data`` (data.waiting, ...).
+        # WaQtor's clients read the job counts right in ``data`` (data.waiting, ...).
         data.update(counts)
         data["reconciler"] = await reconcile.health(s)
     except REDIS_DOWN as exc:
         healthy = False
         data["redis"] = {"ok": False, "at": redis_label(s.redis_url), "error": str(exc)}
     if "redis" in data and data["redis"]["ok"]:
-        provider = await s.provider.health()
-        data["provider"] = {"name": s.provider.name, "ok": provider.ok, "detail": provider.detail}
+        default = s.providers.default
+        provider = await default.health()
+        data["provider"] = {"name": default.name, "ok": provider.ok, "detail": provider.detail}
         healthy = healthy and provider.ok
         # Accounts on another provider (the Cloud API): each reports its own health.
         data["accounts"] = await account_providers(s)

@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import json
-from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +18,7 @@ from waqtor.domain.accounts import (
     GATEWAY_PROVIDERS,
     ORDINARY_NUMBER_PROVIDERS,
     Account,
-    effective_caps,
+    caps_on,
     new_contact_cap,
 )
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
@@ -115,7 +114,7 @@ async def view(s: Services, account: Account) -> dict[str, Any]:
     """The account with what is in force right now: caps today, sends in the windows, rest,
     and for gateway accounts the session and new contacts."""
     now = s.clock.now_ms()
-    caps = effective_caps(account, date.today(), now)
+    caps = caps_on(account, now)
     hour, day = await s.accounts.sends_in_window(account.name, now)
     cool = await s.accounts.cooling_until(account.name)
     body = account.model_dump(mode="json")
@@ -170,7 +169,7 @@ async def unsuppress(s: Services, name: str, phone: str) -> str:
         number = normalise(phone, s.settings.default_region)
     except PhoneError as exc:
         raise AccountError(404, f"phone: {exc.reason}; it is not on the suppression list") from None
-    if not await s.accounts.unsuppress(name, number):
+    if not await s.suppressions.remove(name, number):
         raise AccountError(404, "Phone is not on the suppression list")
     return number
 

@@ -47,7 +47,7 @@ async def pause(s: Services, cid: str) -> Outcome:
         raise ControlError(409, "Campaign was canceled; nothing to pause")
     was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "1")
-    await s.redis.sadd(s.keys.paused_campaigns, cid)
+    await s.job_index.hold(cid)
     if was:
         return Outcome("Campaign was already paused")
     return Outcome("Campaign paused: no message goes out until it is resumed", 1)
@@ -62,7 +62,7 @@ async def resume(s: Services, cid: str) -> Outcome:
         raise ControlError(409, "Campaign was canceled; nothing to resume")
     was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "0")
-    await s.redis.srem(s.keys.paused_campaigns, cid)
+    await s.job_index.release(cid)
     # A parked job starts again now, at the exact recipient; one still waiting for its
     # sendAt keeps waiting (resuming is not "start now": promote is).
     if int(meta.get("start_ms", "0")) <= s.clock.now_ms():
@@ -78,7 +78,7 @@ async def cancel(s: Services, cid: str) -> Outcome:
         raise ControlError(409, f"Job is {state}; nothing to cancel")
     meta = await s.ledger.meta(cid)
     await s.ledger.set_flag(cid, "canceled", "1")
-    await s.redis.srem(s.keys.paused_campaigns, cid)
+    await s.job_index.release(cid)
     changed = await s.ledger.close_open(
         cid, accounts_of(meta), RecipientStatus.CANCELED, now_ms=s.clock.now_ms()
     )
@@ -103,7 +103,7 @@ async def _go_on(s: Services, cid: str, state: str) -> None:
     if state in FINISHED:
         # We chose what to retry: the re-run must not also retry what the job's failure
         # closed, as it does for a re-run from outside waqtor (worker.JOB_END).
-        await s.redis.hdel(s.keys.meta(cid), "job_end")
+        await s.job_index.drop_meta(cid, "job_end")
         await s.engine.reprocess(cid)
     else:
         await s.engine.promote(cid)
@@ -111,7 +111,7 @@ async def _go_on(s: Services, cid: str, state: str) -> None:
 
 async def promote(s: Services, cid: str) -> Outcome:
     await _state(s, cid)
-    if await s.redis.exists(s.keys.instant_lease(cid)):
+    if await s.job_index.leased(cid):
         raise ControlError(
             409,
             "Job is an instant send's safety net and its request is still sending; "

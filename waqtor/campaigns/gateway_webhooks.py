@@ -207,7 +207,10 @@ async def accounts_of(s: Services, provider: str, gateway: str, session: str) ->
     return [
         a
         for a in await s.accounts.all()
-        if a.provider == provider and a.gateway == gateway and a.session == session
+        # Gateway names are case-blind, as their GATEWAY_<NAME>_* variables are.
+        if a.provider == provider
+        and (a.gateway or "").lower() == gateway.lower()
+        and a.session == session
     ]
 
 

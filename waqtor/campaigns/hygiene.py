@@ -9,17 +9,9 @@ from waqtor.domain.recipients import Parsed, Recipient
 from waqtor.domain.templates import placeholders, variants
 from waqtor.runtime.services import Services
 
-_BATCH = 1000  # one command per batch: a short step on the event loop each
-
 
 async def suppressed_among(s: Services, account: str, phones: list[str]) -> set[str]:
-    key = s.keys.suppressed(account)
-    found: set[str] = set()
-    for start in range(0, len(phones), _BATCH):
-        batch = phones[start : start + _BATCH]
-        flags = await s.redis.smismember(key, batch)
-        found.update(p for p, hit in zip(batch, flags, strict=True) if hit)
-    return found
+    return await s.suppressions.among(account, phones)
 
 
 async def drop_suppressed(s: Services, account: str, parsed: Parsed) -> list[dict[str, object]]:
@@ -101,10 +93,4 @@ def _shared_template_counts(parsed: Parsed) -> int | None:
 
 async def add(s: Services, account: str, phones: Iterable[str]) -> int:
     items = list(phones)
-    if not items:
-        return 0
-    added = 0
-    key = s.keys.suppressed(account)
-    for start in range(0, len(items), _BATCH):
-        added += int(await s.redis.sadd(key, *items[start : start + _BATCH]))
-    return added
+    return await s.suppressions.add(account, items) if items else 0

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from waqtor.runtime.services import Services
+from waqtor.store.idempotency import IdempotencyStore
 
 TTL_MS = 24 * 3600 * 1000
 WAIT_S = 120.0
@@ -40,15 +40,14 @@ def json_digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _key(s: Services, caller: str, idem_key: str) -> str:
+def _key(caller: str, idem_key: str) -> str:
     # An HMAC under the caller's API key: one caller's idempotency keys cannot name another's
     # stored responses, and Redis never holds the API key itself.
-    scoped = hmac.new(caller.encode(), idem_key.encode(), hashlib.sha256).hexdigest()
-    return s.keys.idempotency(scoped)
+    return hmac.new(caller.encode(), idem_key.encode(), hashlib.sha256).hexdigest()
 
 
 async def once(
-    s: Services,
+    store: IdempotencyStore,
     caller: str,
     idem_key: str,
     digest: str,
@@ -56,30 +55,25 @@ async def once(
 ) -> tuple[int, dict[str, Any], bool]:
     """Run ``run`` once per (caller, key); returns (status, body, replayed). Raises Mismatch
     when the key was used for a request with another ``digest``."""
-    key = _key(s, caller, idem_key)
+    key = _key(caller, idem_key)
     token = f"{_PENDING}{secrets.token_hex(8)}:{digest}"
-    if await s.redis.set(key, token, nx=True, px=TTL_MS):
+    if await store.claim(key, token, TTL_MS):
         try:
             status, body = await run()
         except BaseException:
             # Nothing was acknowledged: let the client try again with the same key.
-            await s.redis.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1,
-                key,
-                token,
-            )
+            await store.release(key, token)
             raise
         if status >= 500:
-            await s.redis.delete(key)
+            await store.forget(key)
         else:
-            await s.redis.set(key, json.dumps([status, body, digest]), xx=True, keepttl=True)
+            await store.answer(key, json.dumps([status, body, digest]))
         return status, body, False
     deadline = asyncio.get_running_loop().time() + WAIT_S
     while True:
-        found = await s.redis.get(key)
+        found = await store.get(key)
         if found is None:  # the first request failed; this one goes ahead itself
-            return await once(s, caller, idem_key, digest, run)
+            return await once(store, caller, idem_key, digest, run)
         raw = str(found)
         if raw.startswith(_PENDING):
             if raw.split(":", 2)[2] != digest:

@@ -52,11 +52,7 @@ class Flags:
 
 
 async def flags(s: Services, ids: list[str]) -> list[Flags]:
-    async with s.redis.pipeline(transaction=False) as pipe:
-        for cid in ids:
-            pipe.hmget(s.keys.meta(cid), list(_FLAGS))
-        raw = await pipe.execute()
-    return [Flags.of(row) for row in raw]
+    return [Flags.of(row) for row in await s.job_index.meta_rows(ids, list(_FLAGS))]
 
 
 def _orphan_row(cid: str, f: Flags) -> dict[str, Any]:
@@ -75,7 +71,7 @@ def _orphan_row(cid: str, f: Flags) -> dict[str, Any]:
 
 async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` campaigns with a job, newest first, as the API lists them."""
-    ids = [str(i) for i in await s.redis.zrevrange(s.keys.jobs, 0, limit - 1)]
+    ids = await s.job_index.newest_jobs(limit)
     views = {v.id: v for v in await s.engine.views(ids)}
     rows: list[dict[str, Any]] = []
     for cid, f in zip(ids, await flags(s, ids), strict=True):

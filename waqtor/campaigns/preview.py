@@ -61,7 +61,7 @@ async def dry_run(
         }
     # The response's top-level ``mode`` says how this request was handled ("preview"); this
     # says how the same request would be sent for real.
-    send_mode = "instant" if 0 < valid <= s.settings.instant_threshold else "queue"
+    send_mode = "instant" if campaigns.small_enough(s, valid) else "queue"
     return {
         "dryRun": True,
         "sendMode": send_mode,

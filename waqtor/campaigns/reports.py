@@ -79,12 +79,12 @@ async def recipient_page(
         return rows, total
     if codes and not digits:
         # The status string is one byte per recipient: filter it here, fetch only the page.
-        status = str(await s.redis.get(s.keys.status(cid)) or "")
+        status = await s.ledger.status_codes(cid)
         matches = [i for i, c in enumerate(status) if c in codes]
         return await s.ledger.rows_at(cid, matches[offset : offset + limit]), len(matches)
     _, hits = await s.ledger.find_phone(cid, digits, MAX_PHONE_MATCHES)
     if codes:
-        status = str(await s.redis.get(s.keys.status(cid)) or "")
+        status = await s.ledger.status_codes(cid)
         hits = [i for i in hits if i < len(status) and status[i] in codes]
     rows = await s.ledger.rows_at(cid, hits[offset : offset + limit])
     return rows, len(hits) if len(hits) < MAX_PHONE_MATCHES else None

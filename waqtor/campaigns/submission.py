@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
-from waqtor.domain.accounts import effective_caps, gap_ms
+from waqtor.campaigns import hygiene
+from waqtor.domain.accounts import caps_on, gap_ms
 from waqtor.domain.eta import (
     clock_text,
     estimate_capped_ms,
@@ -74,8 +72,8 @@ async def message_gap_ms(s: Services, account_name: str, now: int | None = None)
     observed = await s.pacer.observed_send_ms(account_name)
     if delay > 0:
         return mean_gap_ms(delay, jitter, observed)
-    raw = await s.redis.get(s.keys.throughput_ms(account_name))
-    return unpaced_gap_ms(float(raw) if raw else None, observed, await _parallel(s, account_name))
+    achieved = await s.job_index.throughput(account_name)
+    return unpaced_gap_ms(achieved, observed, await _parallel(s, account_name))
 
 
 async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
@@ -84,7 +82,7 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     ``n x 2 s``."""
     account = await s.accounts.get(account_name) or s.accounts.default()
     now = s.clock.now_ms()
-    caps = effective_caps(account, date.today(), now)
+    caps = caps_on(account, now)
     gap = await message_gap_ms(s, account_name, now)
     backlog = await s.pacer.backlog(account_name)
     free_at = max(
@@ -118,7 +116,7 @@ async def _parallel(s: Services, account_name: str) -> int:
         can = s.providers.get(account).capabilities
     except UnknownProvider:
         return 1
-    if s.settings.send_batch <= 1 or can.min_gap_ms > 0:
+    if s.settings.send_batch <= 1 or can.min_gap_ms > 0 or can.web_session:
         return 1
     if can.batch_size > 1:
         return s.settings.send_batch
@@ -132,7 +130,8 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     account = await s.accounts.get(account_name)
     if account is not None:
         try:
-            human_paced = s.providers.get(account).capabilities.min_gap_ms > 0
+            can = s.providers.get(account).capabilities
+            human_paced = can.min_gap_ms > 0 or can.web_session
         except UnknownProvider:
             human_paced = False
         if human_paced:
@@ -151,7 +150,7 @@ async def unavailable(s: Services, account_name: str, recipients: int) -> str | 
     cool = await s.accounts.cooling_until(account_name)
     if cool > now:
         return f"account {account_name} is cooling down until {clock_text(cool)}: queued"
-    caps = effective_caps(account, date.today(), now)
+    caps = caps_on(account, now)
     if caps.hourly is None and caps.daily is None:
         return None
     hour, day = await s.accounts.sends_in_window(account_name, now)
@@ -234,9 +233,8 @@ async def send_instant(
     now = s.clock.now_ms()
     cid = new_id(now)
     eta = await estimate(s, account, len(parsed.accepted))
-    lease = s.keys.instant_lease(cid)
 
-    def stage(pipe: Pipeline) -> None:
+    def stage(pipe: Any) -> None:
         s.ledger.stage(
             pipe,
             cid,
@@ -246,8 +244,8 @@ async def send_instant(
             mode="instant",
             created_ms=now,
             extra=extra,
+            lease_ms=INSTANT_LEASE_MS,
         )
-        pipe.set(lease, "1", px=INSTANT_LEASE_MS)
 
     # A safety net: the campaign also gets a job, delayed past the time this request should
     # take. If this process dies mid-send, a worker picks the job up and finishes the list
@@ -260,17 +258,17 @@ async def send_instant(
         stage,
         delay_ms=max(net_ms, 10_000),
     )
-    renewer = asyncio.ensure_future(_renew(s, lease))
+    renewer = asyncio.ensure_future(_renew(s, cid))
     try:
         await _send_all(s, sender, cid, account, parsed.template, extra)
     finally:
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
     result = await _instant_result(s, cid, parsed)
-    await s.redis.delete(lease)
+    await s.job_index.drop_lease(cid)
     if result.pending:
         # Retries, unknown outcomes or a pause outlive the request: its job finishes them.
-        await s.redis.zadd(s.keys.jobs, {cid: now})
+        await s.job_index.list_job(cid, now)
         await s.engine.promote(cid)
     else:
         await _drop_safety_net(s, cid)
@@ -279,11 +277,11 @@ async def send_instant(
     return result
 
 
-async def _renew(s: Services, lease: str) -> None:
+async def _renew(s: Services, cid: str) -> None:
     while True:
         await asyncio.sleep(INSTANT_LEASE_MS / 3 / 1000)
         with contextlib.suppress(Exception):  # Redis down: the sends fail and say so
-            await s.redis.pexpire(lease, INSTANT_LEASE_MS)
+            await s.job_index.renew_lease(cid, INSTANT_LEASE_MS)
 
 
 async def _send_all(
@@ -377,16 +375,11 @@ async def clean(s: Services, grace_ms: int) -> list[str]:
     for cid in removed:
         await s.ledger.delete(cid)
     cutoff = s.clock.now_ms() - grace_ms
-    ids = [str(raw) for raw in await s.redis.zrangebyscore(s.keys.campaigns, "-inf", cutoff)]
+    ids = await s.job_index.campaigns_before(cutoff)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        async with s.redis.pipeline(transaction=False) as pipe:
-            for cid in chunk:
-                pipe.hmget(s.keys.meta(cid), ["mode", "orphaned"])
-                pipe.exists(s.keys.instant_lease(cid))
-            replies = await pipe.execute()
-        for n, cid in enumerate(chunk):
-            (mode, orphaned), leased = replies[2 * n], replies[2 * n + 1]
+        facts = await s.job_index.clean_facts(chunk)
+        for cid, (mode, orphaned, leased) in zip(chunk, facts, strict=True):
             if orphaned:
                 gone = int(orphaned) <= cutoff
             else:
@@ -396,3 +389,95 @@ async def clean(s: Services, grace_ms: int) -> list[str]:
                 await s.ledger.delete(cid)
                 removed.append(cid)
     return removed
+
+
+# ---- the one submission rule, shared by the API and the dashboard ----
+#: Settings of a submission that make it wait for a time: it is queued, never instant.
+TIMED = ("window", "quiet", "expires_ms")
+
+
+def small_enough(s: Services, recipients: int) -> bool:
+    """Whether a list this long is sent at once (instant) when nothing stands in its way."""
+    return 0 < recipients <= s.settings.instant_threshold
+
+
+async def why_queued(
+    s: Services, account: str, recipients: int, *, delay_ms: int, extra: dict[str, str]
+) -> tuple[bool, str | None]:
+    """``(instant, reason)``: whether the list goes out now, in this request; else why a
+    list small enough for that is queued (None for a list that is simply large)."""
+    if delay_ms > 0 or any(k in extra for k in TIMED):
+        return False, "scheduled (sendAt, window, quiet hours or validUntil): queued"
+    if not small_enough(s, recipients):
+        return False, None
+    blocker = await instant_blocker(s, account, recipients)
+    return blocker is None, blocker
+
+
+class NothingToSend(Exception):
+    """No valid recipient is left once the opted-out ones are dropped."""
+
+    def __init__(self, suppressed: list[dict[str, object]]) -> None:
+        super().__init__("no valid recipient")
+        self.suppressed = suppressed
+
+
+@dataclass
+class Submitted:
+    #: The accounts that send it, and those skipped (paused, resting or capped).
+    senders: list[str]
+    skipped: list[dict[str, str]]
+    #: Opted-out recipients dropped from the list, by request index.
+    suppressed: list[dict[str, object]]
+    #: Sent in this request: its outcome. Else the campaign's job, its ETA and, for a small
+    #: list, why it was queued.
+    instant: InstantResult | None = None
+    job_id: str = ""
+    eta: Estimate | None = None
+    reason: str | None = None
+
+
+async def usable_accounts(s: Services, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Of several accounts, those that can send now; paused, resting or capped ones are
+    skipped. If none can, all are kept: the campaign waits for them, and says why."""
+    if len(names) == 1:
+        return names, []
+    usable: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for name in names:
+        reason = await unavailable(s, name, 1)
+        if reason is None:
+            usable.append(name)
+        else:
+            skipped.append({"account": name, "reason": reason})
+    return (usable, skipped) if usable else (names, skipped)
+
+
+async def submit(
+    s: Services,
+    parsed: Parsed,
+    accounts: list[str],
+    extra: dict[str, str] | None = None,
+    *,
+    delay_ms: int = 0,
+    sender: Sender | None = None,
+) -> Submitted:
+    """Send a list: drop opted-out numbers, then send it in this request (instant) if it is
+    small and nothing stands in the way, else queue it. Without a ``sender`` it is queued.
+    Raises NothingToSend when no recipient is left."""
+    extra = extra or {}
+    senders, skipped = await usable_accounts(s, accounts)
+    account = senders[0]
+    suppressed = await hygiene.drop_suppressed(s, account, parsed)
+    if not parsed.accepted:
+        raise NothingToSend(suppressed)
+    out = Submitted(senders, skipped, suppressed)
+    instant = False
+    if sender is not None:
+        n = len(parsed.accepted)
+        instant, out.reason = await why_queued(s, account, n, delay_ms=delay_ms, extra=extra)
+    if instant and sender is not None:
+        out.instant = await send_instant(s, sender, parsed, account, extra)
+        return out
+    out.job_id, out.eta = await enqueue(s, parsed, senders, extra, delay_ms=delay_ms)
+    return out

@@ -242,7 +242,7 @@ async def handle(s: Services, payload: Any) -> dict[str, Any]:
 
     await asyncio.gather(*(apply_all(events) for events in by_message.values()))
     opted_out, bad_senders = await _opt_outs(s, delivery_.inbound) if delivery_.inbound else (0, 0)
-    await s.redis.hincrby(s.keys.webhook_stats, "received", 1)
+    await s.webhook_index.count("received")
     return {
         "statuses": dict(outcomes),
         "optOuts": opted_out,
@@ -277,5 +277,4 @@ async def _opt_outs(s: Services, inbound: list[Inbound]) -> tuple[int, int]:
 
 
 async def stats(s: Services) -> dict[str, int]:
-    raw = await s.redis.hgetall(s.keys.webhook_stats)
-    return {str(k): int(v) for k, v in raw.items()}
+    return await s.webhook_index.stats()

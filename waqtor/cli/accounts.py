@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from waqtor.config import Settings
-from waqtor.domain.accounts import GATEWAY_PROVIDERS, Account, effective_caps
+from waqtor.domain.accounts import GATEWAY_PROVIDERS, Account, caps_on
 
 
 def register(sub: Any, worker_url: Any, settings_factory: Any) -> None:
@@ -67,9 +67,9 @@ async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
     try:
         store = s.accounts
         if args.verb == "list":
-            today, now = date.today(), s.clock.now_ms()
+            now = s.clock.now_ms()
             for account in await store.all():
-                caps = effective_caps(account, today, now)
+                caps = caps_on(account, now)
                 state = f"paused ({account.pausedReason})" if account.paused else "ok"
                 seen = await s.gateways.session(account.name) if account.gateway else None
                 if seen is not None:

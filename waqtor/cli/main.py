@@ -11,12 +11,11 @@ import signal
 import sys
 from typing import Any
 
-import redis.asyncio as aioredis
 import uvloop
 
 from waqtor.config import ConfigError, Settings, load_or_create_key, redis_label
 from waqtor.runtime.redis_server import BundledRedis, RedisServerError
-from waqtor.store.connection import connect
+from waqtor.store import server
 
 log = logging.getLogger("waqtor")
 
@@ -33,22 +32,17 @@ def _settings() -> Settings:
 
 async def check_redis(url: str) -> str | None:
     """None if Redis answers; otherwise a one-line reason. Warns on a dangerous eviction policy."""
-    client = connect(url)
-    try:
-        await client.ping()
-        policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy", "")
-        if policy and policy != "noeviction":
-            log.warning(
-                "!!! Redis at %s has maxmemory-policy=%s. Under memory pressure Redis will "
-                "silently DELETE queued jobs and ledgers. Set maxmemory-policy noeviction. !!!",
-                redis_label(url),
-                policy,
-            )
-        return None
-    except (aioredis.RedisError, OSError) as exc:
-        return f"Redis unavailable at {redis_label(url)}: {exc}"
-    finally:
-        await client.aclose()
+    error, policy = await server.probe(url)
+    if error is not None:
+        return f"Redis unavailable at {redis_label(url)}: {error}"
+    if policy not in ("noeviction", "unknown"):
+        log.warning(
+            "!!! Redis at %s has maxmemory-policy=%s. Under memory pressure Redis will "
+            "silently DELETE queued jobs and ledgers. Set maxmemory-policy noeviction. !!!",
+            redis_label(url),
+            policy,
+        )
+    return None
 
 
 async def _check(settings: Settings, url: str) -> int:
@@ -61,17 +55,18 @@ async def _check(settings: Settings, url: str) -> int:
 
     services = build(settings, url)
     try:
-        health = await services.provider.health()
+        default = services.providers.default
+        health = await default.health()
         accounts = await account_providers(services)
     finally:
         await services.close()
     if not health.ok:
-        print(f"unhealthy: provider {services.provider.name}: {health.detail}")
+        print(f"unhealthy: provider {default.name}: {health.detail}")
         return 1
     for bad in (a for a in accounts if not a["ok"]):
         print(f"unhealthy: account {bad['account']}: {bad['detail']}")
         return 1
-    print(f"ok: Redis at {redis_label(url)}, provider {services.provider.name}")
+    print(f"ok: Redis at {redis_label(url)}, provider {default.name}")
     return 0
 
 
@@ -91,7 +86,7 @@ def _worker_url(settings: Settings) -> str:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from waqtor.api.app import create_app
+    from waqtor.cli.app import create_app
     from waqtor.runtime import logs
 
     settings = _settings()

@@ -2,6 +2,7 @@
 
 Jinja2 templates and vendored htmx (no build step, no CDN); a login with an API key sets a
 signed session cookie; every POST carries a CSRF token; read-only keys change nothing.
+May import web, campaigns and everything below; never the API (``waqtor.cli.app`` mounts both).
 """
 
 from __future__ import annotations

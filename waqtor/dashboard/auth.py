@@ -60,7 +60,7 @@ def services(request: Request) -> Services:
 
 def sessions(request: Request) -> SessionStore:
     s = services(request)
-    return SessionStore(s.redis, s.keys, s.scripts)
+    return s.store.sessions()
 
 
 async def resolve(request: Request) -> Viewer | None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from waqtor.api.errors import REDIS_DOWN
 from waqtor.runtime.services import Services
+from waqtor.store.errors import REDIS_DOWN
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass, field
 
 from waqtor.campaigns import submission as campaigns
+from waqtor.campaigns.job_views import reply_figures
 from waqtor.domain.eta import estimate_ms, humanise
+from waqtor.domain.liveness import alive as seen_alive
 from waqtor.domain.status import OPEN as OPEN_STATUSES
 from waqtor.domain.status import TERMINAL, RecipientStatus, campaign_state
 from waqtor.engine import JobView, valid_job_id
@@ -48,6 +50,9 @@ class CampaignView:
     finish_ms: int = 0
     reasons: list[Reason] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    #: Recipients who replied (gateway accounts), and their share of those reached.
+    replies: int = 0
+    reply_rate: float | None = None
 
 
 def _accounts(meta: dict[str, str], data: dict[str, object]) -> list[str]:
@@ -79,23 +84,16 @@ def _actions(v: CampaignView) -> list[str]:
 
 async def _waits(s: Services, v: CampaignView, now: int) -> None:
     """The ETA and every reason the campaign is not sending right now."""
-    k = s.keys
-    async with s.redis.pipeline(transaction=False) as pipe:
-        pipe.hexists(f"{k.bull_prefix}:{k.queue}:meta", "paused")
-        pipe.zrange(k.retry(v.id), 0, 0, withscores=True)
-        pipe.zcard(k.retry(v.id))
-        pipe.zrange(k.unsettled(v.id), 0, 0, withscores=True)
-        pipe.zcard(k.unsettled(v.id))
-        pipe.hvals(k.workers)
-        pipe.mget([k.backlog(v.account), k.next_slot_ms(v.account), k.send_ms(v.account)])
-        q_paused, next_retry, retries, next_settle, unsettled, beats, acct = await pipe.execute()
+    q_paused = await s.engine.is_paused()
+    w = await s.store.dashboard.campaign_waits(v.id, v.account)
     st = s.settings
-    alive = sum(1 for b in beats if now - int(json.loads(b).get("ts", 0)) <= 3 * st.heartbeat_ms)
+    alive = sum(1 for seen in w.beats_ms if seen_alive(seen, now, st.heartbeat_ms))
+    retries, unsettled = w.retries, w.unsettled
     remaining = sum(v.counts[name] for name in OPEN)
     gap = await campaigns.message_gap_ms(s, v.account, now)
-    wait = max(0, int(acct[1] or 0) - now)
+    wait = max(0, w.account_next_slot_ms - now)
     share = -(-remaining // len(v.accounts))  # several accounts send side by side
-    backlog = max(share, int(acct[0] or 0))
+    backlog = max(share, w.account_backlog)
     if remaining and not v.finished:
         low = estimate_ms(share, 0, gap, wait)
         high = estimate_ms(share, backlog - share, gap, wait)
@@ -122,11 +120,11 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
     elif v.job is not None and v.job.state == "waiting" and not q_paused:
         reasons.append(Reason("Waiting for a free worker slot."))
     if retries:
-        due = int(next_retry[0][1])
+        due = w.next_retry_ms or now
         reasons.append(Reason(f"{retries} recipient(s) wait for a retry; the next is due at", due))
         v.finish_ms = max(v.finish_ms, due)
     if unsettled:
-        until = int(next_settle[0][1])
+        until = w.next_settle_ms or now
         reasons.append(
             Reason(f"{unsettled} unknown outcome(s) are checked with the provider by", until)
         )
@@ -193,6 +191,8 @@ async def load(s: Services, cid: str) -> CampaignView | None:
     except (ValueError, TypeError, AttributeError):
         pass
     v.done = sum(counts[name] for name in DONE)
+    figures = await reply_figures(s, cid, counts)
+    v.replies, v.reply_rate = figures["replies"], figures["replyRate"]
     v.percent = min(100, v.done * 100 // v.total) if v.total else 100
     await _waits(s, v, s.clock.now_ms())
     v.actions = _actions(v)

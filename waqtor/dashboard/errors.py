@@ -13,11 +13,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from waqtor.api.errors import REDIS_DOWN
-from waqtor.api.limits import BodyTooLarge
 from waqtor.config import redis_label
 from waqtor.dashboard import banner, render
 from waqtor.dashboard.auth import LoginRequired, PageError, resolve
+from waqtor.store.errors import REDIS_DOWN
+from waqtor.web.limits import BodyTooLarge
 
 log = logging.getLogger("waqtor.dashboard")
 

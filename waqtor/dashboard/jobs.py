@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from waqtor.domain.status import RecipientStatus
+from waqtor.engine import ASSIST_MARK
 from waqtor.runtime.services import Services
-from waqtor.store.keys import HELPER_JOB_MARK
 
 STATES = ("waiting", "active", "delayed", "paused", "completed", "canceled", "failed", "foreign")
 #: Our own states, each a sorted set of ids taken out of one of bullmq's finished sets.
@@ -27,126 +27,64 @@ PARKED_AFTER_MS = 180 * 24 * 3600 * 1000
 _SENT = tuple(
     "n:" + st.code for st in (RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.READ)
 )
-_FIELDS = ("data", "progress", "timestamp", "processedOn", "finishedOn", "failedReason")
-
-
-def bull(s: Services, suffix: str) -> str:
-    return f"{s.keys.bull_prefix}:{s.keys.queue}:{suffix}"
-
-
-def _parked_score(now_ms: int) -> int:
-    return (now_ms + PARKED_AFTER_MS) * 0x1000  # bullmq scores delayed jobs as ms * 4096
 
 
 async def counts(s: Services, now_ms: int) -> dict[str, int]:
-    parked = _parked_score(now_ms)
-    async with s.redis.pipeline(transaction=False) as pipe:
-        pipe.llen(bull(s, "wait"))
-        pipe.zcard(bull(s, "prioritized"))
-        pipe.llen(bull(s, "active"))
-        pipe.zcount(bull(s, "delayed"), "-inf", f"({parked}")
-        pipe.zcount(bull(s, "delayed"), parked, "+inf")
-        pipe.zcard(bull(s, "completed"))
-        pipe.zcard(bull(s, "failed"))
-        pipe.hexists(bull(s, "meta"), "paused")
-        # Helper jobs (they send a campaign already counted) are few and short-lived.
-        pipe.zcard(s.keys.canceled_jobs)
-        pipe.zcard(s.keys.foreign_jobs)
-        pipe.lrange(bull(s, "wait"), 0, 999)
-        pipe.lrange(bull(s, "active"), 0, 999)
-        (
-            wait,
-            prio,
-            active,
-            delayed,
-            parked_n,
-            completed,
-            failed,
-            paused,
-            canceled,
-            foreign,
-            *lists,
-        ) = await pipe.execute()
-    helpers = [sum(1 for i in ids if HELPER_JOB_MARK in str(i)) for ids in lists]
-    waiting = int(wait) + int(prio) - helpers[0]
-    canceled = min(int(canceled), int(completed))
-    foreign = min(int(foreign), int(failed))
-    return {
-        "waiting": 0 if paused else waiting,
-        "active": int(active) - helpers[1],
-        "delayed": int(delayed),
-        "paused": int(parked_n) + (waiting if paused else 0),
-        "completed": int(completed) - canceled,
+    return (await _counts(s, now_ms))[0]
+
+
+async def _counts(s: Services, now_ms: int) -> tuple[dict[str, int], int]:
+    """The counts, and how many of the paused jobs are parked campaigns."""
+    n = await s.engine.list_sizes(now_ms + PARKED_AFTER_MS)
+    canceled = min(await s.job_index.apart_count(canceled=True), n.completed)
+    foreign = min(await s.job_index.apart_count(canceled=False), n.failed)
+    waiting = n.wait + n.prioritized - n.waiting_helpers
+    shown = {
+        "waiting": 0 if n.queue_paused else waiting,
+        "active": n.active - n.active_helpers,
+        "delayed": n.delayed,
+        "paused": n.parked + (waiting if n.queue_paused else 0),
+        "completed": n.completed - canceled,
         "canceled": canceled,
-        "failed": int(failed) - foreign,
+        "failed": n.failed - foreign,
         "foreign": foreign,
     }
-
-
-def _apart_key(s: Services, state: str) -> str:
-    return s.keys.canceled_jobs if state == "canceled" else s.keys.foreign_jobs
+    return shown, n.parked
 
 
 async def _excluding(s: Services, state: str, offset: int, limit: int) -> list[str]:
     """One page of bullmq's ``completed`` (or ``failed``) set, newest first, without the ids
-    we list apart (canceled, foreign). Costs one rank read per id set apart, not a scan."""
-    key = bull(s, state)
-    apart = _apart_key(s, "canceled" if state == "completed" else "foreign")
-    members = [str(m) for m in await s.redis.zrange(apart, 0, -1)]
-    async with s.redis.pipeline(transaction=False) as pipe:
-        for member in members:
-            pipe.zrevrank(key, member)
-        ranks = sorted(int(r) for r in await pipe.execute() if r is not None)
-    start = offset  # the rank of the offset-th id that is not set apart
-    for rank in ranks:
-        if rank <= start:
-            start += 1
-        else:
-            break
-    end = start + limit
-    for rank in ranks:
-        if start <= rank < end:
-            end += 1
-    skip = set(members)
-    ids = await s.redis.zrevrange(key, start, end - 1)
-    return [str(i) for i in ids if str(i) not in skip][:limit]
-
-
-async def _waiting(s: Services, offset: int, limit: int) -> list[str]:
-    """Next to run first: bullmq pushes new jobs on the left and takes them from the right."""
-    stop = -(offset + 1)
-    start = -(offset + limit)
-    ids = await s.redis.lrange(bull(s, "wait"), start, stop)
-    return [str(i) for i in reversed(ids)]
+    we list apart (canceled, foreign)."""
+    failed = state == "failed"
+    apart = await s.job_index.apart_ids(canceled=not failed)
+    return await s.engine.finished_ids(failed, offset, limit, apart)
 
 
 async def page(
     s: Services, state: str, offset: int, limit: int, now_ms: int
 ) -> tuple[list[str], int]:
     """Ids of one page of jobs in ``state`` and how many jobs that state holds."""
-    n = await counts(s, now_ms)
-    parked = _parked_score(now_ms)
-    delayed = bull(s, "delayed")
-    ids: list[Any]
+    n, parked = await _counts(s, now_ms)
+    parked_ms = now_ms + PARKED_AFTER_MS
+    engine = s.engine
+    ids: list[str]
     if state == "waiting":
-        ids = await _waiting(s, offset, limit) if n["waiting"] else []
+        ids = await engine.waiting_ids(offset, limit) if n["waiting"] else []
     elif state == "active":
-        ids = [str(i) for i in await s.redis.lrange(bull(s, "active"), offset, offset + limit - 1)]
+        ids = await engine.active_ids(offset, limit)
     elif state == "delayed":
-        ids = await s.redis.zrangebyscore(delayed, "-inf", f"({parked}", start=offset, num=limit)
+        ids = await engine.delayed_ids(parked_ms, False, offset, limit)
     elif state == "paused":
-        held = n["paused"] - await s.redis.zcount(delayed, parked, "+inf")
-        ids = await _waiting(s, offset, limit) if offset < held else []
+        held = n["paused"] - parked
+        ids = await engine.waiting_ids(offset, limit) if offset < held else []
         if len(ids) < limit:
             rest = max(0, offset - held)
-            ids += await s.redis.zrangebyscore(
-                delayed, parked, "+inf", start=rest, num=limit - len(ids)
-            )
+            ids += await engine.delayed_ids(parked_ms, True, rest, limit - len(ids))
     elif state in _APART:
-        ids = await s.redis.zrevrange(_apart_key(s, state), offset, offset + limit - 1)
+        ids = await s.job_index.apart_page(state == "canceled", offset, limit)
     else:
         ids = await _excluding(s, state, offset, limit)
-    return [str(i) for i in ids], n[state]
+    return ids, n[state]
 
 
 @dataclass(frozen=True)
@@ -176,15 +114,11 @@ def _int(raw: Any) -> int:
 async def rows(s: Services, ids: list[str]) -> list[JobRow]:
     """The list's columns for these jobs, in one pipeline; ids bullmq no longer has, and
     helper jobs, are skipped."""
-    async with s.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(bull(s, job_id), list(_FIELDS))
-            pipe.hmget(s.keys.meta(job_id), ["paused", "canceled", "n:F", *_SENT])
-        raw = await pipe.execute()
+    jobs = await s.engine.job_fields(ids)
+    metas = await s.job_index.meta_rows(ids, ["paused", "canceled", "n:F", *_SENT])
     out: list[JobRow] = []
-    for i, job_id in enumerate(ids):
-        job, meta = raw[2 * i], raw[2 * i + 1]
-        if job[0] is None or HELPER_JOB_MARK in job_id:
+    for job_id, job, meta in zip(ids, jobs, metas, strict=True):
+        if job[0] is None or ASSIST_MARK in job_id:
             continue
         try:
             data = json.loads(job[0])

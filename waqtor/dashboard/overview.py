@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from waqtor.dashboard import banner, jobs
 from waqtor.dashboard.rates import MINUTE_MS, WINDOW_MIN, RateWindow
-from waqtor.domain.accounts import effective_caps
+from waqtor.domain.accounts import caps_on
+from waqtor.domain.liveness import alive as seen_alive
 from waqtor.domain.status import RecipientStatus
-from waqtor.domain.waits import DAY_MS, HOUR_MS, cap_reached, wait_reason
+from waqtor.domain.waits import cap_reached, wait_reason
 from waqtor.runtime.services import Services
 
 _NEXT_WAITING = 20
@@ -63,7 +63,7 @@ def _series(times_ms: list[int], now_ms: int) -> list[int]:
     return out
 
 
-def _workers(raw: dict[str, str], now_ms: int, stale_ms: int) -> list[Worker]:
+def _workers(raw: dict[str, str], now_ms: int, heartbeat_ms: int) -> list[Worker]:
     out = []
     for worker_id, text in raw.items():
         try:
@@ -78,7 +78,7 @@ def _workers(raw: dict[str, str], now_ms: int, stale_ms: int) -> list[Worker]:
                 pid=int(beat.get("pid", 0)),
                 campaigns=len(beat.get("campaigns", [])),
                 seen_ms=seen,
-                alive=now_ms - seen <= stale_ms,
+                alive=seen_alive(seen, now_ms, heartbeat_ms),
             )
         )
     return sorted(out, key=lambda w: (not w.alive, w.id))
@@ -91,8 +91,8 @@ class Overview:
 
     async def _busy_accounts(self, s: Services) -> set[str]:
         """Accounts of the running campaigns and of the next ones in line."""
-        ids = [str(i) for i in await s.redis.lrange(jobs.bull(s, "active"), 0, -1)]
-        ids += [str(i) for i in await s.redis.lrange(jobs.bull(s, "wait"), -_NEXT_WAITING, -1)]
+        ids = await s.engine.active_ids()
+        ids += await s.engine.last_waiting_ids(_NEXT_WAITING)
         found = {"default"} if not ids else set()
         for row in await jobs.rows(s, ids):
             found.add(row.account)
@@ -101,40 +101,27 @@ class Overview:
     async def _accounts(self, s: Services, now_ms: int, paused: bool) -> list[Account]:
         known = {a.name: a for a in await s.accounts.all()}
         names = sorted(set(known) | set(self.rates.accounts()) | await self._busy_accounts(s))
-        k = s.keys
-        async with s.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.get(k.backlog(name))
-                pipe.get(k.cool_until_ms(name))
-                pipe.zrangebyscore(k.sent_window(name), now_ms - HOUR_MS, "+inf", withscores=True)
-                # The day's window as the claim script sees it: entries older than 24 h do
-                # not count (it drops them before it checks).
-                pipe.zrangebyscore(
-                    k.sent_window(name), now_ms - DAY_MS, "+inf", start=0, num=1, withscores=True
-                )
-                pipe.zcount(k.sent_window(name), now_ms - DAY_MS, "+inf")
-            raw = await pipe.execute()
-        today = datetime.now(UTC).date()
+        figures = await s.store.dashboard.accounts(names, now_ms)
         out = []
-        for i, name in enumerate(names):
-            backlog, cool, hour, oldest, day = raw[5 * i : 5 * i + 5]
+        for name, fig in zip(names, figures, strict=True):
+            backlog, cool, hour = fig.backlog, fig.cool_until_ms, fig.hour_ms
             account = known.get(name)
-            caps = effective_caps(account, today, now_ms) if account else None
+            caps = caps_on(account, now_ms) if account else None
             hourly = caps.hourly if caps else None
             daily = caps.daily if caps else None
             series: list[int] | None = None
             if banner.simulates(s, account.provider if account else None):
                 series = self.rates.series(name, now_ms)
             elif caps and caps.hourly is not None:
-                series = _series([int(score) for _, score in hour], now_ms)
+                series = _series(hour, now_ms)
             state, detail, until = "ok", "sending" if int(backlog or 0) > 0 else "idle", 0
             cap = cap_reached(
                 hourly=hourly,
                 daily=daily,
                 sent_last_hour=len(hour),
-                sent_last_day=int(day),
-                first_in_hour_ms=int(hour[0][1]) if hour else None,
-                first_in_day_ms=int(oldest[0][1]) if oldest else None,
+                sent_last_day=fig.sent_in_day,
+                first_in_hour_ms=hour[0] if hour else None,
+                first_in_day_ms=fig.oldest_in_day_ms,
                 now_ms=now_ms,
             )
             if account is not None and account.paused:
@@ -160,22 +147,18 @@ class Overview:
         async with self._lock:
             now = s.clock.now_ms()
             counts = await jobs.counts(s, now)
-            async with s.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(s.keys.message_counts)
-                pipe.hgetall(s.keys.workers)
-                pipe.info("memory")
-                pipe.hexists(jobs.bull(s, "meta"), "paused")
-                msgs, beats, memory, paused = await pipe.execute()
+            totals = await s.store.dashboard.totals()
+            paused = await s.engine.is_paused()
+            msgs, beats, memory = totals.message_counts, totals.beats, totals.memory
             messages = {st.value: max(0, int(msgs.get(st.code, 0))) for st in RecipientStatus}
             snap = Snapshot(now, counts, messages, bool(paused))
-            snap.workers = _workers(beats, now, 3 * s.settings.heartbeat_ms)
+            snap.workers = _workers(beats, now, s.settings.heartbeat_ms)
             snap.memory = {
                 "used": str(memory.get("used_memory_human", "?")),
                 "peak": str(memory.get("used_memory_peak_human", "?")),
                 "max": str(memory.get("maxmemory_human", "0B")),
                 "policy": str(memory.get("maxmemory_policy", "?")),
             }
-            if s.simulator is not None:
-                await self.rates.update(s, now)
+            await self.rates.update(s.simulator.store, now)
             snap.accounts = await self._accounts(s, now, bool(paused))
             return snap

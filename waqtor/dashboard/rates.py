@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from waqtor.runtime.services import Services
+from waqtor.store.simulator import SimulatorStore
 
 MINUTE_MS = 60_000
 WINDOW_MIN = 60
@@ -35,31 +35,29 @@ class RateWindow:
                 per = self.buckets[account]
                 per[minute] = per.get(minute, 0) + 1
 
-    async def _backfill(self, s: Services, length: int, cutoff_ms: int) -> int:
+    async def _backfill(self, outbox: SimulatorStore, length: int, cutoff_ms: int) -> int:
         """Index of the first outbox entry of the last hour (reading backwards in chunks)."""
-        key = s.keys.sim_outbox
         start = length
         while start > 0 and length - start < _BACKFILL_MAX:
             lo = max(0, start - _CHUNK)
-            rows = await s.redis.lrange(key, lo, start - 1)
+            rows = await outbox.outbox_range(lo, start - 1)
             first = json.loads(rows[0]).get("ts", 0) if rows else 0
             start = lo
             if int(first) < cutoff_ms:
                 break
         return start
 
-    async def update(self, s: Services, now_ms: int) -> None:
-        key = s.keys.sim_outbox
+    async def update(self, outbox: SimulatorStore, now_ms: int) -> None:
         cutoff_min = now_ms // MINUTE_MS - WINDOW_MIN + 1
-        length = int(await s.redis.llen(key))
+        length = await outbox.outbox_length()
         if length < self.cursor:  # the outbox was emptied
             self.cursor = -1
             self.buckets.clear()
         if self.cursor < 0:
-            self.cursor = await self._backfill(s, length, cutoff_min * MINUTE_MS)
+            self.cursor = await self._backfill(outbox, length, cutoff_min * MINUTE_MS)
         while self.cursor < length:
             stop = min(length, self.cursor + _CHUNK) - 1
-            self._add([str(r) for r in await s.redis.lrange(key, self.cursor, stop)], cutoff_min)
+            self._add([str(r) for r in await outbox.outbox_range(self.cursor, stop)], cutoff_min)
             self.cursor = stop + 1
         for account in list(self.buckets):
             per = self.buckets[account]

@@ -79,7 +79,7 @@ async def _by_phone(
     indexes = list(hits)
     if status:
         code = RecipientStatus(status).code
-        codes = str(await s.redis.get(s.keys.status(cid)) or "")
+        codes = await s.ledger.status_codes(cid)
         indexes = [i for i in indexes if i < len(codes) and codes[i] == code]
     total = len(indexes) if len(hits) < MAX_MATCHES else None
     return await s.ledger.rows_at(cid, indexes[offset : offset + PAGE]), total
@@ -95,7 +95,7 @@ async def table(s: Services, cid: str, flt: Filter) -> Table:
             s, cid, statuses=statuses, offset=flt.page * PAGE, limit=PAGE
         )
     indexes = [int(r["index"]) for r in found]
-    details = await s.redis.hmget(s.keys.detail(cid), indexes) if indexes else []
+    details = await s.ledger.details(cid, indexes)
     rows = []
     for row, raw in zip(found, details, strict=True):
         detail: dict[str, Any] = json.loads(raw) if raw else {}

@@ -111,7 +111,8 @@ async def account_page(
         account = await accounts.get(s, name)
     except accounts.AccountError as exc:
         raise PageError(exc.status, exc.message) from None
-    phones, nxt, total = await s.accounts.suppressions(name, cursor, SUPPRESSIONS_PAGE)
+    found, nxt, total = await s.suppressions.page(name, cursor, SUPPRESSIONS_PAGE)
+    phones = sorted(found)
     context = {
         "nav": "accounts",
         "a": await _row(s, account),

@@ -1,6 +1,6 @@
 """Login with an API key (in a POST body only), logout, and "log out everywhere".
 
-A failed login counts against the client address (``api.guard``): past the limit the form
+A failed login counts against the client address (``web.guard``): past the limit the form
 answers 429 with Retry-After before it reads anything, whatever key is typed. A login starts a
 server-side session record; logout deletes it, so a copied cookie stops working at once.
 """
@@ -12,13 +12,12 @@ import asyncio
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from waqtor.api.auth import role_of
-from waqtor.api.gate import client_address
-from waqtor.api.guard import Guard
 from waqtor.dashboard import render
 from waqtor.dashboard.auth import Post, check_csrf, codec, sessions
 from waqtor.dashboard.errors import LOGIN, DashboardRoute, safe_next
 from waqtor.dashboard.session import Session
+from waqtor.web.guard import Guard, client_address
+from waqtor.web.keys import role_of
 
 router = APIRouter(prefix="/admin", route_class=DashboardRoute, include_in_schema=False)
 

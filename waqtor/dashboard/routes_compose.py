@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from waqtor.campaigns import hygiene, preview
+from waqtor.campaigns import preview
 from waqtor.campaigns import submission as campaigns
 from waqtor.dashboard import compose, render
 from waqtor.dashboard.auth import Act, Look, PageError, Post, Svc, Viewer, codec
@@ -107,13 +107,15 @@ async def compose_send(request: Request, who: Act, s: Svc) -> Response:
     if form.get("digest") != sub.digest:
         error = "The list or message changed since the preview: check this preview, then send."
         return await _page(request, s, sub.draft, sub=sub, error=error, status=409)
-    await hygiene.drop_suppressed(s, sub.draft.accounts[0], sub.parsed)
-    if not sub.parsed.accepted:
+    try:
+        # No sender here: the dashboard always queues (the page follows the campaign's job).
+        done = await campaigns.submit(s, sub.parsed, sub.draft.accounts, delay_ms=sub.delay_ms)
+    except campaigns.NothingToSend:
         error = "Nothing to send: no valid recipient is left."
         return await _page(request, s, sub.draft, sub=sub, error=error, status=400)
-    cid, eta = await campaigns.enqueue(s, sub.parsed, sub.draft.accounts, delay_ms=sub.delay_ms)
-    text = f"Campaign queued: {len(sub.parsed.accepted)} recipient(s), {eta.text}."
-    return _sent(request, who, cid, text)
+    eta = done.eta.text if done.eta is not None else ""
+    text = f"Campaign queued: {len(sub.parsed.accepted)} recipient(s), {eta}."
+    return _sent(request, who, done.job_id, text)
 
 
 def _sent(request: Request, who: Viewer, cid: str, message: str) -> Response:

@@ -96,7 +96,7 @@ async def outbox_page(
     sim = s.simulator
     if sim is None:
         raise PageError(404, "The simulator provider is not active: there is no outbox")
-    total = int(await s.redis.llen(s.keys.sim_outbox))
+    total = await sim.store.outbox_length()
     start = max(0, total - (page + 1) * PAGE)
     stop = total - page * PAGE
     rows, _ = await sim.outbox(start, max(0, stop - start)) if stop > 0 else ([], 0)

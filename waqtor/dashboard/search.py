@@ -50,33 +50,29 @@ def looks_like_phone(text: str) -> bool:
 async def job_exists(s: Services, job_id: str) -> bool:
     if not valid_job_id(job_id):
         return False
-    key = f"{s.keys.bull_prefix}:{s.keys.queue}:{job_id}"
-    return bool(await s.redis.exists(key) or await s.redis.exists(s.keys.meta(job_id)))
+    return await s.engine.exists(job_id) or await s.job_index.known(job_id)
 
 
 async def by_phone(s: Services, text: str) -> PhoneSearch:
     digits = digits_of(text)
-    total = int(await s.redis.zcard(s.keys.campaigns))
+    total = await s.job_index.campaign_count()
     hits: list[PhoneHit] = []
     scanned = recipients = 0
     deadline = time.monotonic() + BUDGET_S
     complete = True
     while scanned < total:
-        batch = await s.redis.zrevrange(
-            s.keys.campaigns, scanned, scanned + _BATCH - 1, withscores=True
-        )
+        batch = await s.job_index.newest_campaigns(scanned, _BATCH)
         if not batch:
             break
-        for item in batch:
-            cid, created = item[0], item[1]
+        for cid, created in batch:
             if time.monotonic() > deadline or recipients > BUDGET_RECIPIENTS:
                 complete = False
                 break
-            size, found = await s.ledger.find_phone(str(cid), digits, 1000)
+            size, found = await s.ledger.find_phone(cid, digits, 1000)
             scanned += 1
             recipients += int(size)
             if found:
-                hits.append(PhoneHit(str(cid), int(created), [int(i) for i in found]))
+                hits.append(PhoneHit(cid, created, [int(i) for i in found]))
             if len(hits) >= MAX_HITS:
                 complete = scanned >= total
                 break

@@ -1,4 +1,4 @@
-"""Sender accounts: one WhatsApp number each, with the seed's limits by account age.
+"""Sender accounts: one WhatsApp number each, with WaQtor's limits by account age.
 
 | tier     | hourly | daily                       |
 |----------|--------|-----------------------------|
@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from waqtor.domain.clock import day_of
 from waqtor.domain.numbers import numbers_only
 from waqtor.domain.schedule import ZONE_NAMES
 
@@ -243,6 +244,12 @@ def effective_caps(account: Account, today: date, now_ms: int) -> Caps:
     if hourly is not None and daily is not None:
         hourly = min(hourly, daily)
     return Caps(hourly, daily, warming, reduced)
+
+
+def caps_on(account: Account, now_ms: int) -> Caps:
+    """The caps in force at ``now_ms`` (the injected clock's time): every caller goes
+    through here, so the day the warm-up counts is never the machine's calendar."""
+    return effective_caps(account, day_of(now_ms), now_ms)
 
 
 def gap_ms(account: Account, default_delay_ms: int, now_ms: int) -> int:

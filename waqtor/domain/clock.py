@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, date, datetime
 from typing import Protocol
+
+
+def day_of(now_ms: int) -> date:
+    """The calendar day (UTC) at ``now_ms``: the day an account's caps and warm-up go by, taken
+    from the injected clock, never from the machine's calendar."""
+    return datetime.fromtimestamp(now_ms / 1000, UTC).date()
 
 
 class Clock(Protocol):

@@ -33,7 +33,7 @@ def estimate_ms(recipients: int, backlog_ahead: int, gap_ms: float, wait_ms: flo
 
 
 def humanise(ms: float) -> str:
-    """``~3 minutes`` in the seed's style; never rounds a real wait down to nothing."""
+    """``~3 minutes`` in WaQtor's style; never rounds a real wait down to nothing."""
     seconds = ms / 1000.0
     if seconds < 60:
         value = max(1, math.ceil(seconds))

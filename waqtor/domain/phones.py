@@ -9,7 +9,7 @@ from functools import lru_cache
 import phonenumbers
 
 _JUNK = re.compile(r"[\s().\-/]")
-#: WhatsApp's chat suffixes (``966503333333@c.us``), as the seed and its users' data write them.
+#: WhatsApp's chat suffixes (``966503333333@c.us``), as WaQtor and its users' data write them.
 _CHAT_SUFFIX = re.compile(r"@(?:c\.us|s\.whatsapp\.net)$", re.IGNORECASE)
 #: Longer than any phone however it is written (spaces, dashes, a chat suffix).
 MAX_RAW_CHARS = 64

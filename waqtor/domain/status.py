@@ -64,7 +64,7 @@ OPEN = frozenset({RecipientStatus.PENDING, RecipientStatus.RETRY, RecipientStatu
 
 
 class JobState(StrEnum):
-    """Queue-level states, named as Bull/BullMQ name them (the seed's contract)."""
+    """Queue-level states, named as Bull/BullMQ name them (WaQtor's contract)."""
 
     WAITING = "waiting"
     ACTIVE = "active"
@@ -82,7 +82,7 @@ FINISHED_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.C
 
 def campaign_state(job_state: str, *, paused: bool, canceled: bool) -> str:
     """A campaign's state as the API, the job list, the dashboard and the stats show it, from
-    its job's state (named as the seed names them) and the campaign's own flags: a campaign
+    its job's state (named as WaQtor names them) and the campaign's own flags: a campaign
     paused by itself is ``paused`` wherever its job waits, and a canceled one that has
     finished is ``canceled``, not ``completed``."""
     if job_state == JobState.COMPLETED.value and canceled:

@@ -39,7 +39,7 @@ def check(template: str) -> None:
     MAX_DEPTH nested groups or MAX_GROUPS choice groups. Linear in its length."""
     if len(template) > MAX_MESSAGE_CHARS:
         raise TemplateError(f"longer than {MAX_MESSAGE_CHARS} characters (WhatsApp's limit)")
-    if "{" in template:  # plain text (the seed's own message per recipient) needs no parse
+    if "{" in template:  # plain text (WaQtor's own message per recipient) needs no parse
         parse(template)
 
 
@@ -69,7 +69,7 @@ BUILTINS = frozenset({"name", "phone", "signature", "date", "time"})
 
 def missing(template: str, variables: Mapping[str, object]) -> list[str]:
     """Placeholders in ``template`` that neither ``variables`` nor the built-ins provide."""
-    if "{" not in template:  # plain text, as the seed's clients send one per recipient
+    if "{" not in template:  # plain text, as WaQtor's clients send one per recipient
         return []
     need = _needed(template)
     if not need:  # the usual case, checked once per recipient of a large list

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from waqtor.providers.base import (
     AmbiguousError,
@@ -40,8 +39,7 @@ from waqtor.providers.base import (
     TransientError,
     UnavailableError,
 )
-from waqtor.store.keys import Keys
-from waqtor.store.scripts import source
+from waqtor.store.simulator import SimulatorStore
 
 #: In the attempts hash: an attempt that a lookup declared never sent; it is refused forever.
 FENCED = "!fenced"
@@ -110,8 +108,7 @@ class SimulatorProvider(Provider):
 
     def __init__(
         self,
-        redis: Redis,
-        keys: Keys,
+        store: SimulatorStore,
         *,
         latency_ms: int = 0,
         rng: random.Random | None = None,
@@ -119,14 +116,11 @@ class SimulatorProvider(Provider):
         max_in_flight: int = 100,
     ) -> None:
         self.capabilities = capabilities(batch_size, max_in_flight)
-        self.redis = redis
-        self.keys = keys
+        self.store = store
         self.default_latency_ms = latency_ms
         self._rng = rng or random.Random()
         self._faults = Faults(latency_ms=latency_ms)
         self._faults_at = 0.0
-        self._accept = redis.register_script(source("sim_accept"))
-        self._lookup = redis.register_script(source("sim_lookup"))
         self._ids = itertools.count()
         self._prefix = uuid.uuid4().hex
         #: Accepted messages waiting for the next coalesced outbox write:
@@ -149,8 +143,7 @@ class SimulatorProvider(Provider):
         return self._faults
 
     async def _read_faults(self) -> None:
-        raw: dict[str, str] = await self.redis.hgetall(self.keys.sim_faults)  # type: ignore[assignment]
-        self._faults = Faults.from_hash(raw, self.default_latency_ms)
+        self._faults = Faults.from_hash(await self.store.faults(), self.default_latency_ms)
         self._faults_at = time.monotonic()
 
     def _pick_fault(self, faults: Faults, phone: str) -> str | None:
@@ -274,24 +267,14 @@ class SimulatorProvider(Provider):
         return [r for r in results if r is not None]
 
     async def _land(self, messages: list[tuple[str, str, bytes]]) -> list[str]:
-        """One script: each attempt lands at most once, and never after a lookup fenced it.
+        """Each attempt lands at most once, and never after a lookup fenced it.
         ``messages``: (attempt id, message id, outbox entry); one reply each."""
-        ids = await self._accept(
-            keys=[self.keys.sim_outbox, self.keys.sim_attempts],
-            args=[
-                FENCED,
-                "\n".join(a for a, _, _ in messages),
-                "\n".join(m for _, m, _ in messages),
-                b"\n".join(e for _, _, e in messages),
-            ],
-        )
-        return [str(found) for found in ids]
+        return await self.store.accept(FENCED, messages)
 
     async def lookup(self, attempt_id: str) -> str | None:
         if not (await self.faults()).lookup:
             raise NotImplementedError("lookups switched off")
-        found = await self._lookup(keys=[self.keys.sim_attempts], args=[attempt_id, FENCED])
-        return str(found) if found else None
+        return await self.store.lookup(attempt_id, FENCED)
 
     async def health(self) -> Health:
         faults = await self.faults()
@@ -304,11 +287,8 @@ class SimulatorProvider(Provider):
 
     # ---- outbox and switches, for the API and tests ----
     async def outbox(self, start: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(self.keys.sim_outbox, start, start + limit - 1)
-            pipe.llen(self.keys.sim_outbox)
-            rows, total = await pipe.execute()
-        return [json.loads(r) for r in rows], int(total)
+        rows, total = await self.store.outbox(start, limit)
+        return [json.loads(r) for r in rows], total
 
     async def set_faults(
         self,
@@ -317,16 +297,12 @@ class SimulatorProvider(Provider):
         phones: dict[str, str],
         lookup: bool = True,
     ) -> None:
-        mapping: dict[Any, Any] = {name: str(rate) for name, rate in rates.items()}
+        mapping: dict[str, str] = {name: str(rate) for name, rate in rates.items()}
         if not lookup:
             mapping["lookup"] = "0"
         if latency_ms is not None:
             mapping["latency_ms"] = str(latency_ms)
         for phone, fault in phones.items():
             mapping["phone:" + phone] = fault
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.sim_faults)
-            if mapping:
-                pipe.hset(self.keys.sim_faults, mapping=mapping)
-            await pipe.execute()
+        await self.store.set_faults(mapping)
         self._faults_at = 0.0

@@ -17,7 +17,7 @@ async def account_providers(s: Services) -> list[dict[str, Any]]:
         except UnknownProvider as exc:
             out.append({"account": account.name, "ok": False, "detail": str(exc)})
             continue
-        if provider is s.provider:
+        if provider is s.providers.default:
             continue
         health = await provider.health()
         out.append(

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from waqtor.domain.liveness import alive as seen_alive
 from waqtor.runtime.services import Services
 
 
 async def workers(s: Services) -> list[dict[str, Any]]:
-    """Every worker's last heartbeat, with ``alive``: one seen within three heartbeats."""
-    beats: dict[str, str] = await s.redis.hgetall(s.keys.workers)  # type: ignore[assignment]
+    """Every worker's last heartbeat, with ``alive`` (``domain.liveness``)."""
     now = s.clock.now_ms()
-    stale_after = 3 * s.settings.heartbeat_ms
     out: list[dict[str, Any]] = []
-    for raw in beats.values():
+    for raw in (await s.heartbeats.all()).values():
         beat = json.loads(raw)
-        beat["alive"] = now - int(beat.get("ts", 0)) <= stale_after
+        beat["alive"] = seen_alive(int(beat.get("ts", 0)), now, s.settings.heartbeat_ms)
         out.append(beat)
     return out
 

@@ -15,9 +15,8 @@ import signal
 import subprocess
 import time
 
-import redis
-
 from waqtor.config import Settings
+from waqtor.store.server import ping_socket
 
 log = logging.getLogger("waqtor.redis")
 
@@ -49,14 +48,7 @@ class BundledRedis:
         return f"unix://{self.socket}"
 
     def _ping(self) -> bool:
-        try:
-            client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except (redis.RedisError, OSError):
-            return False
+        return ping_socket(self.socket)
 
     def _command(self) -> list[str]:
         binary = shutil.which(self.settings.redis_server_bin)

@@ -3,106 +3,141 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
-
-from redis.asyncio import Redis
 
 from waqtor.config import Settings
-from waqtor.domain.clock import Clock, SystemClock
+from waqtor.domain.clock import Clock, SystemClock, day_of
 from waqtor.engine import Engine
 from waqtor.providers import cloud_api, evolution, waha
-from waqtor.providers.base import Provider
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.providers.web import provider as web_provider
 from waqtor.providers.web.hub import WebHub
 from waqtor.store.accounts import AccountStore
+from waqtor.store.bundle import Store
+from waqtor.store.callback_queue import CallbackQueue
 from waqtor.store.connection import connect
 from waqtor.store.gateways import GatewayStore
+from waqtor.store.heartbeats import Heartbeats
+from waqtor.store.idempotency import IdempotencyStore
+from waqtor.store.job_index import JobIndex
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
-from waqtor.store.scripts import Scripts
-from waqtor.store.web_sessions import WebSessions
+from waqtor.store.reconcile_state import ReconcileState
+from waqtor.store.suppressions import Suppressions
+from waqtor.store.webhook_index import WebhookIndex
 
 
 @dataclass
 class Services:
     settings: Settings
     redis_url: str
-    redis: Redis
-    keys: Keys
-    ledger: Ledger
-    pacer: Pacer
-    provider: Provider
+    #: Every reader and writer of Redis; the fields below are its parts, named for callers.
+    store: Store
     engine: Engine
+    #: The simulator provider (the registry's default): its outbox and fault switches.
+    simulator: SimulatorProvider
+    #: Which provider sends for which account.
     providers: ProviderRegistry
-    accounts: AccountStore
-    scripts: Scripts
     #: WhatsApp Web sessions: held and served by workers (``web.start()``), used by all.
     web: WebHub
     clock: Clock = field(default_factory=SystemClock)
 
-    @cached_property
+    @property
     def gateways(self) -> GatewayStore:
         """What WhatsApp Web gateway accounts keep in Redis."""
-        return GatewayStore(self.redis, self.keys, self.scripts)
+        return self.store.gateways
 
     @property
-    def simulator(self) -> SimulatorProvider | None:
-        return self.provider if isinstance(self.provider, SimulatorProvider) else None
+    def keys(self) -> Keys:
+        return self.store.keys
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.store.ledger
+
+    @property
+    def pacer(self) -> Pacer:
+        return self.store.pacer
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self.store.accounts
+
+    @property
+    def suppressions(self) -> Suppressions:
+        return self.store.suppressions
+
+    @property
+    def heartbeats(self) -> Heartbeats:
+        return self.store.heartbeats
+
+    @property
+    def callback_queue(self) -> CallbackQueue:
+        return self.store.callback_queue
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return self.store.idempotency
+
+    @property
+    def job_index(self) -> JobIndex:
+        return self.store.job_index
+
+    @property
+    def webhook_index(self) -> WebhookIndex:
+        return self.store.webhook_index
+
+    @property
+    def reconcile_state(self) -> ReconcileState:
+        return self.store.reconcile_state
 
     async def close(self) -> None:
         await self.web.close()
         await self.providers.close()
         await self.engine.close()
-        await self.redis.aclose()
+        await self.store.close()
 
 
 def build(
     settings: Settings, redis_url: str, *, patient: bool = False, clock: Clock | None = None
 ) -> Services:
-    redis = connect(redis_url, patient=patient)
-    keys = Keys(prefix=settings.key_prefix, queue=settings.queue_name)
-    scripts = Scripts(redis)
-    provider = SimulatorProvider(
-        redis,
+    ticking: Clock = clock or SystemClock()
+    keys = Keys(prefix=settings.key_prefix)
+    engine = Engine(
+        connect(redis_url, patient=patient),
+        settings.queue_name,
+        attempts=settings.max_retries + 1,
+        backoff_ms=settings.retry_backoff_ms,
+    )
+    store = Store(
+        connect(redis_url, patient=patient),
         keys,
+        engine.key,
+        delay_ms=settings.message_delay,
+        jitter=settings.message_jitter,
+        default_tier=settings.default_account_tier,
+        today=lambda: day_of(ticking.now_ms()),
+    )
+    simulator = SimulatorProvider(
+        store.simulator,
         latency_ms=settings.sim_latency_ms,
         batch_size=settings.sim_batch_size,
         max_in_flight=settings.sim_max_in_flight,
     )
-    providers = ProviderRegistry(provider)
+    providers = ProviderRegistry(simulator)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
     providers.register(waha.NAME, waha.factory(settings))
     providers.register(evolution.NAME, evolution.factory(settings))
-    accounts = AccountStore(redis, keys, settings.default_account_tier)
-    clock = clock or SystemClock()
-    web = WebHub(settings, WebSessions(redis, keys), accounts, clock)
+    web = WebHub(settings, store.web_sessions, store.accounts, ticking)
     providers.register(web_provider.NAME, web_provider.factory(settings, web))
     return Services(
         settings=settings,
         redis_url=redis_url,
-        redis=redis,
-        keys=keys,
-        ledger=Ledger(redis, keys, scripts),
-        pacer=Pacer(
-            redis,
-            keys,
-            scripts,
-            delay_ms=settings.message_delay,
-            jitter=settings.message_jitter,
-        ),
-        provider=provider,
+        store=store,
+        engine=engine,
+        simulator=simulator,
         providers=providers,
-        engine=Engine(
-            connect(redis_url, patient=patient),
-            settings.queue_name,
-            attempts=settings.max_retries + 1,
-            backoff_ms=settings.retry_backoff_ms,
-        ),
-        accounts=accounts,
-        scripts=scripts,
         web=web,
-        clock=clock,
+        clock=ticking,
     )

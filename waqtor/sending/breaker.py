@@ -42,17 +42,17 @@ class Breaker:
         window = self._outcomes.setdefault(account, deque(maxlen=st.breaker_window))
         window.append(failed)
         if code in BAN_SIGNALS:
-            strikes, _until = await self.s.scripts["strike"](
-                keys=[self.s.keys.strikes(account), self.s.keys.cool_until_ms(account)],
-                args=[self.s.clock.now_ms(), st.breaker_cooldown_ms, MAX_COOL_MS],
+            strikes = await self.s.pacer.strike(
+                account, self.s.clock.now_ms(), st.breaker_cooldown_ms, MAX_COOL_MS
             )
+            cool = await self.s.accounts.cooling_until(account)
             await self.s.accounts.log_breaker(
                 account,
                 self.s.clock.now_ms(),
                 "ban signal",
-                f"{code}: strike {strikes}, resting until {clock_text(int(_until))}",
+                f"{code}: strike {strikes}, resting until {clock_text(cool)}",
             )
-            if int(strikes) >= st.breaker_strikes:
+            if strikes >= st.breaker_strikes:
                 return await self.pause(
                     account, f"breaker: {strikes} ban signals ({code}) within an hour"
                 )
@@ -86,9 +86,7 @@ class Breaker:
     async def resume(self, account: Account, reduced_for_ms: int) -> Account:
         """Manual resume, at a reduced rate for a while."""
         now = self.s.clock.now_ms()
-        await self.s.redis.delete(
-            self.s.keys.strikes(account.name), self.s.keys.cool_until_ms(account.name)
-        )
+        await self.s.pacer.forgive(account.name)
         self._outcomes.pop(account.name, None)
         detail = "at half caps and double delay for a while" if reduced_for_ms else "by an operator"
         await self.s.accounts.log_breaker(account.name, now, "resumed", detail)

@@ -129,8 +129,7 @@ async def url_for(s: Services, campaign_id: str, account: str) -> str | None:
         return hit[1]
     url: str | None = None
     if campaign_id:
-        raw = await s.redis.hget(s.keys.meta(campaign_id), META_FIELD)
-        url = str(raw) if raw else None
+        url = await s.job_index.meta_field(campaign_id, META_FIELD) or None
     if url is None:
         acct = await s.accounts.get(account)
         url = acct.callbackUrl if acct is not None else None
@@ -158,10 +157,7 @@ async def enqueue(s: Services, url: str, event: dict[str, Any], now_ms: int | No
         "created": now,
         "attempts": 0,
     }
-    await s.scripts["cb_enqueue"](
-        keys=[s.keys.callback_items, s.keys.callback_due],
-        args=[cb_id, json.dumps(item, ensure_ascii=False), now],
-    )
+    await s.callback_queue.enqueue(cb_id, json.dumps(item, ensure_ascii=False), now)
     return cb_id
 
 
@@ -185,12 +181,11 @@ async def campaign_event(
     url = await url_for(s, campaign_id, account)
     if url is None:
         return None
-    meta = s.keys.meta(campaign_id)
     if state == "active":
-        if not await s.redis.hsetnx(meta, ACTIVE_FIELD, "1"):
+        if not await s.job_index.set_meta_once(campaign_id, ACTIVE_FIELD, "1"):
             return None
     else:
-        await s.redis.hdel(meta, ACTIVE_FIELD)
+        await s.job_index.drop_meta(campaign_id, ACTIVE_FIELD)
     event: dict[str, Any] = {
         "event": "campaign.status",
         "campaignId": campaign_id,
@@ -277,17 +272,13 @@ class Dispatcher:
         st = s.settings
         secret = secret_of(s)
         if secret is None:
-            if not self._warned and await s.redis.zcard(s.keys.callback_due):
+            if not self._warned and await s.callback_queue.any_due():
                 log.warning("status callbacks are waiting: set CALLBACK_SECRET to send them")
                 self._warned = True
             return 0
         now = s.clock.now_ms()
         lease = st.callback_timeout_ms + 5000
-        rows = await s.scripts["cb_claim"](
-            keys=[s.keys.callback_due, s.keys.callback_items],
-            args=[now, lease, st.callback_concurrency],
-        )
-        pairs = [(str(rows[i]), str(rows[i + 1])) for i in range(0, len(rows), 2)]
+        pairs = await s.callback_queue.claim(now, lease, st.callback_concurrency)
         if pairs:
             await asyncio.gather(*(self._deliver(secret, cb_id, raw) for cb_id, raw in pairs))
         return len(pairs)
@@ -296,22 +287,14 @@ class Dispatcher:
         s = self.s
         item = json.loads(raw)
         attempt = await self.attempt(secret, cb_id, item)
-        await s.scripts["cb_result"](
-            keys=[
-                s.keys.callback_items,
-                s.keys.callback_due,
-                s.keys.callback_failed,
-                s.keys.callback_delivered,
-            ],
-            args=[
-                cb_id,
-                attempt.outcome,
-                s.clock.now_ms(),
-                attempt.next_ms,
-                attempt.status,
-                attempt.error,
-                KEEP,
-            ],
+        await s.callback_queue.record(
+            cb_id,
+            attempt.outcome,
+            s.clock.now_ms(),
+            attempt.next_ms,
+            attempt.status,
+            attempt.error,
+            KEEP,
         )
         if attempt.outcome == "failed":
             log.warning("callback %s to %s given up: %s", cb_id, _host(item["url"]), attempt.error)
@@ -399,12 +382,8 @@ def _view(cb_id: str, raw: str | None, state: str) -> dict[str, Any]:
 async def listing(
     s: Services, state: str, offset: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    k = s.keys
     if state == "delivered":
-        async with s.redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(k.callback_delivered, offset, offset + limit - 1)
-            pipe.llen(k.callback_delivered)
-            rows, total = await pipe.execute()
+        rows, total = await s.callback_queue.delivered(offset, limit)
         out = []
         for raw in rows:
             summary = json.loads(raw)
@@ -420,36 +399,20 @@ async def listing(
                     "last": {"status": summary.get("status")},
                 }
             )
-        return out, int(total)
-    key = k.callback_due if state == "pending" else k.callback_failed
-    ids: list[str]
-    if state == "pending":
-        ids = await s.redis.zrange(key, offset, offset + limit - 1)  # type: ignore[assignment]
-    else:
-        ids = await s.redis.zrevrange(key, offset, offset + limit - 1)  # type: ignore[assignment]
-    total = int(await s.redis.zcard(key))
-    raws: list[str | None] = await s.redis.hmget(k.callback_items, ids) if ids else []  # type: ignore[assignment]
-    return [_view(i, r, state) for i, r in zip(ids, raws, strict=True)], total
+        return out, total
+    items, total = await s.callback_queue.page(state == "pending", offset, limit)
+    return [_view(i, r, state) for i, r in items], total
 
 
 async def stats(s: Services) -> dict[str, Any]:
-    k = s.keys
-    async with s.redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(k.callback_due)
-        pipe.zcard(k.callback_failed)
-        pipe.llen(k.callback_delivered)
-        pending, failed, delivered = await pipe.execute()
+    pending, failed, delivered = await s.callback_queue.sizes()
     return {
-        "pending": int(pending),
-        "failed": int(failed),
-        "recentlyDelivered": int(delivered),
+        "pending": pending,
+        "failed": failed,
+        "recentlyDelivered": delivered,
         "signing": secret_of(s) is not None,
     }
 
 
 async def requeue(s: Services, cb_id: str) -> bool:
-    res = await s.scripts["cb_requeue"](
-        keys=[s.keys.callback_items, s.keys.callback_due, s.keys.callback_failed],
-        args=[cb_id, s.clock.now_ms()],
-    )
-    return bool(res)
+    return await s.callback_queue.requeue(cb_id, s.clock.now_ms())

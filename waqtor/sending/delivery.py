@@ -65,19 +65,15 @@ async def locate(s: Services, event: StatusEvent, now_ms: int) -> tuple[str, int
     """``(campaign id, index, attempt id or '')`` of the event's recipient, or None."""
     today = now_ms // DAY_MS
     theirs = parse_opaque(event.opaque)
-    async with s.redis.pipeline(transaction=False) as pipe:
-        for day in range(today, today - LOOKBACK_DAYS - 1, -1):
-            pipe.hget(s.keys.message_index(day), event.message_id)
-        if theirs is not None:
-            pipe.hget(s.keys.attempt_index(theirs[0]), theirs[1])
-        found = await pipe.execute()
+    days = range(today, today - LOOKBACK_DAYS - 1, -1)
+    by_day, by_attempt = await s.webhook_index.lookup(event.message_id, days, theirs)
     attempt = theirs[1] if theirs is not None else ""
-    for loc in found[: LOOKBACK_DAYS + 1]:
+    for loc in by_day:
         if loc:
             cid, _, idx = str(loc).rpartition(":")
             return cid, int(idx), attempt
-    if theirs is not None and found[-1] is not None:
-        return theirs[0], int(found[-1]), attempt
+    if theirs is not None and by_attempt is not None:
+        return theirs[0], int(by_attempt), attempt
     return None
 
 
@@ -99,29 +95,15 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
         return Applied("ignored")
     loc = await locate(s, event, now_ms)
     if loc is None:
-        await s.redis.hincrby(s.keys.webhook_stats, "unmatched", 1)
+        await s.webhook_index.count("unmatched")
         return Applied("unmatched")
     cid, idx, attempt = loc
-    k = s.keys
-    meta: list[str | None] = await s.redis.hmget(k.meta(cid), ["account", "accounts"])  # type: ignore[assignment]
-    account = account_of(meta, idx)
+    account = account_of(await s.webhook_index.accounts_of(cid), idx)
     url = await callbacks.url_for(s, cid, account) or ""
-    res = await s.scripts["wh_status"](
-        keys=[
-            k.meta(cid),
-            k.status(cid),
-            k.detail(cid),
-            k.inflight(cid),
-            k.unsettled(cid),
-            k.message_counts,
-            k.backlog(account),
-            k.attempt_index(cid),
-            k.recipients(cid),
-            k.callback_items,
-            k.callback_due,
-            k.webhook_stats,
-            k.message_index(now_ms // DAY_MS),
-        ],
+    outcome, prev, _ = await s.webhook_index.apply(
+        cid,
+        account,
+        message_day=now_ms // DAY_MS,
         args=[
             idx,
             event.message_id,
@@ -138,7 +120,6 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
             MESSAGE_INDEX_TTL_MS,
         ],
     )
-    outcome, prev, _ = (str(x) for x in res)
     return Applied(
         outcome,
         cid,

@@ -42,12 +42,11 @@ async def shorten(s: Services, cid: str, exc: BaseException) -> Exception:
     if len(trace) > MAX_TRACE_CHARS:
         trace = "…" + trace[-(MAX_TRACE_CHARS - 1) :]  # the end says where it broke
     try:
-        await s.redis.set(s.keys.failure(cid), trace, px=TRACE_TTL_MS)
+        await s.job_index.keep_trace(cid, trace, TRACE_TTL_MS)
     except Exception as err:  # Redis away: the reason still reaches the job
         log.warning("could not keep the trace of campaign %s: %s", cid, err)
     return JobFailed(short_reason(exc))
 
 
 async def trace(s: Services, cid: str) -> str:
-    found = await s.redis.get(s.keys.failure(cid))
-    return str(found) if found else ""
+    return await s.job_index.trace(cid)

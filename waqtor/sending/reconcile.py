@@ -23,7 +23,6 @@ What it fixed goes to the log and to ``GET /api/queue/health`` (``data.reconcile
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -89,12 +88,11 @@ class Reconciler:
         """One pass, unless another process holds this interval's lock (then None)."""
         s = self.s
         hold = max(1000, s.settings.reconcile_every_ms - 100)
-        if not await s.redis.set(s.keys.reconcile_lock, self.owner, nx=True, px=hold):
+        if not await s.reconcile_state.take_turn(self.owner, hold):
             return None
         report = Report()
         missing, back, truth = await self._scan()
-        if back:
-            await s.redis.hdel(s.keys.reconcile_missing, *back)
+        await s.reconcile_state.found_again(*back)
         await self._orphans(missing, report)
         await self._backlogs(truth, report)
         report.stale = await self._stale()
@@ -102,26 +100,18 @@ class Reconciler:
         return report
 
     async def _scan(self) -> tuple[list[str], list[str], dict[str, int]]:
-        s = self.s
-        k = s.keys
-        head, _ = k.meta_parts()
-        sample = "\0"
-        status_tail = k.status(sample)[len(k.meta(sample)) :]
-        lease_tail = k.instant_lease(sample)[len(k.meta(sample)) :]
+        state = self.s.reconcile_state
         missing: list[str] = []
         back: list[str] = []
         truth: dict[str, int] = {}
         start = 0
         while True:
-            gone, returned, flat, read = await s.scripts["reconcile_scan"](
-                keys=[k.campaigns, k.jobs, k.reconcile_missing],
-                args=[start, CHUNK, head, k.job_hash(""), status_tail, lease_tail],
-            )
-            missing += [str(c) for c in gone]
-            back += [str(c) for c in returned]
+            gone, returned, flat, read = await state.scan(start, CHUNK)
+            missing += gone
+            back += returned
             for account, n in zip(flat[::2], flat[1::2], strict=True):
                 truth[str(account)] = truth.get(str(account), 0) + int(n)
-            if int(read) < CHUNK:
+            if read < CHUNK:
                 return missing, back, truth
             start += CHUNK
 
@@ -130,13 +120,12 @@ class Reconciler:
         now = s.clock.now_ms()
         grace = s.settings.reconcile_grace_ms
         for cid in missing:
-            await s.redis.hsetnx(s.keys.reconcile_missing, cid, now)
-            first = int(await s.redis.hget(s.keys.reconcile_missing, cid) or now)
+            first = await s.reconcile_state.missing_since(cid, now)
             if now - first < grace:
                 report.waiting += 1
                 continue
             if await s.engine.exists(cid):  # back in the meantime
-                await s.redis.hdel(s.keys.reconcile_missing, cid)
+                await s.reconcile_state.found_again(cid)
                 continue
             report.orphans.append(await self._close(cid, now, now - first))
 
@@ -155,15 +144,7 @@ class Reconciler:
         )
         # A send in flight when the job went: nobody will record it, nobody can say.
         unknown = len(await s.ledger.recover(cid, accounts, "", now))
-        async with s.redis.pipeline(transaction=True) as pipe:
-            fields: dict[Any, Any] = {"orphaned": now, "orphan_reason": REASON}
-            if canceled or unknown:
-                fields["canceled"] = "1"
-            pipe.hset(s.keys.meta(cid), mapping=fields)
-            pipe.srem(s.keys.paused_campaigns, cid)
-            pipe.zrem(s.keys.canceled_jobs, cid)
-            pipe.hdel(s.keys.reconcile_missing, cid)
-            await pipe.execute()
+        await s.reconcile_state.mark_orphan(cid, now, REASON, bool(canceled or unknown))
         fix = {
             "campaign": cid,
             "at": now,
@@ -192,20 +173,20 @@ class Reconciler:
         if report.orphans:
             # Counters just moved with the campaigns closed above: compare from here on.
             return
+        state = s.reconcile_state
         for name in sorted(names):
-            raw = await s.redis.get(s.keys.backlog(name))
+            raw = await state.backlog(name)
             counted = int(raw or 0)
             real = truth.get(name, 0)
-            seen_field = f"seen:{name}"
             if counted == real:
-                await s.redis.hdel(s.keys.reconcile_stats, seen_field)
+                await state.set_seen(name, None)
                 continue
             seen = f"{counted}/{real}"
-            if await s.redis.hget(s.keys.reconcile_stats, seen_field) != seen:
-                await s.redis.hset(s.keys.reconcile_stats, seen_field, seen)
+            if await state.seen(name) != seen:
+                await state.set_seen(name, seen)
                 continue
-            if await s.scripts["backlog_set"](keys=[s.keys.backlog(name)], args=[raw or "0", real]):
-                await s.redis.hdel(s.keys.reconcile_stats, seen_field)
+            if await state.set_backlog(name, raw or "0", real):
+                await state.set_seen(name, None)
                 report.backlog[name] = (counted, real)
                 log.warning(
                     "account %s: backlog counter said %d, its campaigns hold %d open "
@@ -217,50 +198,29 @@ class Reconciler:
 
     async def _stale(self) -> int:
         """Ids in our canceled / foreign lists whose job was removed outside waqtor."""
-        s = self.s
-        dropped = 0
-        for key in (s.keys.canceled_jobs, s.keys.foreign_jobs):
-            ids = [str(i) for i in await s.redis.zrange(key, 0, -1)]
-            for start in range(0, len(ids), CHUNK):
-                chunk = ids[start : start + CHUNK]
-                async with s.redis.pipeline(transaction=False) as pipe:
-                    for cid in chunk:
-                        pipe.exists(s.keys.job_hash(cid))
-                    found = await pipe.execute()
-                gone = [cid for cid, there in zip(chunk, found, strict=True) if not there]
-                if gone:
-                    dropped += int(await s.redis.zrem(key, *gone))
-        return dropped
+        state = self.s.reconcile_state
+        return await state.drop_stale(True, CHUNK) + await state.drop_stale(False, CHUNK)
 
     async def _record(self, report: Report) -> None:
         s = self.s
         now = s.clock.now_ms()
-        async with s.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(s.keys.reconcile_stats, mapping={"last_ms": now, "waiting": report.waiting})
-            pipe.hincrby(s.keys.reconcile_stats, "passes", 1)
-            if report.orphans:
-                pipe.hincrby(s.keys.reconcile_stats, "orphans", len(report.orphans))
-                closed = sum(o["canceled"] + o["unknown"] for o in report.orphans)
-                pipe.hincrby(s.keys.reconcile_stats, "recipients", closed)
-            if report.backlog:
-                pipe.hincrby(s.keys.reconcile_stats, "backlog_fixes", len(report.backlog))
-            if report.stale:
-                pipe.hincrby(s.keys.reconcile_stats, "stale", report.stale)
-            for fix in report.orphans:
-                pipe.lpush(s.keys.reconcile_log, json.dumps({"kind": "orphan", **fix}))
-            for name, (was, real) in report.backlog.items():
-                entry = {"kind": "backlog", "account": name, "was": was, "now": real, "at": now}
-                pipe.lpush(s.keys.reconcile_log, json.dumps(entry))
-            pipe.ltrim(s.keys.reconcile_log, 0, LOG_KEEP - 1)
-            await pipe.execute()
+        counters = {
+            "orphans": len(report.orphans),
+            "recipients": sum(o["canceled"] + o["unknown"] for o in report.orphans),
+            "backlog_fixes": len(report.backlog),
+            "stale": report.stale,
+        }
+        entries = [{"kind": "orphan", **fix} for fix in report.orphans]
+        entries += [
+            {"kind": "backlog", "account": name, "was": was, "now": real, "at": now}
+            for name, (was, real) in report.backlog.items()
+        ]
+        await s.reconcile_state.record(now, counters, report.waiting, entries, LOG_KEEP)
 
 
 async def health(s: Services) -> dict[str, Any]:
     """What the reconciler did, for ``GET /api/queue/health``."""
-    async with s.redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(s.keys.reconcile_stats)
-        pipe.lrange(s.keys.reconcile_log, 0, 9)
-        stats, recent = await pipe.execute()
+    stats, recent = await s.reconcile_state.report(10)
     return {
         "lastPassMs": int(stats.get("last_ms", 0)) or None,
         "passes": int(stats.get("passes", 0)),
@@ -271,5 +231,5 @@ async def health(s: Services) -> dict[str, Any]:
         "missingJobsInGrace": int(stats.get("waiting", 0)),
         "everyMs": s.settings.reconcile_every_ms,
         "graceMs": s.settings.reconcile_grace_ms,
-        "recent": [json.loads(entry) for entry in recent],
+        "recent": recent,
     }

@@ -12,11 +12,11 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from waqtor.domain.accounts import Account, effective_caps, gap_ms
+from waqtor.domain.accounts import Account, caps_on, gap_ms
 from waqtor.domain.phones import mask
 from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.status import RecipientStatus
@@ -144,7 +144,7 @@ class Sender:
             if waiting is not None:
                 return Step(StepKind.ACCOUNT_PAUSED, error=waiting)
         now = clock.now_ms()
-        caps = effective_caps(account, date.today(), now)
+        caps = caps_on(account, now)
         delay = max(gap_ms(account, s.settings.message_delay, now), can.min_gap_ms)
         jitter = human.default_jitter(account, s.settings, can.min_gap_ms)
         if delay == 0:
@@ -473,5 +473,5 @@ def quiet_hours(campaign: Campaign, account: Account) -> Daily | None:
 
 
 async def _sent_recently(s: Services, account: str, text_hash: str, since_ms: int) -> bool:
-    score = await s.redis.zscore(s.keys.sent_texts(account), text_hash)
+    (score,) = await s.pacer.sent_text_times(account, [text_hash])
     return score is not None and score >= since_ms

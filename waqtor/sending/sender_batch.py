@@ -24,10 +24,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from waqtor.domain.accounts import Account, effective_caps, gap_ms
+from waqtor.domain.accounts import Account, caps_on, gap_ms
 from waqtor.domain.schedule import recipient_zone
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import OUTCOMES, StepKind
@@ -56,8 +56,9 @@ from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Cla
 
 def batched(s: Any, account: Account, caps: Capabilities, campaign: Campaign) -> bool:
     """Whether this account's sends of ``campaign`` go through this path: no pacing gap (the
-    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1."""
-    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0:
+    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1, and
+    not a WhatsApp Web session (its checks run one message at a time, ``sending.human``)."""
+    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0 or caps.web_session:
         return False
     if campaign.schedule is not None and campaign.schedule.window is not None:
         return False
@@ -108,7 +109,7 @@ async def send_batch(
                 if wait_s:
                     await asyncio.sleep(wait_s)
         now = s.clock.now_ms()
-        caps = effective_caps(account, date.today(), now)
+        caps = caps_on(account, now)
         prefix = uuid.uuid4().hex
         claimed = await batches.claim(
             s.ledger,
@@ -274,9 +275,7 @@ class _Batch:
     ) -> list[tuple[Claimed, OutgoingMessage, str]]:
         """The duplicate guard: skip a (phone, text) this account sent recently, or that
         comes twice in this batch."""
-        scores = await self.s.redis.zmscore(
-            self.s.keys.sent_texts(self.account), [d for _, _, d in ready]
-        )
+        scores = await self.s.pacer.sent_text_times(self.account, [d for _, _, d in ready])
         keep: list[tuple[Claimed, OutgoingMessage, str]] = []
         seen: set[str] = set()
         for (c, message, digest), score in zip(ready, scores, strict=True):

@@ -38,11 +38,9 @@ async def reserve(s: Services, account: str, caps: Capabilities, count: int = 1)
     interval = interval_ms(caps)
     if not interval:
         return 0.0
-    slot = await s.scripts["throttle"](
-        keys=[s.keys.throughput_next_ms(owner(account, caps))],
-        args=[s.clock.now_ms(), interval, _SLOT_TTL_MS, count],
+    return await s.pacer.request_slot(
+        owner(account, caps), s.clock.now_ms(), interval, _SLOT_TTL_MS, count
     )
-    return float(slot)
 
 
 async def throttle(

@@ -39,7 +39,6 @@ from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
 from waqtor.runtime import heartbeats
-from waqtor.runtime.redis_watch import RedisWatch
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks, failures
 from waqtor.sending.reconcile import Reconciler
@@ -47,6 +46,7 @@ from waqtor.sending.sender import Campaign, Sender, Step
 from waqtor.sending.sender_batch import Overlapped, overlap_of, send_batch
 from waqtor.store.connection import connect
 from waqtor.store.ledger import accounts_of
+from waqtor.store.redis_watch import RedisWatch
 
 log = logging.getLogger("waqtor.sending.worker")
 
@@ -176,7 +176,7 @@ class CampaignWorker:
         )
         if redis_up:
             with contextlib.suppress(Exception):  # the heartbeat would just age out
-                await asyncio.wait_for(self.s.redis.hdel(self.s.keys.workers, self.id), left(2))
+                await asyncio.wait_for(self.s.heartbeats.remove(self.id), left(2))
         if self._watch is not None:
             await self._watch.close()
         log.info("worker %s stopped", self.id)
@@ -199,7 +199,7 @@ class CampaignWorker:
                     "campaigns": sorted(self.active),
                     "ts": self.s.clock.now_ms(),
                 }
-                await self.s.redis.hset(self.s.keys.workers, self.id, json.dumps(beat))
+                await self.s.heartbeats.beat(self.id, beat)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(interval)
@@ -338,14 +338,14 @@ class CampaignWorker:
             raise await self._foreign(job, cid)
         campaign = _campaign(cid, meta)
         if meta.get("mode") == "instant":
-            alive_ms = await s.redis.pttl(s.keys.instant_lease(cid))
+            alive_ms = await s.job_index.lease_left_ms(cid)
             if alive_ms > 0:
                 # The request that sends this list is alive (it renews its lease): a safety
                 # net that started now would take its sends for a dead worker's.
                 await job.log("the instant send's request is still running: the job waits")
                 raise await self._delay(job, token, s.clock.now_ms() + alive_ms + 50)
         if "wait" in meta:
-            await s.redis.hdel(s.keys.meta(cid), "wait")
+            await s.job_index.drop_meta(cid, "wait")
         if meta.get(JOB_END) == "failed":
             await self._rerun_failed(job, campaign)
         lost = await s.ledger.recover(cid, campaign.accounts, token, s.clock.now_ms())
@@ -373,10 +373,8 @@ class CampaignWorker:
         if waits:
             first = min(waits, key=lambda end: end.due_ms)
             if first.reason:
-                await s.redis.hset(
-                    s.keys.meta(cid),
-                    "wait",
-                    json.dumps({"reason": first.reason, "until": first.due_ms}),
+                await s.job_index.set_meta(
+                    cid, "wait", json.dumps({"reason": first.reason, "until": first.due_ms})
                 )
                 await job.log(first.reason)
             raise await self._delay(job, token, first.due_ms)
@@ -386,9 +384,8 @@ class CampaignWorker:
         counts = await s.ledger.counts(cid)
         await self._throughput(run, counts)
         await job.updateProgress(100)
-        if await s.redis.hget(s.keys.meta(cid), "canceled") == "1":
-            # bullmq will call the job completed; everything we show calls it canceled.
-            await s.redis.zadd(s.keys.canceled_jobs, {cid: s.clock.now_ms()})
+        if await s.job_index.meta_field(cid, "canceled") == "1":
+            await s.job_index.mark_canceled(cid, s.clock.now_ms())
         await callbacks.campaign_event(s, cid, campaign.account, "completed", counts=counts)
         return {k: v for k, v in counts.items() if v} | {"total": int(meta.get("total", "0"))}
 
@@ -396,7 +393,7 @@ class CampaignWorker:
         """A job nobody stored a campaign for (added from Bull Board, say): fail it once, with
         a reason a person can act on, and count it apart from campaigns that failed."""
         s = self.s
-        await s.redis.zadd(s.keys.foreign_jobs, {cid: s.clock.now_ms()})
+        await s.job_index.mark_foreign(cid, s.clock.now_ms())
         log.warning(
             "job %s (%r) is not a waqtor campaign: nothing stored for it; failed", cid, job.name
         )
@@ -407,7 +404,7 @@ class CampaignWorker:
         waqtor (Bull Board's retry): retry what the job's failure closed, as our own retry
         route would; with nothing of that left, the campaign stays failed."""
         s, cid = self.s, campaign.id
-        await s.redis.hdel(s.keys.meta(cid), JOB_END)
+        await s.job_index.drop_meta(cid, JOB_END)
         again = await s.ledger.retry_failed(
             cid, campaign.accounts, [PROVIDER_DOWN], s.clock.now_ms()
         )
@@ -419,7 +416,7 @@ class CampaignWorker:
             return
         failed = (await s.ledger.counts(cid))[RecipientStatus.FAILED.value]
         if failed:
-            await s.redis.hset(s.keys.meta(cid), JOB_END, "failed")
+            await s.job_index.set_meta(cid, JOB_END, "failed")
             raise unrecoverable(
                 f"re-run of a failed campaign: {failed} recipient(s) stay failed and none of them "
                 "failed with the job; retry them with POST /api/queue/jobs/{id}/retry"
@@ -434,9 +431,7 @@ class CampaignWorker:
             return
         per_message = elapsed * len(run.campaign.accounts) / done
         for account in run.campaign.accounts:
-            await self.s.redis.set(
-                self.s.keys.throughput_ms(account), f"{per_message:.4f}", px=THROUGHPUT_TTL_MS
-            )
+            await self.s.job_index.set_throughput(account, per_message, THROUGHPUT_TTL_MS)
 
     async def _lane(self, run: _Run, lane: int) -> _End:
         """Send one lane's recipients until it is done, must wait, or the campaign stops: in
@@ -593,7 +588,7 @@ class CampaignWorker:
                 error_code=PROVIDER_DOWN,
                 reason=reason,
             )
-            await self.s.redis.hset(self.s.keys.meta(campaign.id), JOB_END, "failed")
+            await self.s.job_index.set_meta(campaign.id, JOB_END, "failed")
             await job.log(f"provider unavailable on the last attempt: {closed} recipient(s) failed")
             await callbacks.campaign_event(
                 self.s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import date
 
 from redis.asyncio import Redis
@@ -22,10 +23,18 @@ STORED = {"stored": True}
 
 
 class AccountStore:
-    def __init__(self, redis: Redis, keys: Keys, default_tier: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        default_tier: str | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.default_tier = default_tier
+        #: The day a new account's warm-up starts: the injected clock's (``domain.clock.day_of``).
+        self.today = today
         self._cache: dict[str, tuple[float, Account | None]] = {}
 
     def default(self) -> Account:
@@ -51,7 +60,7 @@ class AccountStore:
 
     async def put(self, account: Account) -> Account:
         if account.startDate is None:
-            account = account.model_copy(update={"startDate": date.today()})
+            account = account.model_copy(update={"startDate": self.today()})
         await self.redis.hset(self.keys.accounts, account.name, account.model_dump_json())
         self._cache.pop(account.name, None)
         return account
@@ -96,13 +105,3 @@ class AccountStore:
             if isinstance(found, dict):
                 out.append(found)
         return out
-
-    async def suppressions(self, name: str, cursor: int, limit: int) -> tuple[list[str], int, int]:
-        """A page of the account's suppression list: ``(phones, next cursor, total)``."""
-        key = self.keys.suppressed(name)
-        nxt, phones = await self.redis.sscan(key, cursor=cursor, count=limit)
-        total = await self.redis.scard(key)
-        return sorted(str(p) for p in phones), int(nxt), int(total)
-
-    async def unsuppress(self, name: str, phone: str) -> bool:
-        return bool(await self.redis.srem(self.keys.suppressed(name), phone))

@@ -73,9 +73,8 @@ async def claim(
     is ``EMPTY`` when the lane has nothing left to claim right now). ``token`` must hold the
     lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise).
     ``attempt_index_ttl_ms`` > 0 also indexes each attempt for status webhooks."""
-    k = ledger.keys
     res = await ledger.scripts["claim_batch"](
-        keys=k.claim_keys(cid, lane, account, lock_job),
+        keys=ledger.claim_keys(cid, lane, account, lock_job),
         args=[
             token,
             prefix,

@@ -1,7 +1,7 @@
 """Every Redis key waqtor writes, in one place.
 
-BullMQ's own keys (``bull:<queue>:*``) belong to BullMQ; the one we read (a job's lock) is built
-here too so its layout is written down once.
+BullMQ's own keys belong to BullMQ and are named by the engine (``Engine.key``) alone; a
+script that must read one (a job's lock) is given its name.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ HELPER_JOB_MARK = "~assist~"
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "wq"
-    bull_prefix: str = "bull"
-    queue: str = "waqtor"
 
     # --- campaign ledger ---
     def meta(self, cid: str) -> str:
@@ -73,11 +71,11 @@ class Keys:
         ]
 
     def claim_keys(
-        self, cid: str, lane: int, account: str, lock_job: str | None = None
+        self, cid: str, lane: int, account: str, job_lock: str, queue_meta: str
     ) -> list[str]:
         """KEYS of claim.lua and claim_batch.lua, in their order: the campaign's, then the
-        lane's account's, then the attempt index. ``lock_job``: the job whose lock the claimer
-        must hold (default the campaign's own)."""
+        lane's account's, then the attempt index. ``job_lock``: bullmq's lock key of the job
+        the claimer must hold; ``queue_meta``: bullmq's queue meta hash (both from the engine)."""
         return [
             self.meta(cid),
             self.recipients(cid),
@@ -86,8 +84,8 @@ class Keys:
             self.inflight(cid),
             self.retry(cid, lane),
             self.message_counts,
-            self.job_lock(lock_job or cid),
-            self.queue_meta,
+            job_lock,
+            queue_meta,
             self.unsettled(cid),
             self.last_send_ms(account),
             self.suppressed(account),
@@ -360,20 +358,3 @@ class Keys:
         campaign are ``meta(cid)`` plus a suffix (``:s`` status, ``:lease``)."""
         head, _, tail = self.meta("\0").partition("\0")
         return head, tail
-
-    # --- BullMQ (read only) ---
-    def job_hash(self, job_id: str) -> str:
-        """bullmq's hash of one job; ``job_hash("")`` is the head of every job's key."""
-        return f"{self.bull_prefix}:{self.queue}:{job_id}"
-
-    def job_lock(self, job_id: str) -> str:
-        return f"{self.bull_prefix}:{self.queue}:{job_id}:lock"
-
-    @property
-    def queue_meta(self) -> str:
-        return f"{self.bull_prefix}:{self.queue}:meta"
-
-    def bull_state(self, state: str) -> str:
-        """bullmq's list (wait, active, paused) or sorted set (delayed, prioritized, completed,
-        failed) of the jobs in ``state``."""
-        return f"{self.bull_prefix}:{self.queue}:{state}"

@@ -8,7 +8,7 @@ after: a worker killed in between leaves an ``unknown`` recipient, never a dupli
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,10 +88,23 @@ def answer(kind: StepKind, res: list[Any]) -> Claim:
 
 
 class Ledger:
-    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, scripts: Scripts, bull_key: Callable[[str], str]
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.scripts = scripts
+        #: Names bullmq's keys (``Engine.key``): the claim scripts check a job's lock token.
+        self.bull_key = bull_key
+
+    def claim_keys(
+        self, cid: str, lane: int, account: str, lock_job: str | None = None
+    ) -> list[str]:
+        """KEYS of claim.lua and claim_batch.lua; ``lock_job``: the job whose lock the claimer
+        must hold (default the campaign's own)."""
+        return self.keys.claim_keys(
+            cid, lane, account, self.bull_key(f"{lock_job or cid}:lock"), self.bull_key("meta")
+        )
 
     # ---- writing a new campaign ----
     async def prestage(self, cid: str, recipients: Sequence[Recipient]) -> None:
@@ -123,9 +136,11 @@ class Ledger:
         created_ms: int,
         extra: dict[str, str] | None = None,
         prestaged: bool = False,
+        lease_ms: int | None = None,
     ) -> None:
         """Recipient ``i`` is sent by ``accounts[i % len(accounts)]`` (its lane).
-        ``prestaged``: ``prestage`` wrote the recipient list already; it is kept now."""
+        ``prestaged``: ``prestage`` wrote the recipient list already; it is kept now.
+        ``lease_ms``: an instant send's lease (``Keys.instant_lease``), taken for that long."""
         k = self.keys
         n = len(recipients)
         lanes = len(accounts)
@@ -155,6 +170,8 @@ class Ledger:
         pipe.zadd(k.campaigns, {cid: created_ms})
         if mode == "queue":
             pipe.zadd(k.jobs, {cid: created_ms})
+        if lease_ms is not None:
+            pipe.set(k.instant_lease(cid), "1", px=lease_ms)
 
     # ---- transitions ----
     async def claim_next(
@@ -175,9 +192,8 @@ class Ledger:
         attempt_index_ttl_ms: int = 0,
     ) -> Claim:
         """``attempt_index_ttl_ms`` > 0 also indexes the attempt for status webhooks."""
-        k = self.keys
         res = await self.scripts["claim"](
-            keys=k.claim_keys(cid, lane, account),
+            keys=self.claim_keys(cid, lane, account),
             args=[
                 token,
                 attempt_id,
@@ -209,7 +225,7 @@ class Ledger:
                 k.detail(cid),
                 k.inflight(cid),
                 k.message_counts,
-                k.job_lock(cid),
+                self.bull_key(f"{cid}:lock"),
                 k.unsettled(cid),
                 *(k.backlog(a) for a in accounts),
             ],
@@ -370,6 +386,17 @@ class Ledger:
             }
             out.append((row, rec, detail))
         return out
+
+    async def status_codes(self, cid: str) -> str:
+        """The status string: one ``RecipientStatus.code`` per recipient, in request order."""
+        return str(await self.redis.get(self.keys.status(cid)) or "")
+
+    async def details(self, cid: str, indexes: list[int]) -> list[str | None]:
+        """The raw detail (JSON) of each recipient index, None where there is none."""
+        if not indexes:
+            return []
+        found: list[str | None] = await self.redis.hmget(self.keys.detail(cid), indexes)  # type: ignore[assignment]
+        return found
 
     async def find_phone(self, cid: str, digits: str, limit: int) -> tuple[int, list[int]]:
         """(recipients in the campaign, indexes whose phone contains ``digits``), scanned in

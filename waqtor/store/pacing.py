@@ -67,3 +67,31 @@ class Pacer:
     async def backlog(self, account: str) -> int:
         raw = await self.redis.get(self.keys.backlog(account))
         return max(0, int(raw)) if raw else 0
+
+    async def request_slot(
+        self, owner: str, now_ms: int, interval_ms: float, ttl_ms: int, count: int
+    ) -> float:
+        """Reserve ``count`` consecutive request slots under ``owner``'s messages-per-second
+        limit (throttle.lua); the first one's time (ms, fractional)."""
+        slot = await self.scripts["throttle"](
+            keys=[self.keys.throughput_next_ms(owner)], args=[now_ms, interval_ms, ttl_ms, count]
+        )
+        return float(slot)
+
+    async def strike(self, account: str, now_ms: int, cool_ms: int, max_cool_ms: int) -> int:
+        """Note a ban signal (strike.lua): the account rests; how many strikes within the hour."""
+        k = self.keys
+        strikes, _until = await self.scripts["strike"](
+            keys=[k.strikes(account), k.cool_until_ms(account)],
+            args=[now_ms, cool_ms, max_cool_ms],
+        )
+        return int(strikes)
+
+    async def forgive(self, account: str) -> None:
+        """Forget the account's strikes and end its rest (a manual resume)."""
+        await self.redis.delete(self.keys.strikes(account), self.keys.cool_until_ms(account))
+
+    async def sent_text_times(self, account: str, digests: list[str]) -> list[float | None]:
+        """When (ms) the account last sent each (phone, text) digest, None if not in 7 days."""
+        found: list[float | None] = await self.redis.zmscore(self.keys.sent_texts(account), digests)
+        return found

@@ -8,6 +8,7 @@ script also gives figures from a single moment rather than from six.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -36,7 +37,7 @@ JOB_STATES = (
 
 @dataclass(frozen=True)
 class QueueFigures:
-    #: Jobs per state, named as the seed names them, and ``total``.
+    #: Jobs per state, named as WaQtor names them, and ``total``.
     jobs: dict[str, int]
     #: Recipients per status, over every stored campaign.
     messages: dict[str, int]
@@ -49,7 +50,7 @@ class QueueFigures:
 def job_counts(
     bull: dict[str, int], queue_paused: bool, held: int, canceled: int = 0, foreign: int = 0
 ) -> dict[str, int]:
-    """bullmq's counts as the seed shows them (the same rules as ``Engine.counts`` and the
+    """bullmq's counts as WaQtor shows them (the same rules as ``Engine.counts`` and the
     stats route applied before), with canceled campaigns apart from completed ones and jobs
     that were never campaigns (added from Bull Board) apart from failed ones."""
     counts = {state: bull.get(state, 0) for state in JOB_STATES}
@@ -59,10 +60,10 @@ def job_counts(
     counts["failed"] -= counts["foreign"]
     counts["waiting"] = bull.get("wait", 0) + bull.get("prioritized", 0)
     if queue_paused:
-        # BullMQ keeps a paused queue's jobs in its wait list; the seed counts them as paused.
+        # BullMQ keeps a paused queue's jobs in its wait list; WaQtor counts them as paused.
         counts["paused"] += counts["waiting"]
         counts["waiting"] = 0
-    # Campaigns paused one by one wait in bullmq's delayed set; the seed would call them paused.
+    # Campaigns paused one by one wait in bullmq's delayed set; WaQtor would call them paused.
     moved = min(counts["delayed"], held)
     counts["delayed"] -= moved
     counts["paused"] += moved
@@ -92,19 +93,20 @@ def _figures(reply: list[Any]) -> QueueFigures:
 
 
 class QueueStatsReader:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, bull_key: Callable[[str], str]) -> None:
+        """``bull_key``: names bullmq's keys (``Engine.key``)."""
         source = resources.files("waqtor.store").joinpath("lua/queue_stats.lua").read_text()
         # Registered here, not in scripts.NAMES: only the API reads it.
         self._script = redis.register_script(source)
         head, tail = keys.cool_until_ms_parts()
         self._keys = [
-            keys.queue_meta,
+            bull_key("meta"),
             keys.paused_campaigns,
             keys.message_counts,
             keys.accounts,
             keys.canceled_jobs,
             keys.foreign_jobs,
-            *(keys.bull_state(state) for state in BULL_STATES),
+            *(bull_key(state) for state in BULL_STATES),
         ]
         self._args = [head, tail, DEFAULT, HELPER_JOB_MARK, *BULL_STATES]
 

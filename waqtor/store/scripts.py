@@ -35,6 +35,8 @@ NAMES = (
     # security: failed logins and API keys per client address; dashboard sessions
     "auth_fail",
     "session_start",
+    # Idempotency-Key: give back a key whose request failed
+    "idem_release",
 )
 
 

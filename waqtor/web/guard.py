@@ -16,8 +16,10 @@ import logging
 import math
 import time
 
-from waqtor.api.errors import REDIS_DOWN
+from starlette.types import Scope
+
 from waqtor.store.auth_failures import FailedAttempts, bucket
+from waqtor.store.errors import REDIS_DOWN
 
 log = logging.getLogger("waqtor.api")
 
@@ -70,3 +72,10 @@ class Guard:
         if wait:
             log.warning("client %s refused for %d s after failed attempts", bucket(address), wait)
         return wait
+
+
+def client_address(scope: Scope) -> str | None:
+    """The client's address: the TCP peer, or what a trusted proxy said (``TRUSTED_PROXIES``
+    puts uvicorn's proxy-headers middleware in front, which rewrites ``client``)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None

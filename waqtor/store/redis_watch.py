@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from waqtor.config import redis_label
 from waqtor.store.connection import connect
 
-log = logging.getLogger("waqtor.sending.worker")
+log = logging.getLogger("waqtor.sending.worker")  # the worker owns the watch
 
 #: How often the watch pings (s); an outage is logged within about this long.
 EVERY_S = 0.5

@@ -1,0 +1,177 @@
+"""The import rules of the layers, checked over the source with ``ast``.
+
+domain and config at the bottom, then store (the only Redis user), engine.py (the only bullmq
+user), providers, runtime, sending, campaigns, web (the HTTP plumbing both faces share), api
+and dashboard (side by side, never each other), cli at the top. A module may import its own
+layer and any layer below it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "waqtor"
+
+#: Layer of each top-level part of ``waqtor``, lowest first. api and dashboard share a rank but
+#: are kept apart by ``APART``.
+RANK = {
+    "": 0,  # waqtor/__init__.py: the version, nothing else
+    "domain": 0,
+    "config": 0,
+    "store": 1,
+    "engine": 2,
+    "providers": 3,
+    "runtime": 4,
+    "sending": 5,
+    "campaigns": 6,
+    "web": 7,
+    "api": 8,
+    "dashboard": 8,
+    "cli": 9,
+    "__main__": 9,
+    # The compat shim for ``waqtor.callbacks.verify``, which the docs tell users to call.
+    "callbacks": 9,
+}
+APART = {("api", "dashboard"), ("dashboard", "api")}
+#: Third-party packages only one part of ``waqtor`` may import.
+OWNED = {"redis": {"store", "engine"}, "bullmq": {"engine"}}
+
+
+def _part(module: str) -> str:
+    """``waqtor.store.keys`` -> ``store``; ``waqtor.engine`` -> ``engine``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _modules() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found.append((".".join(parts), path))
+    return found
+
+
+def _imports(path: Path, module: str) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            out.append((node.lineno, target))
+            # ``from waqtor import api`` names the part in the alias, not the module.
+            if target == "waqtor":
+                out.extend((node.lineno, f"waqtor.{alias.name}") for alias in node.names)
+    return out
+
+
+def violations() -> list[str]:
+    found: list[str] = []
+    for module, path in _modules():
+        part = _part(module)
+        if part not in RANK:
+            found.append(f"{module}: not placed in a layer (add it to RANK)")
+            continue
+        for line, target in _imports(path, module):
+            where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+            top = target.split(".")[0]
+            if top in OWNED and part not in OWNED[top]:
+                found.append(f"{where}: {part} imports {top} (only {sorted(OWNED[top])} may)")
+            if top != "waqtor" or target == "waqtor":
+                continue
+            other = _part(target)
+            if other == part or other not in RANK:
+                continue
+            if (part, other) in APART:
+                found.append(f"{where}: {part} imports {other} (they never import each other)")
+            elif RANK[other] > RANK[part]:
+                found.append(f"{where}: {part} imports {target}, a higher layer")
+    return found
+
+
+def test_every_layer_imports_only_downward() -> None:
+    assert violations() == []
+
+
+#: Attributes that reach Redis itself (a client, its scripts or pipelines): only the store's
+#: readers and writers, and the engine, use them.
+REDIS_ATTRIBUTES = frozenset({"redis", "scripts", "pipeline", "register_script", "eval", "evalsha"})
+
+
+def redis_reaches() -> list[str]:
+    found: list[str] = []
+    for module, path in _modules():
+        if _part(module) in OWNED["redis"]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in REDIS_ATTRIBUTES:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: .{node.attr}")
+    return found
+
+
+def test_only_the_store_and_the_engine_reach_redis() -> None:
+    """No ``s.store.redis.get(...)`` above the store: a command goes through a typed reader
+    or writer of ``waqtor.store``."""
+    assert redis_reaches() == []
+
+
+def test_the_redis_check_catches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "waqtor"
+    for part in ("store", "dashboard"):
+        (root / part).mkdir(parents=True)
+        (root / part / "__init__.py").write_text("")
+        (root / part / "m.py").write_text("async def f(s):\n    await s.store.redis.get('k')\n")
+    (root / "__init__.py").write_text("")
+    monkeypatch.setitem(globals(), "PACKAGE", root)
+    assert redis_reaches() == ["waqtor/dashboard/m.py:2: .redis"]
+
+
+@pytest.mark.parametrize(
+    ("part", "source", "expected"),
+    [
+        ("store", "from waqtor.sending import callbacks\n", "a higher layer"),
+        ("api", "from waqtor.dashboard.errors import X\n", "never import each other"),
+        ("dashboard", "import waqtor.api.errors\n", "never import each other"),
+        ("sending", "import redis\n", "imports redis"),
+        ("store", "import bullmq\n", "imports bullmq"),
+        ("providers", "from redis.asyncio import Redis\n", "imports redis"),
+        ("providers", "from waqtor import runtime\n", "a higher layer"),
+    ],
+)
+def test_the_checker_catches(
+    part: str, source: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checker itself fails on each kind of breach (run over a throwaway package)."""
+    root = tmp_path / "waqtor"
+    (root / part).mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / part / "__init__.py").write_text("")
+    (root / part / "bad.py").write_text(source)
+    monkeypatch.setitem(globals(), "PACKAGE", root)
+    found = violations()
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_relative_imports_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "waqtor"
+    (root / "store").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "store" / "__init__.py").write_text("")
+    (root / "store" / "bad.py").write_text("from ..campaigns import x\nfrom . import keys\n")
+    monkeypatch.setitem(globals(), "PACKAGE", root)
+    assert [v.split(": ", 1)[1] for v in violations()] == [
+        "store imports waqtor.campaigns, a higher layer"
+    ]
