@@ -307,7 +307,7 @@ async def test_other_processes_send_through_the_holder(web_app: App, redis_url: 
         with pytest.raises(UnavailableError) as down:
             await lonely.send(OutgoingMessage("w9", "+966500000022", "Hi", "c", "b"))
         assert "no running process" in down.value.reason
-        assert await other.redis.llen(other.keys.web_requests("w9")) == 0
+        assert await other.store.redis.llen(other.keys.web_requests("w9")) == 0
     finally:
         await other.close()
 
