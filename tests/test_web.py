@@ -467,3 +467,18 @@ async def test_a_session_lost_mid_campaign_pauses_and_resumes_at_the_exact_recip
     assert done["recipients"]["sent"] == len(phones), done["recipients"]
     sent = [m["phone"] for m in sent_log(session_dir(app))]
     assert sorted(sent) == sorted(phones)  # none lost, none twice
+
+
+async def test_a_takeover_is_not_a_ban_signal(web_app: App) -> None:
+    """This process's lease ran out and another took the account over: WhatsApp replaces our
+    stream with theirs. That is not a ban: the account is not paused, the new holder's state
+    stays."""
+    app = web_app
+    await paired_account(app)
+    store = app.app.state.services.web.store
+    await store.redis.set(store.keys.web_lease("w1"), "otherhost:1:abc", px=10_000)
+    FakeWebClient.live["w1"].emit(StreamReplaced())
+    await asyncio.sleep(0.5)
+    account = (await app.get("/api/accounts/w1")).json()["data"]
+    assert not account["paused"], account["pausedReason"]
+    assert (await web_state(app, "w1"))["state"] != "replaced"

@@ -155,6 +155,15 @@ class WebSession:
             else:
                 await self._set(detail=f"connection failed ({event.reason}); retrying")
         elif isinstance(event, StreamReplaced):
+            if await self.store.holder(name) != self.state.holder:
+                # Our lease ran out and another process took the account over: a takeover,
+                # not a ban signal. Step aside without touching the new holder's state.
+                self.final = True
+                self.connected.clear()
+                log.warning("web account %s: taken over by another process", name)
+                with contextlib.suppress(Exception):
+                    await self.call(self.client.stop)
+                return
             await self._refused(
                 ws.REPLACED, "another connection of this WhatsApp Web session replaced this one"
             )
