@@ -482,3 +482,19 @@ async def test_a_takeover_is_not_a_ban_signal(web_app: App) -> None:
     account = (await app.get("/api/accounts/w1")).json()["data"]
     assert not account["paused"], account["pausedReason"]
     assert (await web_state(app, "w1"))["state"] != "replaced"
+
+
+async def test_an_expired_qr_code_is_withdrawn(
+    web_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "QR_STALE_MS", 300)
+    app = web_app
+    await app.post("/api/accounts", json={"name": "w4", "provider": "web"})
+    await app.post("/api/accounts/w4/web/pair", json={})
+
+    async def expired() -> dict[str, Any] | None:
+        got = await web_state(app, "w4")
+        return got if got["state"] == "unpaired" and "expired" in got["detail"] else None
+
+    got = await until(expired, what="the QR code withdrawn")
+    assert got["qr"] == "" and got["holder"] is None

@@ -37,6 +37,8 @@ from waqtor.store.web_sessions import WebSessions
 log = logging.getLogger("waqtor.providers.web")
 
 NAME = "web"
+#: A pairing whose QR code (or pairing code) has not changed for this long has expired.
+QR_STALE_MS = 90_000
 #: Session states that wait for an operator: never reconnected by themselves.
 OPERATOR_STATES = frozenset({ws.LOGGED_OUT, ws.BANNED, ws.REPLACED})
 #: Not opened again by themselves: only an operator's pairing request reopens them.
@@ -134,6 +136,16 @@ class WebHub:
                 await self._close(name, release=False)
             elif session.final:
                 await self._close(name, release=True)
+            elif self._pairing_expired(session):
+                # WhatsApp stops rotating QR codes after a few minutes and the library only
+                # prints that: a code this old can no longer be scanned.
+                await self._close(name, release=True)
+                expired = ws.WebState(
+                    state=ws.UNPAIRED,
+                    detail="the QR code expired before the phone scanned it: ask for a new one",
+                    updated_ms=self.clock.now_ms(),
+                )
+                await self.store.set_state(name, expired)
             else:
                 how = await self.store.take_pairing(name)
                 if how:  # an operator asked to pair again: through this holder
@@ -158,6 +170,10 @@ class WebHub:
                     )
                     await self.store.set_state(name, stopped)
                     log.error("web account %s: %s", name, exc)
+
+    def _pairing_expired(self, session: WebSession) -> bool:
+        seen = session.state
+        return seen.state == ws.PAIRING and self.clock.now_ms() - seen.updated_ms > QR_STALE_MS
 
     async def open(self, name: str, how: str | None = None) -> WebSession:
         """Connect ``name`` here (the caller holds its lease). ``how``: ``qr`` or
