@@ -68,6 +68,10 @@ class FakeWebClient:
         FakeWebClient.built += 1
         FakeWebClient.live[self.account] = self
 
+    @staticmethod
+    def has_session(db: Path) -> bool:
+        return db.exists() and db.read_bytes().startswith(PAIRED)
+
     @classmethod
     def reset(cls) -> None:
         cls.live.clear()

@@ -6,9 +6,11 @@ removal. Plus one smoke test of the real neonize client, offline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
@@ -341,6 +343,15 @@ def test_the_real_neonize_client_builds_offline(tmp_path: Path) -> None:
     assert neonize_client.classify_send_error("websocket not connected").code == "not_connected"
     left = neonize_client.classify_send_error("context deadline exceeded")
     assert left.may_have_left
+    # Whether a database holds a linked device is read offline, from whatsmeow's own table.
+    db = tmp_path / "linked.db"
+    assert not neonize_client.factory.has_session(db)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY)")
+        assert not neonize_client.factory.has_session(db)
+        conn.execute("INSERT INTO whatsmeow_device VALUES ('966500000001.0:3@s.whatsapp.net')")
+        conn.commit()
+    assert neonize_client.factory.has_session(db)
     assert events == []
 
 

@@ -129,5 +129,10 @@ class WebClient(Protocol):
         """Unlink this device from the phone (the stored session becomes useless)."""
 
 
-#: Builds a client for a session database (a SQLite path).
-ClientFactory = Callable[[Path, EventSink], WebClient]
+class ClientFactory(Protocol):
+    """Builds a client for a session database (a SQLite path), and tells, without connecting,
+    whether a database holds a linked device."""
+
+    def __call__(self, db: Path, sink: EventSink) -> WebClient: ...
+
+    def has_session(self, db: Path) -> bool: ...

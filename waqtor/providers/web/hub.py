@@ -97,6 +97,13 @@ class WebHub:
             self._factory = neonize_factory()
         return self._factory
 
+    def _has_session(self, name: str) -> bool:
+        """This process has the account's session database, with a linked device in it."""
+        try:
+            return self.factory().has_session(self.db_path(name))
+        except MissingNeonize:
+            return False
+
     def _pool(self) -> ThreadPoolExecutor:
         # Threads for the short FFI calls (send, typing, checks); each connected account also
         # holds one thread of its own for the connection. Created lazily, so idle is free.
@@ -156,7 +163,7 @@ class WebHub:
                 continue
             state = await self.store.state(name)
             pairing = await self.store.pairing_requested(name)
-            paired_here = self.db_path(name).exists() and state.state not in WAIT_FOR_OPERATOR
+            paired_here = state.state not in WAIT_FOR_OPERATOR and self._has_session(name)
             if not (pairing or paired_here):
                 continue
             if await self.store.acquire(name, self.holder_id, lease):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,5 +200,20 @@ class NeonizeClient:
         self.client.logout()
 
 
-def factory(db: Path, sink: EventSink) -> NeonizeClient:
-    return NeonizeClient(db, sink)
+class Factory:
+    def __call__(self, db: Path, sink: EventSink) -> NeonizeClient:
+        return NeonizeClient(db, sink)
+
+    def has_session(self, db: Path) -> bool:
+        """whatsmeow keeps a linked device in ``whatsmeow_device``: read it, read-only."""
+        if not db.exists() or db.stat().st_size == 0:
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                row = conn.execute("SELECT COUNT(*) FROM whatsmeow_device").fetchone()
+        except sqlite3.Error:  # no such table yet: never linked
+            return False
+        return bool(row and row[0])
+
+
+factory = Factory()
