@@ -509,3 +509,39 @@ async def test_an_expired_qr_code_is_withdrawn(
 
     got = await until(expired, what="the QR code withdrawn")
     assert got["qr"] == "" and got["holder"] is None
+
+
+async def test_one_process_holds_fifty_sessions(redis_url: str, tmp_path: Path) -> None:
+    import threading
+
+    from waqtor.config import Settings
+    from waqtor.domain.accounts import Account
+
+    settings = Settings(redis_url=redis_url, api_key="k" * 32, data_dir=tmp_path / "data")
+    s = build(settings, redis_url)
+    try:
+        s.web._factory = FakeWebClient
+        names = [f"many{i:02d}" for i in range(50)]
+        for name in names:
+            pair_file(s.web.db_path(name))
+            await s.accounts.put(Account(name=name, provider="web"))
+        threads = threading.active_count()
+        await s.web.tick()
+        assert sorted(s.web.sessions) == names
+        await asyncio.wait_for(
+            asyncio.gather(*(x.connected.wait() for x in s.web.sessions.values())), 10
+        )
+        sends = [
+            s.providers.get(Account(name=n, provider="web")).send(
+                OutgoingMessage(n, "+966500000099", "Hi", "c", f"a{n}")
+            )
+            for n in names
+        ]
+        ids = {r.message_id for r in await asyncio.gather(*sends)}
+        assert len(ids) == 50
+        # Short calls share one pool sized for WEB_MAX_SESSIONS, never a thread per call.
+        assert threading.active_count() - threads <= settings.web_max_sessions + 4
+        holders = {await s.web.store.holder(n) for n in names}
+        assert holders == {s.web.holder_id}
+    finally:
+        await s.close()
