@@ -3,9 +3,10 @@ live connection for each, renews the leases, and answers the send requests that 
 processes relay through Redis. Any process can send for any web account: the send goes to
 the holder (directly when that is this process).
 
-A process holds an account when it has the session database (paired here before) or an
-operator asked for pairing, and nobody else holds the lease. A holder that dies stops renewing;
-another process takes over once the lease has expired (``WEB_LEASE_MS``).
+A process holds an account when its session database holds a linked device (so the processes
+that may hold an account must reach its database: one host, or a shared ``WEB_SESSION_DIR``)
+or an operator asked for pairing, and nobody else holds the lease. A holder that dies stops
+renewing; another process takes over once the lease has expired (``WEB_LEASE_MS``).
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ class WebHub:
                 how = await self.store.take_pairing(name)
                 try:
                     await self.open(name, how)
-                except MissingNeonize as exc:  # said where the operator looks, not only logged
+                except Exception as exc:  # said where the operator looks, not only logged
+                    # (no extra installed, a database the library cannot open...): stopped
+                    # until an operator asks again, never retried in a loop.
                     await self._close(name, release=True)
                     stopped = ws.WebState(
                         state=ws.STOPPED, detail=str(exc), updated_ms=self.clock.now_ms()
