@@ -545,3 +545,65 @@ async def test_one_process_holds_fifty_sessions(redis_url: str, tmp_path: Path) 
         assert holders == {s.web.holder_id}
     finally:
         await s.close()
+
+
+def test_the_real_clients_events_become_ours(tmp_path: Path) -> None:
+    """neonize's own dispatch (``Event.execute``, what the Go side calls with serialized
+    events) fed WhatsApp-shaped events offline: each arrives in our types."""
+    import ctypes
+
+    from neonize.events import (
+        EVENT_TO_INT,
+        ConnectFailureEv,
+        LoggedOutEv,
+        MessageEv,
+        ReceiptEv,
+        StreamReplacedEv,
+        TemporaryBanEv,
+    )
+    from neonize.proto import Neonize_pb2 as pb
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as E2EMessage
+
+    from waqtor.providers.web import adapter, neonize_client
+
+    events: list[Any] = []
+    client = neonize_client.NeonizeClient(tmp_path / "acct.db", events.append)
+
+    def complete(message: Any) -> Any:
+        """Zero values for the required fields the test leaves out (neonize's protos are
+        proto2, and the Go side always sends every field)."""
+        for field in message.DESCRIPTOR.fields:
+            if field.message_type is not None and not field.is_repeated:
+                if field.is_required or message.HasField(field.name):
+                    getattr(message, field.name).SetInParent()
+                    complete(getattr(message, field.name))
+            elif field.is_required and not message.HasField(field.name):
+                setattr(message, field.name, field.default_value)
+        return message
+
+    def deliver(event: Any) -> None:
+        raw = complete(event).SerializeToString()
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        client.client.event.execute(0, ctypes.addressof(buf), len(raw), EVENT_TO_INT[type(event)])
+
+    chat = pb.JID(User="966500000001", Server="s.whatsapp.net")
+    source = pb.MessageSource(Chat=chat, Sender=chat, IsFromMe=False, IsGroup=False)
+    deliver(
+        ReceiptEv(MessageSource=source, MessageIDs=["3EB0A1"], Type=pb.Receipt.ReceiptType.READ)
+    )
+    deliver(LoggedOutEv(OnConnect=False, Reason=pb.ConnectFailureReason.LOGGED_OUT))
+    deliver(TemporaryBanEv(Code=pb.TemporaryBan.SEND_TO_TOO_MANY_PEOPLE, Expire=3600))
+    deliver(ConnectFailureEv(Reason=pb.ConnectFailureReason.TEMP_BANNED, Message="banned"))
+    deliver(StreamReplacedEv())
+    info = pb.MessageInfo(MessageSource=source, ID="in-1")
+    deliver(MessageEv(Info=info, Message=E2EMessage(conversation="STOP")))
+    client.client.event._qr(client.client, b"2@abc,def")
+    assert events == [
+        adapter.Receipt("966500000001", ("3EB0A1",), "read"),
+        adapter.LoggedOut("LOGGED_OUT"),
+        adapter.TemporaryBan("SEND_TO_TOO_MANY_PEOPLE", 3600),
+        adapter.ConnectFailure("TEMP_BANNED", "banned", True),
+        adapter.StreamReplaced(),
+        adapter.Inbound("966500000001", "STOP", "in-1"),
+        adapter.QrCode("2@abc,def"),
+    ]
