@@ -389,7 +389,7 @@ async def test_after_a_logout_the_operator_links_again_and_resumes(web_app: App)
     FakeWebClient.live["w1"].emit(LoggedOut("LOGGED_OUT"))
 
     async def logged_out() -> bool:
-        return (await web_state(app, "w1"))["state"] == "logged_out"
+        return bool((await web_state(app, "w1"))["state"] == "logged_out")
 
     await until(logged_out, what="logged out")
     await asyncio.sleep(1.0)  # a few lease rounds: nobody reconnects by itself
