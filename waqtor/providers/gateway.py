@@ -123,11 +123,10 @@ class GatewayProvider(Provider):
     ) -> tuple[int, Any]:
         """``(status, parsed body)``. Raises TransientError when nothing left this process and
         AmbiguousError when the request left without an answer."""
-        timeout = None
-        if extra_s:
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=min(5.0, self._timeout_s), sock_read=self._timeout_s + extra_s
-            )
+        # A request that shows "typing..." first (Evolution's delay) may take that much longer.
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=min(5.0, self._timeout_s), sock_read=self._timeout_s + extra_s
+        )
         try:
             async with self._client().request(
                 method,
@@ -136,7 +135,7 @@ class GatewayProvider(Provider):
                 params=params,
                 headers=self._headers(),
                 allow_redirects=False,
-                timeout=timeout or aiohttp.helpers.sentinel,
+                timeout=timeout,
             ) as resp:
                 status, raw = resp.status, await resp.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
