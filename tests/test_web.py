@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import json
 import os
 import sqlite3
 import stat
@@ -607,3 +608,44 @@ def test_the_real_clients_events_become_ours(tmp_path: Path) -> None:
         adapter.Inbound("966500000001", "STOP", "in-1"),
         adapter.QrCode("2@abc,def"),
     ]
+
+
+async def test_receipts_reach_the_status_callback(redis_url: str, tmp_path: Path) -> None:
+    from tests.fake_cloud_api import Receiver
+
+    receiver = Receiver().start()
+    settings = make_settings(
+        redis_url, tmp_path, callback_secret="callback-secret-0123456789abcdef", **WEB
+    )
+    try:
+        async with App(settings) as app:
+            await paired_account(app)
+            resp = await app.post(
+                "/api/messages/send-bulk",
+                json={
+                    "account": "w1",
+                    "recipients": [{"phone": "966500000041", "message": "Hi"}],
+                    "callbackUrl": receiver.url("/hook"),
+                },
+            )
+            await wait_for_job(app.get, resp.json()["data"]["jobId"])
+            (msg,) = sent_log(session_dir(app))
+            FakeWebClient.live["w1"].emit(Receipt("966500000041", (msg["id"],), "delivered"))
+            FakeWebClient.live["w1"].emit(Receipt("966500000041", (msg["id"],), "read"))
+
+            def changes() -> list[tuple[str, str]]:
+                bodies = [json.loads(r.body) for r in receiver.got]
+                return [
+                    (e["previousStatus"], e["status"])
+                    for e in bodies
+                    if e["event"] == "message.status"
+                ]
+
+            await until(lambda: len(changes()) >= 3, what="three status callbacks")
+            assert sorted(changes()) == [
+                ("delivered", "read"),
+                ("sending", "sent"),
+                ("sent", "delivered"),
+            ]
+    finally:
+        receiver.stop()
