@@ -338,6 +338,7 @@ def test_the_real_neonize_client_builds_offline(tmp_path: Path) -> None:
     registered = client.client.event.list_func
     for ev in (ConnectedEv, LoggedOutEv, ReceiptEv, TemporaryBanEv):
         assert EVENT_TO_INT[ev] in registered
+    assert not (tmp_path / "acct.db").exists()  # built without touching the database
     jid = client.jid("966500000001")
     assert (jid.User, jid.Server) == ("966500000001", "s.whatsapp.net")
     assert neonize_client.classify_send_error("server returned error 463").code == "463"
