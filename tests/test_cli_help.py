@@ -18,6 +18,13 @@ COMMANDS = [
     ["accounts", "remove"],
     ["web"],
     ["web", "login"],
+    ["send"],
+    ["jobs"],
+    ["job"],
+    ["pause"],
+    ["resume"],
+    ["cancel"],
+    ["report"],
 ]
 
 

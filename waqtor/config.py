@@ -24,6 +24,7 @@ _OWN_SECRETS = frozenset(
         "API_KEY",
         "READONLY_API_KEY",
         "SESSION_SECRET",
+        "METRICS_TOKEN",
         "CALLBACK_SECRET",
         "CALLBACK_SECRET_FILE",
         "WHATSAPP_APP_SECRET",
@@ -227,8 +228,13 @@ class Settings(BaseSettings):
     reconcile_grace_ms: int = Field(default=60_000, ge=0)
     """A campaign's job must be missing this long before its open recipients are canceled."""
 
-    # --- logs ---
+    # --- logs and metrics ---
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (campaign, account and attempt id as fields)."""
+    metrics_token: str | None = None
+    """``GET /metrics`` takes ``Authorization: Bearer <METRICS_TOKEN>`` (at least 16
+    characters), so a Prometheus server needs no API key; an API key is accepted too."""
 
     @field_validator("default_region")
     @classmethod
@@ -241,6 +247,9 @@ class Settings(BaseSettings):
 
     def readonly_keys(self) -> list[str]:
         return _split_keys(self.readonly_api_key, "READONLY_API_KEY")
+
+    def metrics_tokens(self) -> list[str]:
+        return _split_keys(self.metrics_token, "METRICS_TOKEN")
 
     def token_env_allowed(self, name: str) -> bool:
         """Whether an account may read its Cloud API token from ``$name``: a ``WA_TOKEN_*``

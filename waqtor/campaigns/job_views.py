@@ -69,9 +69,10 @@ def _orphan_row(cid: str, f: Flags) -> dict[str, Any]:
     }
 
 
-async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` campaigns with a job, newest first, as the API lists them."""
-    ids = await s.job_index.newest_jobs(limit)
+async def job_rows(s: Services, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """``limit`` campaigns with a job, newest first from the ``offset``-th, as the API lists
+    them."""
+    ids = await s.job_index.newest_jobs(limit, offset)
     views = {v.id: v for v in await s.engine.views(ids)}
     rows: list[dict[str, Any]] = []
     for cid, f in zip(ids, await flags(s, ids), strict=True):

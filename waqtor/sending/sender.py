@@ -38,6 +38,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import logs, process_metrics
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks, human, throughput
 from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
@@ -156,6 +157,7 @@ class Sender:
         if not await throughput.throttle(s, name, can, wake):  # the provider's msgs/s
             return Step(StepKind.INTERRUPTED)
         attempt_id = uuid.uuid4().hex
+        logs.bind(campaign=campaign.id, account=name, attempt=attempt_id)
         while True:
             claim = await s.ledger.claim_next(
                 campaign.id,
@@ -282,8 +284,9 @@ class Sender:
         timeout = (s.settings.provider_timeout_ms + typing) / 1000.0
         try:
             # asyncio.timeout, not wait_for: no extra task, so the request starts right here.
-            async with asyncio.timeout(timeout):
-                result = await provider.send(message)
+            with process_metrics.provider_call(provider.name, name):
+                async with asyncio.timeout(timeout):
+                    result = await provider.send(message)
         except SessionDownError as exc:
             return await self._session_down(finish, outcome, provider, name, exc)
         except BanSignalError as exc:

@@ -46,6 +46,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import logs, process_metrics
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.sending.flow import Flow, Signal
@@ -78,6 +79,7 @@ async def send_batch(
     ``Sender.step`` says whether the lane is done or must wait)."""
     s = sender.s
     name = campaign.accounts[lane]
+    logs.bind(campaign=campaign.id, account=name, attempt=None)
     account = await s.accounts.get(name)
     if account is None or account.paused:
         return None  # Sender.step reports it
@@ -312,8 +314,14 @@ class _Batch:
             signal = Signal.OK
             try:
                 try:
-                    async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
-                        results = await provider.send_batch([m for _, m, _ in chunk])
+                    with process_metrics.provider_call(provider.name):
+                        async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
+                            results = await provider.send_batch([m for _, m, _ in chunk])
+                    for (_, message, _), result in zip(chunk, results, strict=True):
+                        failed = result if isinstance(result, ProviderError) else None
+                        if failed is not None:
+                            process_metrics.provider_error(provider.name, failed.code)
+                        process_metrics.outcome(provider.name, message.account, failed)
                 except TimeoutError:
                     self._timed_out(chunk)
                     signal = Signal.CONGESTED
@@ -344,7 +352,8 @@ class _Batch:
             started = time.monotonic()
             try:
                 try:
-                    result: SendResult | ProviderError = await provider.send(message)
+                    with process_metrics.provider_call(provider.name, message.account):
+                        result: SendResult | ProviderError = await provider.send(message)
                     elapsed = time.monotonic() - started
                 except ProviderError as exc:
                     result = exc

@@ -20,6 +20,7 @@ from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
 from waqtor.store.queue_stats import QueueStatsReader
 from waqtor.store.reconcile_state import ReconcileState
+from waqtor.store.scrape import ScrapeReader
 from waqtor.store.scripts import Scripts
 from waqtor.store.server import eviction_policy
 from waqtor.store.sessions import SessionStore
@@ -63,6 +64,8 @@ class Store:
         self.reconcile_state = ReconcileState(redis, keys, scripts, bull_key)
         self.web_sessions = WebSessions(redis, keys)
         self.gateways = GatewayStore(redis, keys, scripts)
+        #: What ``/metrics`` reads besides the queue figures.
+        self.scrape = ScrapeReader(redis, keys)
 
     def queue_stats(self) -> QueueStatsReader:
         """For the API only (its script is not registered elsewhere)."""
