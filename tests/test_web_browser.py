@@ -6,6 +6,7 @@ for instead. Screenshots go to ``test-artifacts/dashboard/`` (copied into docs/)
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -94,6 +95,10 @@ def test_pairing_by_qr_code_in_the_dashboard(page: Page, base: str) -> None:
     expect(page.get_by_text("+966500009999")).to_be_visible()
     expect(page.get_by_test_id("web-qr")).to_have_count(0)
     shoot(page, "web-pairing-connected")
+    # The Accounts page lists it with its session, and leads back to the pairing page.
+    page.goto(base + "/admin/queues/accounts/shop")
+    page.get_by_role("link", name=re.compile("pair or re-pair")).click()
+    expect(page.get_by_test_id("web-state")).to_have_text("connected")
 
 
 def test_pairing_code_instead_of_a_qr_code(page: Page, base: str) -> None:
