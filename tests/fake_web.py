@@ -92,6 +92,9 @@ class FakeWebClient:
         self.started = False
 
     def pair_phone(self, phone: str) -> str:
+        # As whatsmeow: a pairing code needs the connection up, which the first QR code shows.
+        if not self.qr_shown:
+            raise RuntimeError("websocket not connected")
         return "WQTR-" + phone[-4:]
 
     def send_text(self, phone: str, text: str) -> str:

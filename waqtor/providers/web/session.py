@@ -84,6 +84,8 @@ class WebSession:
         self.connected = asyncio.Event()
         #: Set once WhatsApp refused the device (logged out, banned, replaced): not restarted.
         self.final = False
+        #: A number to ask a pairing code for, once connected.
+        self._pair_phone: str | None = None
 
     def _sink(self, event: WebEvent) -> None:
         # Called on the library's threads.
@@ -93,12 +95,23 @@ class WebSession:
         return await self._loop.run_in_executor(self.executor, fn, *args)
 
     async def start(self, pair_phone: str | None = None) -> None:
+        """Connect; with ``pair_phone``, ask for a pairing code once the connection is up
+        (whatsmeow's PairPhone needs it: the first QR code says it is)."""
+        self._pair_phone = pair_phone
         await self._set(state=ws.CONNECTING, detail="connecting to WhatsApp", qr="", pair_code="")
         self._task = asyncio.ensure_future(self._pump())
         await self.call(self.client.start)
-        if pair_phone:
-            code = await self.call(self.client.pair_phone, pair_phone)
-            await self._handle(PairCode(code))
+
+    async def _request_code(self) -> None:
+        phone, self._pair_phone = self._pair_phone, None
+        if phone is None:
+            return
+        try:
+            code = await self.call(self.client.pair_phone, phone)
+        except Exception as exc:
+            await self._set(detail=f"no pairing code for that number: {str(exc)[:200]}")
+            return
+        await self._handle(PairCode(code))
 
     async def stop(self) -> None:
         await self.call(self.client.stop)
@@ -129,7 +142,12 @@ class WebSession:
     async def _handle(self, event: WebEvent) -> None:
         name = self.account
         if isinstance(event, QrCode):
-            await self._set(state=ws.PAIRING, qr=event.code, detail="scan the QR code")
+            if self._pair_phone is not None:
+                await self._request_code()
+            if self.state.pair_code:
+                await self._set(qr=event.code)
+            else:
+                await self._set(state=ws.PAIRING, qr=event.code, detail="scan the QR code")
         elif isinstance(event, PairCode):
             detail = "type the pairing code into WhatsApp"
             await self._set(state=ws.PAIRING, pair_code=event.code, detail=detail)
