@@ -650,3 +650,20 @@ async def test_receipts_reach_the_status_callback(redis_url: str, tmp_path: Path
             ]
     finally:
         receiver.stop()
+
+
+async def test_moving_an_account_to_another_provider_keeps_its_session(web_app: App) -> None:
+    app = web_app
+    await paired_account(app)
+    db = session_dir(app) / "w1.db"
+    patch = await app.client.patch(
+        "/api/accounts/w1", json={"provider": "simulator"}, headers=HEADERS
+    )
+    assert patch.status_code == 200, patch.text
+    store = app.app.state.services.web.store
+
+    async def released() -> bool:
+        return await store.holder("w1") is None
+
+    await until(released, what="the session closed")
+    assert FakeWebClient.has_session(db)  # the keys stay: moving back needs no new pairing

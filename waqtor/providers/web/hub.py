@@ -134,11 +134,15 @@ class WebHub:
 
     async def tick(self) -> None:
         lease = self.settings.web_lease_ms
-        web = {a.name: a for a in await self.accounts.all() if a.provider == NAME}
+        every = await self.accounts.all()
+        web = {a.name: a for a in every if a.provider == NAME}
         for name in list(self.sessions):
             session = self.sessions[name]
             if name not in web:
-                await self.remove(name)
+                if any(a.name == name for a in every):  # moved to another provider: keep keys
+                    await self._close(name, release=True)
+                else:  # deleted: unlink the device and delete its keys
+                    await self.remove(name)
             elif not await self.store.renew(name, self.holder_id, lease):
                 log.warning("web account %s: lease lost; disconnecting", name)
                 await self._close(name, release=False)
