@@ -154,7 +154,12 @@ class WebSession:
         elif isinstance(event, Connected):
             self.connected.set()
             await self._set(
-                state=ws.CONNECTED, qr="", pair_code="", detail="connected", me=event.me or ""
+                state=ws.CONNECTED,
+                qr="",
+                pair_code="",
+                detail="connected",
+                me=event.me or "",
+                until_ms=0,
             )
         elif isinstance(event, Disconnected):
             if not self.final:
