@@ -57,6 +57,8 @@ class FakeWebClient:
     #: (account, phone, on) in order, and (account, phone) sends, for pacing assertions.
     typing_log: ClassVar[list[tuple[str, str, bool, float]]] = []
     built: ClassVar[int] = 0
+    #: Accounts whose device was unlinked through ``logout``.
+    logged_out: ClassVar[list[str]] = []
 
     def __init__(self, db: Path, sink: EventSink) -> None:
         self.db = db
@@ -78,6 +80,7 @@ class FakeWebClient:
         cls.absent.clear()
         cls.faults.clear()
         cls.typing_log.clear()
+        cls.logged_out.clear()
 
     # --- WebClient ---
     def start(self) -> None:
@@ -119,6 +122,7 @@ class FakeWebClient:
         return {p: p not in self.absent for p in phones}
 
     def logout(self) -> None:
+        self.logged_out.append(self.account)
         self.db.write_bytes(b"")
 
     # --- the test's hands ---
@@ -130,6 +134,10 @@ class FakeWebClient:
         """The operator scans the QR code with the phone."""
         pair_file(self.db, me)
         self.sink(Connected(me))
+
+    def unlinked_by_phone(self) -> None:
+        """The phone removed this linked device: the session database is of no use now."""
+        self.db.write_bytes(b"")
 
     def typed_code(self, me: str = "966500009999") -> None:
         self.scan(me)

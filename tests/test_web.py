@@ -323,6 +323,7 @@ async def test_removing_a_web_account_unlinks_and_deletes_its_keys(web_app: App)
     resp = await app.client.delete("/api/accounts/w1", headers=HEADERS)
     assert resp.status_code == 200, resp.text
     await until(lambda: not db.exists(), what="the session database deleted")
+    assert FakeWebClient.logged_out == ["w1"]  # the device was unlinked first
     assert (await app.get("/api/accounts/w1/web")).status_code == 404
 
 
@@ -387,7 +388,7 @@ async def test_after_a_logout_the_operator_links_again_and_resumes(web_app: App)
     await paired_account(app)
     view = (await app.get("/api/accounts/w1")).json()["data"]
     assert view["sessionState"]["state"] == "connected" and view["sessionState"]["working"]
-    FakeWebClient.live["w1"].logout()  # unlinked from the phone: WhatsApp says so
+    FakeWebClient.live["w1"].unlinked_by_phone()  # and WhatsApp says so:
     FakeWebClient.live["w1"].emit(LoggedOut("LOGGED_OUT"))
 
     async def logged_out() -> bool:
@@ -452,7 +453,7 @@ async def test_a_session_lost_mid_campaign_pauses_and_resumes_at_the_exact_recip
     )
     job_id = resp.json()["data"]["jobId"]
     await until(lambda: len(sent_log(session_dir(app))) >= 3, what="three sends")
-    FakeWebClient.live["w1"].logout()
+    FakeWebClient.live["w1"].unlinked_by_phone()
     FakeWebClient.live["w1"].emit(LoggedOut("LOGGED_OUT"))
 
     async def paused() -> bool:
