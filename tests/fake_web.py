@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 from waqtor.providers.web.adapter import (
     Connected,
     EventSink,
-    PairCode,
     QrCode,
     WebEvent,
     WebSendError,
@@ -139,14 +138,8 @@ class FakeWebClient:
         """The phone removed this linked device: the session database is of no use now."""
         self.db.write_bytes(b"")
 
-    def typed_code(self, me: str = "966500009999") -> None:
-        self.scan(me)
-
     def emit(self, event: WebEvent) -> None:
         self.sink(event)
-
-    def show_code(self, code: str) -> None:
-        self.sink(PairCode(code))
 
     def _log(self, phone: str, text: str, message_id: str) -> None:
         line = json.dumps(
