@@ -39,7 +39,9 @@ ensure_venv() {
 
 # neonize (the "web" extra: WhatsApp Web built in) imports python-magic, which needs libmagic.
 ensure_libmagic() {
-  if ldconfig -p 2>/dev/null | grep -q 'libmagic\.so'; then return 0; fi
+  if python3 -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("magic") else 1)' 2>/dev/null; then
+    return 0
+  fi
   if command -v apt-get >/dev/null 2>&1; then
     echo "libmagic is missing; installing it for WhatsApp Web accounts..." >&2
     { as_root apt-get update -qq && as_root apt-get install -y -qq libmagic1 >/dev/null; } ||
