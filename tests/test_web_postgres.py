@@ -188,6 +188,18 @@ async def test_real_neonize_keeps_each_account_in_its_own_postgres_database(
         assert _databases(base) == {base, f"{base}_web_pb"}
         assert not await hub._has_session("pa")
         assert "whatsmeow_device" in _tables(url_b)  # pb untouched
+
+        # Postgres away at removal: nothing fails, the drop waits and is done on a later round.
+        await s.accounts.put(Account(name="pc", provider="web"))
+        await hub._session_db("pc")
+        await s.accounts.delete("pc")
+        reachable = hub.postgres
+        hub.postgres = PostgresSessions(f"postgres://app:{SECRET}@127.0.0.1:{_dead_port()}/x")
+        await hub.removed("pc")
+        assert f"{base}_web_pc" in _databases(base) and hub._undropped == {"pc"}
+        hub.postgres = reachable
+        await hub.tick()
+        assert _databases(base) == {base, f"{base}_web_pb"} and not hub._undropped
     finally:
         await s.close()
 

@@ -78,6 +78,8 @@ class WebHub:
         url = settings.web_session_db
         #: Set when sessions live in Postgres (WEB_SESSION_DB); None: SQLite files.
         self.postgres = PostgresSessions(url.get_secret_value()) if url is not None else None
+        #: Removed accounts whose Postgres session database could not be dropped yet.
+        self._undropped: set[str] = set()
 
     # --- session databases ---
     @property
@@ -110,6 +112,19 @@ class WebHub:
             return await asyncio.to_thread(self.postgres.prepare, account)
         return self._private_db(account)
 
+    async def _drop_pending(self) -> None:
+        assert self.postgres is not None
+        for name in sorted(self._undropped):
+            if any(a.name == name for a in await self.accounts.all()):
+                self._undropped.discard(name)  # added back meanwhile: its new session stays
+                continue
+            try:
+                await asyncio.to_thread(self.postgres.delete, name)
+            except SessionDbError as exc:
+                log.warning("web account %s removed, its session not yet deleted: %s", name, exc)
+            else:
+                self._undropped.discard(name)
+
     async def _has_session(self, name: str) -> bool:
         """This process reaches the account's session database, with a linked device in it."""
         try:
@@ -123,9 +138,11 @@ class WebHub:
             return False
 
     async def _delete_db(self, name: str) -> None:
-        """Delete the account's session (its keys)."""
+        """Delete the account's session (its keys). A Postgres that does not answer keeps the
+        drop pending: retried on every round of this process, and logged until done."""
         if self.postgres is not None:
-            await asyncio.to_thread(self.postgres.delete, name)
+            self._undropped.add(name)
+            await self._drop_pending()
             return
         with contextlib.suppress(FileNotFoundError):
             self.db_path(name).unlink()
@@ -159,6 +176,8 @@ class WebHub:
 
     async def tick(self) -> None:
         lease = self.settings.web_lease_ms
+        if self._undropped:
+            await self._drop_pending()
         every = await self.accounts.all()
         web = {a.name: a for a in every if a.provider == NAME}
         for name in list(self.sessions):
