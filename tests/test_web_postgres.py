@@ -5,9 +5,11 @@ through a SOCKS proxy address on loopback where nothing listens, so whatsmeow op
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +77,9 @@ def pg_base() -> Iterator[str]:
     parts = SERVER.rsplit("/", 1)[0]
     try:
         # lib/pq (neonize's driver) requires TLS unless told otherwise; this server has none.
-        yield parts + f"/{base}?sslmode=disable"
+        # The server trusts loopback, so the password is never checked: it is there to be
+        # looked for in everything the test can see.
+        yield parts.replace("postgres@", f"postgres:{SECRET}@", 1) + f"/{base}?sslmode=disable"
     finally:
         with _admin() as conn:
             for name in _databases(base):
@@ -144,8 +148,16 @@ def _link_device(url: str, jid: str) -> None:
 
 
 async def test_real_neonize_keeps_each_account_in_its_own_postgres_database(
-    pg_base: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_base: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    assert SECRET in pg_base
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="neonize.utils.log")  # whatsmeow's own level too
     monkeypatch.chdir(tmp_path)  # neonize first tries the name as a SQLite file: none appears
     base = pg_base.rsplit("/", 1)[1].split("?")[0]
     settings = make_settings(redis_url, tmp_path, web_session_db=pg_base)
@@ -200,8 +212,18 @@ async def test_real_neonize_keeps_each_account_in_its_own_postgres_database(
         hub.postgres = reachable
         await hub.tick()
         assert _databases(base) == {base, f"{base}_web_pb"} and not hub._undropped
+        state = await s.web.store.state("pc")
+        assert SECRET not in repr(state)
     finally:
         await s.close()
+    time.sleep(0.5)  # neonize hands whatsmeow's log lines over through a queue and a thread
+    out, err = capfd.readouterr()
+    loggers = {r.name for r in caplog.records}
+    # Seen: whatsmeow's own log lines (from Go) and waqtor's warning naming the server masked.
+    assert any(n.startswith("whatsmeow.") for n in loggers) and "waqtor.providers.web" in loggers
+    assert "app:***@127.0.0.1" in caplog.text
+    for seen in (caplog.text, out, err):
+        assert SECRET not in seen
 
 
 def _settings(url: str) -> Settings:
