@@ -111,8 +111,9 @@ def _wait_job(serve: Serve, job_id: str, timeout: float) -> dict[str, Any]:
 def test_sentinel_failover_mid_campaign_sends_each_recipient_at_most_once(
     sentinels: SentinelGroup, tmp_path: Path, fake_server: FakeCloudApi
 ) -> None:
-    """The primary is SIGKILLed mid-campaign; the Sentinels promote the replica; the API, the
-    dashboard and both workers follow it. Counted at the provider (a fake Cloud API outside
+    """The primary is SIGKILLed mid-campaign; the Sentinels promote the replica; nothing is
+    sent until the old primary is back as a replica; the API, the dashboard and both workers
+    follow it. Counted at the provider (a fake Cloud API outside
     Redis, so a write lost with the primary cannot hide a second send): no recipient twice,
     every recipient terminal."""
     fake = fake_server
@@ -145,10 +146,19 @@ def test_sentinel_failover_mid_campaign_sends_each_recipient_at_most_once(
             time.sleep(0.02)
         old = sentinels.kill_primary()
         killed_at = time.monotonic()
-        before = len(fake.sent)
         new = sentinels.wait_failover(old)
         promoted_s = time.monotonic() - killed_at
-        while len(fake.sent) <= before:  # sending goes on, through the new primary
+        # The Sentinels still list the old primary, down, as the new one's replica: so by
+        # default each claim waits for it, and none goes out on the new primary's word alone
+        # (a second failover would lose it). Sends still under way at the kill end at once.
+        listed = sentinels.sentinels[0].client().sentinel_slaves(MASTER)
+        assert any(int(r["port"]) == old for r in listed), listed
+        time.sleep(0.3)
+        held = len(fake.sent)
+        time.sleep(1.5)
+        assert len(fake.sent) == held, "sent with no replica to acknowledge the claims"
+        sentinels.restart_as_replica(old)  # as a supervisor would; Sentinel re-attaches it
+        while len(fake.sent) <= held:  # sending goes on, through the new primary
             assert time.monotonic() - killed_at < 30, "nothing sent after the failover"
             time.sleep(0.05)
         resumed_s = time.monotonic() - killed_at

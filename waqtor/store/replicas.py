@@ -11,7 +11,8 @@ That is also the fence: a worker still connected to a primary that has been cut 
 replicas gets no acknowledgement and sends nothing.
 
 How many replicas: REDIS_MIN_REPLICAS_ACK, or by default as many as the primary reports
-(``INFO replication``, any state: a replica still syncing can be promoted too), re-read every
+(``INFO replication``, any state: a replica still syncing can be promoted too) or, under
+Sentinel, as many as the Sentinels list, down ones included (whichever is more), re-read every
 ``REFRESH_S`` so that a process follows a failover or a replica added later.
 
 WAIT counts replicas whose acknowledged offset covers this connection's last write;
@@ -109,10 +110,32 @@ class ReplicaGuard:
                 for name, value in info.items()
                 if name.startswith("slave") and isinstance(value, dict)
             )
+            # Under Sentinel, also every replica the Sentinels know, down ones included. Just
+            # after a failover the new primary has no replica attached (the old primary is
+            # down), so its own count is 0; claims acknowledged by nobody would be lost by the
+            # next failover and sent again (seen in the chaos runs). Sentinel still lists the
+            # old primary, as a replica that is down: sending waits for it to come back.
+            known = max(known, await self._sentinel_replicas())
             if known != self._auto:
                 log.info("replicas that acknowledge each claim: %d (was %d)", known, self._auto)
             self._auto = known
         return self._auto
+
+    async def _sentinel_replicas(self) -> int:
+        """Replicas the Sentinels list for this primary, in any state; 0 without Sentinel."""
+        pool = self.redis.connection_pool
+        manager = getattr(pool, "sentinel_manager", None)
+        service = getattr(pool, "service_name", None)
+        if manager is None or service is None:
+            return 0
+        for sentinel in manager.sentinels:
+            try:
+                replicas = await sentinel.sentinel_slaves(service)
+            except Exception as exc:  # another Sentinel may answer
+                log.debug("SENTINEL REPLICAS failed: %s", exc)
+                continue
+            return len(replicas)
+        return 0
 
     async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Acked:
         """Run ``script``, then WAIT for the replicas on the same connection."""
