@@ -22,6 +22,7 @@ from tests.conftest import KEY, App, Proc, make_settings, wait_http
 from tests.live_service import METRICS_TOKEN, LiveService, phones
 from waqtor.api import metrics as metrics_route
 from waqtor.client import Client
+from waqtor.sending.breaker import Breaker
 
 BEARER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
@@ -194,6 +195,59 @@ async def test_accounts_beyond_the_cap_are_counted_not_labelled(
     labelled = {s.labels["account"] for s in found["waqtor_account_backlog"]}
     assert len(labelled) == 3  # "default" and the first two by name
     assert value(found, "waqtor_accounts_unlisted") == 3
+
+
+def _alerting(rule_expr: str, found: dict[str, list[Sample]]) -> set[str]:
+    """Accounts an alert of the shape ``name{label="v", ...} == 1`` fires for (only that
+    shape: enough for the paused-account rule, and it fails loudly on any other)."""
+    match = re.fullmatch(r"(waqtor_[a-z_]+)\{([^}]*)\} == 1", rule_expr.strip())
+    assert match, rule_expr
+    wanted = dict(re.findall(r'([a-z_]+)="([^"]*)"', match[2]))
+    return {
+        s.labels["account"]
+        for s in found[match[1]]
+        if s.value == 1 and all(s.labels.get(k) == v for k, v in wanted.items())
+    }
+
+
+async def test_a_breaker_pause_is_told_from_an_operators_and_only_it_alerts(
+    redis_url: str, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    rules = yaml.safe_load((root / "prometheus-alerts.yml").read_text())
+    (rule,) = [
+        r for g in rules["groups"] for r in g["rules"] if r["alert"] == "WaqtorAccountPaused"
+    ]
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        for name in ("by-hand", "tripped", "web-ban", "running"):
+            resp = await app.post("/api/accounts", json={"name": name, "tier": "new"})
+            assert resp.status_code in (200, 201), resp.text
+        resp = await app.post("/api/accounts/by-hand/pause")
+        assert resp.status_code == 200, resp.text
+        breaker = Breaker(app.app.state.services)
+        await breaker.pause("tripped", "breaker: 3 ban signals (131048) within an hour")
+        # A refused WhatsApp Web session pauses through the breaker with the gateway's words.
+        await breaker.pause("web-ban", "WhatsApp Web logged out (device removed)")
+        resp = await app.get("/api/accounts/web-ban")
+        assert resp.json()["data"]["pausedReason"].startswith("breaker: WhatsApp Web logged out")
+        found = samples((await app.get("/metrics")).text)
+        assert _alerting(rule["expr"], found) == {"tripped", "web-ban"}
+        expected = {"by-hand": "operator", "tripped": "breaker", "web-ban": "breaker"}
+        for name in ("by-hand", "tripped", "web-ban", "running"):
+            by = expected.get(name)
+            assert value(found, "waqtor_account_breaker_state", account=name, state="paused") == (
+                1 if by else 0
+            )
+            for each in metrics_route.PAUSERS:
+                assert value(found, "waqtor_account_paused", account=name, by=each) == (
+                    1 if each == by else 0
+                ), (name, each)
+        # Resumed, nothing fires any more.
+        for name in expected:
+            resp = await app.post(f"/api/accounts/{name}/resume")
+            assert resp.status_code == 200, resp.text
+        found = samples((await app.get("/metrics")).text)
+        assert _alerting(rule["expr"], found) == set()
 
 
 def test_shipped_dashboard_and_alert_rules_name_real_series(live: LiveService) -> None:

@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from waqtor.api.errors import ApiError
 from waqtor.api.gate import too_many
-from waqtor.domain.accounts import Account, effective_caps, gap_ms
+from waqtor.domain.accounts import Account, effective_caps, gap_ms, paused_by
 from waqtor.runtime import offload, process_metrics
 from waqtor.runtime.services import Services
 from waqtor.store.errors import REDIS_DOWN
@@ -47,6 +47,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_ACCOUNTS = 500
 _WEBHOOK_COUNTER = re.compile(r"^[a-z_]{1,32}$")
 MAX_WEBHOOK_COUNTERS = 50
+#: Values of the ``by`` label of ``waqtor_account_paused`` (``domain.accounts.paused_by``).
+PAUSERS = ("breaker", "operator")
 
 
 class _Families(Collector):
@@ -79,6 +81,12 @@ def _accounts(
         "1 for the account's state: ok, cooling (resting after a ban signal) or paused.",
         labels=["account", "state"],
     )
+    paused = GaugeMetricFamily(
+        "waqtor_account_paused",
+        "1 when the account is paused, by whom: breaker (ban signals, failures, a refused "
+        "WhatsApp Web session) or operator; 0 for the other and when not paused.",
+        labels=["account", "by"],
+    )
     cooling = GaugeMetricFamily(
         "waqtor_account_cooling_seconds", "Seconds left of the account's rest.", labels=["account"]
     )
@@ -108,6 +116,9 @@ def _accounts(
         state = "paused" if account.paused else "cooling" if resting else "ok"
         for each in ("ok", "cooling", "paused"):
             breaker.add_metric([name, each], 1.0 if each == state else 0.0)
+        by = paused_by(account)
+        for each in PAUSERS:
+            paused.add_metric([name, each], 1.0 if each == by else 0.0)
         cooling.add_metric([name], resting / 1000)
         strikes.add_metric([name], f.strikes)
         caps = effective_caps(account, today, now_ms)
@@ -119,7 +130,7 @@ def _accounts(
                 cap.add_metric([name, window], limit)
                 usage.add_metric([name, window], used / limit if limit else 1.0)
         gap.add_metric([name], gap_ms(account, default_delay_ms, now_ms) / 1000)
-    yield from (sent_hour, sent_day, backlog, breaker, cooling, strikes, cap, usage, gap)
+    yield from (sent_hour, sent_day, backlog, breaker, paused, cooling, strikes, cap, usage, gap)
 
 
 def _queue(queue: QueueFigures) -> Iterator[Metric]:

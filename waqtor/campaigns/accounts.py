@@ -20,6 +20,7 @@ from waqtor.domain.accounts import (
     Account,
     caps_on,
     new_contact_cap,
+    paused_by,
 )
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
 from waqtor.providers import gateway_env
@@ -105,7 +106,7 @@ async def resume(s: Services, name: str) -> Account:
     """Manual resume (also after the breaker): at half the caps and double the delay for
     RESUME_REDUCED_MS when the breaker had paused it."""
     account = await get(s, name)
-    tripped = bool(account.pausedReason and account.pausedReason.startswith("breaker"))
+    tripped = paused_by(account) == "breaker"
     reduced = s.settings.resume_reduced_ms if tripped else 0
     return await Breaker(s).resume(account, reduced)
 

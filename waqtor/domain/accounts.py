@@ -59,6 +59,9 @@ WARMUP_GROWTH = 1.2  # +20 % a day
 WARMUP_START_FRACTION = 0.2
 WARMUP_MIN_START = 10
 REDUCED_FACTOR = 0.5  # after a breaker trip, resumed accounts run at half their caps
+#: How a pause by the breaker (ban signals, failure spikes, a refused WhatsApp Web session)
+#: starts its ``pausedReason``; any other pause is an operator's.
+BREAKER_REASON = "breaker"
 
 #: Providers that send from an ordinary WhatsApp number through a WhatsApp Web gateway.
 GATEWAY_PROVIDERS = frozenset({"waha", "evolution"})
@@ -219,6 +222,15 @@ class Caps:
             "warmingUp": self.warming,
             "reduced": self.reduced,
         }
+
+
+def paused_by(account: Account) -> str | None:
+    """Who paused the account: ``breaker``, ``operator`` or None (not paused). A bounded
+    label for metrics and alerts, and what decides a reduced-rate resume."""
+    if not account.paused:
+        return None
+    reason = account.pausedReason or ""
+    return "breaker" if reason.startswith(BREAKER_REASON) else "operator"
 
 
 def effective_caps(account: Account, today: date, now_ms: int) -> Caps:
