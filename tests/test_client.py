@@ -401,8 +401,8 @@ def test_an_open_event_stream_does_not_hold_up_a_graceful_stop() -> None:
 
 def test_a_send_still_in_progress_is_waited_for_not_sent_again() -> None:
     """The same send twice at once (a retry after a timeout): the second gets the first's
-    answer, replayed, and nothing goes out twice. (The server holds the second up to 120 s; a
-    409 "still in progress" after that is retried by the client too.)"""
+    answer, replayed, and nothing goes out twice. (The server holds the second up to
+    IDEMPOTENCY_WAIT_MS; the 409 it answers after that is retried by the client: next test.)"""
     service = LiveService(message_delay=400, instant_threshold=10).start()
     try:
         numbers = phones(4, 990)  # an instant send: the request lasts about 1.2 s
@@ -417,6 +417,56 @@ def test_a_send_still_in_progress_is_waited_for_not_sent_again() -> None:
             first, second = asyncio.run(both())
         assert first.mode == "instant" and first.successful == 4
         assert second.replayed and second.results == first.results
+        assert sorted(m["phone"] for m in service.outbox()) == sorted("+" + p for p in numbers)
+    finally:
+        service.stop()
+
+
+class Recording(httpx.HTTPTransport):
+    """The real HTTP transport, noting each answer's status (what the client retried)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
+def test_a_409_still_in_progress_is_retried_until_the_first_answer() -> None:
+    """With IDEMPOTENCY_WAIT_MS short, a copy of a keyed send that is still running gets 409
+    "still in progress" from the server: a client that does not retry sees it as a Conflict;
+    one that retries gets the first request's answer, replayed, and nothing goes out twice."""
+    service = LiveService(message_delay=400, instant_threshold=10, idempotency_wait_ms=100)
+    service.start()
+    try:
+        numbers = phones(6, 960)  # an instant send: the request lasts about 2 s
+        recording = Recording()
+        with (
+            Client(service.url, service.key) as c,
+            Client(service.url, service.key, retries=0) as once,
+            Client(service.url, service.key, retries=10, backoff=0.1, transport=recording) as r,
+        ):
+
+            async def all_three() -> tuple[models.SendResult, Conflict, models.SendResult]:
+                first = asyncio.create_task(asyncio.to_thread(c.send, numbers, "Once"))
+                await asyncio.sleep(0.3)
+                with pytest.raises(Conflict) as refused:
+                    await asyncio.to_thread(once.send, numbers, "Once")
+                retried = await asyncio.to_thread(r.send, numbers, "Once")
+                return await first, refused.value, retried
+
+            started = time.monotonic()
+            first, conflict, retried = asyncio.run(all_three())
+            took = time.monotonic() - started
+        assert conflict.status == 409 and "still in progress" in conflict.error
+        assert first.mode == "instant" and first.successful == 6 and not first.replayed
+        assert recording.statuses[0] == 409 and recording.statuses[-1] == 200
+        assert recording.statuses.count(409) >= 2, recording.statuses
+        assert retried.replayed and retried.results == first.results
+        assert took < 30  # not the default two-minute wait
         assert sorted(m["phone"] for m in service.outbox()) == sorted("+" + p for p in numbers)
     finally:
         service.stop()

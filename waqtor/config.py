@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     """Keys (comma-separated) that may read everything and change nothing."""
     max_recipients: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    idempotency_wait_ms: int = Field(default=120_000, ge=10, le=600_000)
+    """How long a send-bulk waits for a copy with the same Idempotency-Key still running
+    before it answers 409 (still in progress): an instant send holds its request open."""
     cors_origins: str = ""
     """Comma-separated origins; CORS stays off unless set."""
     session_secret: str | None = None

@@ -236,7 +236,12 @@ async def send_bulk(
     caller = request.headers.get(auth.HEADER, "")
     try:
         status, body, replayed = await idempotency.once(
-            s.idempotency, caller, idempotency_key, sub.digest, run
+            s.idempotency,
+            caller,
+            idempotency_key,
+            sub.digest,
+            run,
+            s.settings.idempotency_wait_ms / 1000,
         )
     except idempotency.InProgress:
         raise ApiError(

@@ -22,6 +22,7 @@ from typing import Any
 from waqtor.store.idempotency import IdempotencyStore
 
 TTL_MS = 24 * 3600 * 1000
+#: How long a copy waits for the first request by default (``IDEMPOTENCY_WAIT_MS``).
 WAIT_S = 120.0
 _PENDING = "pending:"
 
@@ -52,9 +53,11 @@ async def once(
     idem_key: str,
     digest: str,
     run: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+    wait_s: float = WAIT_S,
 ) -> tuple[int, dict[str, Any], bool]:
     """Run ``run`` once per (caller, key); returns (status, body, replayed). Raises Mismatch
-    when the key was used for a request with another ``digest``."""
+    when the key was used for a request with another ``digest``, InProgress when a copy still
+    runs after ``wait_s``."""
     key = _key(caller, idem_key)
     token = f"{_PENDING}{secrets.token_hex(8)}:{digest}"
     if await store.claim(key, token, TTL_MS):
@@ -69,11 +72,11 @@ async def once(
         else:
             await store.answer(key, json.dumps([status, body, digest]))
         return status, body, False
-    deadline = asyncio.get_running_loop().time() + WAIT_S
+    deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         found = await store.get(key)
         if found is None:  # the first request failed; this one goes ahead itself
-            return await once(store, caller, idem_key, digest, run)
+            return await once(store, caller, idem_key, digest, run, wait_s)
         raw = str(found)
         if raw.startswith(_PENDING):
             if raw.split(":", 2)[2] != digest:
