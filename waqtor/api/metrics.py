@@ -87,6 +87,12 @@ def _accounts(
         "WhatsApp Web session) or operator; 0 for the other and when not paused.",
         labels=["account", "by"],
     )
+    messages = GaugeMetricFamily(
+        "waqtor_account_messages",
+        "Recipients by status on the account (their lane's sender), over every stored "
+        "campaign; statuses at zero are left out.",
+        labels=["account", "status"],
+    )
     cooling = GaugeMetricFamily(
         "waqtor_account_cooling_seconds", "Seconds left of the account's rest.", labels=["account"]
     )
@@ -116,6 +122,8 @@ def _accounts(
         state = "paused" if account.paused else "cooling" if resting else "ok"
         for each in ("ok", "cooling", "paused"):
             breaker.add_metric([name, each], 1.0 if each == state else 0.0)
+        for status, n in sorted(f.messages.items()):
+            messages.add_metric([name, status], n)
         by = paused_by(account)
         for each in PAUSERS:
             paused.add_metric([name, each], 1.0 if each == by else 0.0)
@@ -130,7 +138,19 @@ def _accounts(
                 cap.add_metric([name, window], limit)
                 usage.add_metric([name, window], used / limit if limit else 1.0)
         gap.add_metric([name], gap_ms(account, default_delay_ms, now_ms) / 1000)
-    yield from (sent_hour, sent_day, backlog, breaker, paused, cooling, strikes, cap, usage, gap)
+    yield from (
+        sent_hour,
+        sent_day,
+        backlog,
+        messages,
+        breaker,
+        paused,
+        cooling,
+        strikes,
+        cap,
+        usage,
+        gap,
+    )
 
 
 def _queue(queue: QueueFigures) -> Iterator[Metric]:

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 #: In the bullmq job id of every helper job (``engine.add_assists``): a campaign's own job id
 #: never contains it, so readers can tell the two apart.
 HELPER_JOB_MARK = "~assist~"
+#: ``backlog(a)`` ends with the first, ``account_messages(a)`` with the second, both keys
+#: otherwise the same (the Lua scripts swap one for the other: lua/_account_messages.lua).
+BACKLOG_SUFFIX = "backlog"
+ACCOUNT_MESSAGES_SUFFIX = "msgs"
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,16 @@ class Keys:
         """Hash: account name -> JSON settings (``domain.accounts.Account``)."""
         return f"{self.prefix}:accounts"
 
+    def account_messages(self, account: str) -> str:
+        """Hash: recipients by status on the account (their lane's sender), over every stored
+        campaign. Fields: a status code -> a net change of that status (batches, creation,
+        deletion), or two codes ``<from><to>`` -> how many recipients moved between them
+        (single changes: one HINCRBY each). A status's count is its own field plus what moved
+        in minus what moved out (``store.scrape.account_statuses``). Scripts derive the key from
+        the account's backlog key (``ACCOUNT_MESSAGES_SUFFIX`` for ``BACKLOG_SUFFIX``), which
+        they already hold, so no script's KEYS change."""
+        return f"{self.prefix}:acct:{account}:{ACCOUNT_MESSAGES_SUFFIX}"
+
     def sent_window(self, account: str) -> str:
         """Sorted set: the account's sends of the last 24 h (attempt id scored by ms), for
         the sliding hourly and daily caps. Kept only for accounts that have caps."""
@@ -213,7 +227,7 @@ class Keys:
 
     def backlog(self, account: str) -> str:
         """Integer: recipients still to send on the account, over all campaigns."""
-        return f"{self.prefix}:acct:{account}:backlog"
+        return f"{self.prefix}:acct:{account}:{BACKLOG_SUFFIX}"
 
     def send_ms(self, account: str) -> str:
         """String: moving average of the provider's send time for the account (ms)."""

@@ -183,6 +183,11 @@ class Ledger:
         pipe.hincrby(k.message_counts, RecipientStatus.PENDING.code, n)
         for lane, account in enumerate(accounts):
             pipe.incrby(k.backlog(account), len(range(lane, n, lanes)))
+            pipe.hincrby(
+                k.account_messages(account),
+                RecipientStatus.PENDING.code,
+                len(range(lane, n, lanes)),
+            )
         pipe.zadd(k.campaigns, {cid: created_ms})
         if mode == "queue":
             pipe.zadd(k.jobs, {cid: created_ms})

@@ -1,6 +1,6 @@
 """What ``/metrics`` reads from Redis at scrape time, besides the queue figures
-(``queue_stats``): per account, the callback outbox, webhook counters and worker heartbeats,
-all in one pipelined round trip."""
+(``queue_stats``): per account (its recipients by status too), the callback outbox, webhook
+counters and worker heartbeats, all in one pipelined round trip."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from waqtor.domain.status import RecipientStatus
 from waqtor.store.keys import Keys
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+_PER = 6  # replies per account in the pipeline
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class AccountFigures:
     sent_last_hour: int
     sent_last_day: int
     strikes: int
+    #: Recipients by status (its name) on the account, over every stored campaign.
+    messages: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,31 @@ def _int(raw: Any) -> int:
         return 0
 
 
+def account_statuses(raw: dict[Any, Any]) -> dict[str, int]:
+    """Recipients by status name from an account's ``Keys.account_messages`` hash: a one-code
+    field is a net change of that status, a two-code field ``<from><to>`` moved that many from
+    one to the other. Statuses at zero are left out; a negative figure (recipients staged
+    before these counts existed, then moved) reads as zero."""
+    by_code: dict[str, int] = {}
+    for name, value in raw.items():
+        field = name.decode() if isinstance(name, bytes) else str(name)
+        n = _int(value)
+        if len(field) == 1:
+            by_code[field] = by_code.get(field, 0) + n
+        elif len(field) == 2:
+            by_code[field[0]] = by_code.get(field[0], 0) - n
+            by_code[field[1]] = by_code.get(field[1], 0) + n
+    out: dict[str, int] = {}
+    for code, n in by_code.items():
+        try:
+            status = RecipientStatus.from_code(code)
+        except KeyError:
+            continue
+        if n > 0:
+            out[status.value] = n
+    return out
+
+
 class ScrapeReader:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -58,17 +87,25 @@ class ScrapeReader:
                 pipe.zcount(k.sent_window(name), now_ms - HOUR_MS, "+inf")
                 pipe.zcount(k.sent_window(name), now_ms - DAY_MS, "+inf")
                 pipe.get(k.strikes(name))
+                pipe.hgetall(k.account_messages(name))
             pipe.zcard(k.callback_due)
             pipe.zcard(k.callback_failed)
             pipe.llen(k.callback_delivered)
             pipe.hgetall(k.webhook_stats)
             pipe.hgetall(k.workers)
             raw = await pipe.execute()
-        per = {
-            name: AccountFigures(*(_int(v) for v in raw[i * 5 : i * 5 + 5]))
-            for i, name in enumerate(accounts)
-        }
-        due, failed, delivered, hooks, beats = raw[len(accounts) * 5 :]
+        per = {}
+        for i, name in enumerate(accounts):
+            cool, backlog, hour, day, strikes, messages = raw[i * _PER : i * _PER + _PER]
+            per[name] = AccountFigures(
+                cooling_until_ms=_int(cool),
+                backlog=_int(backlog),
+                sent_last_hour=_int(hour),
+                sent_last_day=_int(day),
+                strikes=_int(strikes),
+                messages=account_statuses(messages),
+            )
+        due, failed, delivered, hooks, beats = raw[len(accounts) * _PER :]
         heartbeats = []
         for value in beats.values():
             try:

@@ -12,12 +12,17 @@ local function write_codes(status, idxs, codes)
   end
 end
 
--- Recipients per status code, changed by delta[code], in the campaign and over all campaigns.
-local function apply_counts(meta, counts, delta)
+--!include _account_messages
+
+-- Recipients per status code, changed by delta[code], in the campaign, over all campaigns and
+-- on the lane's account (named by its backlog key).
+local function apply_counts(meta, counts, delta, backlog)
+  local per_account = account_messages(backlog)
   for code, d in pairs(delta) do
     if d ~= 0 then
       redis.call('HINCRBY', meta, 'n:' .. code, d)
       redis.call('HINCRBY', counts, code, d)
+      redis.call('HINCRBY', per_account, code, d)
     end
   end
 end

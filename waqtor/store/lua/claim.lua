@@ -15,6 +15,7 @@
 -- {'capped', reopens_ms, 'hourly'|'daily'} {'lane_done'} (k > 1: this lane has nothing left)
 -- {'expired'}
 --!include _claim_gate
+--!include _account_messages
 local meta, rlist, status, detail, inflight, retry, counts, lock, qmeta, unsettled, last =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, attempt, now, worker, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -81,6 +82,7 @@ for _ = 1, 1000 do
   redis.call('HINCRBY', meta, 'n:Z', 1)
   redis.call('HINCRBY', counts, was, -1)
   redis.call('HINCRBY', counts, 'Z', 1)
+  redis.call('HINCRBY', account_messages(KEYS[13]), was .. 'Z', 1)
   redis.call('DECR', KEYS[13])
   idx = nil
 end
@@ -105,6 +107,7 @@ redis.call('HINCRBY', meta, 'n:' .. old, -1)
 redis.call('HINCRBY', meta, 'n:S', 1)
 redis.call('HINCRBY', counts, old, -1)
 redis.call('HINCRBY', counts, 'S', 1)
+redis.call('HINCRBY', account_messages(KEYS[13]), old .. 'S', 1)
 local raw = redis.call('HGET', detail, idx)
 local rec = {}
 if raw then rec = cjson.decode(raw) end

@@ -163,7 +163,7 @@ for i, idx in ipairs(picked) do
   end
 end
 write_codes(status, mark_idx, mark_code)
-apply_counts(meta, counts, delta)
+apply_counts(meta, counts, delta, KEYS[13])
 if suppressed > 0 then redis.call('DECRBY', KEYS[13], suppressed) end
 if #details == 0 then return {'early', now} end -- all opted out: come straight back
 redis.call('HSET', detail, unpack(details))

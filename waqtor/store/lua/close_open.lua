@@ -3,11 +3,12 @@
 --       lane's account backlog
 -- ARGV: 1 new code (F or C), 2 now ms, 3 error code, 4 error reason, 5 lanes
 -- Returns how many recipients changed.
+--!include _account_messages
 local meta, status, detail, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local new, now, lanes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
 local s = redis.call('GET', status) or ''
 local changed = 0
-local per_lane = {}
+local per_lane, moved = {}, {} -- moved[lane][old code]: for the accounts' counts
 for i = 1, #s do
   local c = string.sub(s, i, i)
   if c == 'P' or c == 'R' then
@@ -25,6 +26,8 @@ for i = 1, #s do
     changed = changed + 1
     local lane = idx % lanes
     per_lane[lane] = (per_lane[lane] or 0) + 1
+    moved[lane] = moved[lane] or {}
+    moved[lane][c] = (moved[lane][c] or 0) + 1
   end
 end
 if changed > 0 then
@@ -34,5 +37,8 @@ end
 for lane = 0, lanes - 1 do
   redis.call('DEL', KEYS[5 + lane])
   if per_lane[lane] then redis.call('DECRBY', KEYS[5 + lanes + lane], per_lane[lane]) end
+  for c, n in pairs(moved[lane] or {}) do
+    redis.call('HINCRBY', account_messages(KEYS[5 + lanes + lane]), c .. new, n)
+  end
 end
 return changed

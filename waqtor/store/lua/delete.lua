@@ -4,6 +4,7 @@
 --       campaign's own keys (ARGV[2] of them), then each lane's account backlog
 -- ARGV: 1 campaign id, 2 how many campaign keys
 -- Returns 1 if the campaign existed.
+--!include _account_messages
 local meta, counts, index, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local first = 8  -- the campaign's own keys start here
 local own = tonumber(ARGV[2])
@@ -22,19 +23,23 @@ for i = 1, #fields, 2 do
     if n ~= 0 then redis.call('HINCRBY', counts, string.sub(name, 3), -n) end
   end
 end
--- Recipients still to send leave their account's backlog.
+-- Recipients still to send leave their account's backlog; every recipient leaves its
+-- account's counts by status.
 local s = redis.call('GET', KEYS[first + 2]) or ''  -- the status string (3rd of the campaign keys)
 if lanes > 0 then
   local per_lane = {}
+  for lane = 0, lanes - 1 do per_lane[lane] = {} end
   for i = 1, #s do
     local c = string.sub(s, i, i)
-    if c == 'P' or c == 'R' or c == 'S' then
-      local lane = (i - 1) % lanes
-      per_lane[lane] = (per_lane[lane] or 0) + 1
-    end
+    local of_lane = per_lane[(i - 1) % lanes]
+    of_lane[c] = (of_lane[c] or 0) + 1
   end
   for lane = 0, lanes - 1 do
-    if per_lane[lane] then redis.call('DECRBY', KEYS[first + own + lane], per_lane[lane]) end
+    local n = per_lane[lane]
+    local open = (n['P'] or 0) + (n['R'] or 0) + (n['S'] or 0)
+    local backlog = KEYS[first + own + lane]
+    if open > 0 then redis.call('DECRBY', backlog, open) end
+    for c, k in pairs(n) do redis.call('HINCRBY', account_messages(backlog), c, -k) end
   end
 end
 for i = first, first - 1 + own do redis.call('DEL', KEYS[i]) end

@@ -126,7 +126,7 @@ for i = 1, n do
 end
 
 write_codes(status, mark_idx, mark_code)
-apply_counts(meta, counts, delta)
+apply_counts(meta, counts, delta, backlog)
 if backlog_delta ~= 0 then redis.call('INCRBY', backlog, backlog_delta) end
 if #done > 0 then
   redis.call('HDEL', inflight, unpack(done))

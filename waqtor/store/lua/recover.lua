@@ -3,6 +3,7 @@
 --       8.. the backlog of each lane's account (lane = index mod their count)
 -- ARGV: 1 lock token ('' = none), 2 now ms
 -- Returns a flat list {index, attempt id, lease end ms, ...} of the recipients marked unknown.
+--!include _account_messages
 local meta, status, detail, inflight, counts, lock, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local lanes = #KEYS - 7
@@ -20,6 +21,7 @@ for i = 1, #entries, 2 do
     redis.call('HINCRBY', counts, 'S', -1)
     redis.call('HINCRBY', counts, 'U', 1)
     redis.call('DECR', KEYS[8 + idx % lanes])
+    redis.call('HINCRBY', account_messages(KEYS[8 + idx % lanes]), 'SU', 1)
     rec['st'] = 'U'
     rec['tU'] = now
     rec['e'] = 'worker_lost'

@@ -2,6 +2,7 @@
 -- KEYS: 1 meta, 2 status, 3 detail, 4 retry, 5 message counts, 6 account backlog, 7 unsettled
 -- ARGV: 1 index, 2 action ('sent' or 'resend'), 3 now ms, 4 message id (optional)
 -- Returns 1 if applied, 0 if the recipient is not unknown.
+--!include _account_messages
 local meta, status, detail, retry, counts, backlog, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local idx, action, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
@@ -16,6 +17,7 @@ redis.call('HINCRBY', meta, 'n:U', -1)
 redis.call('HINCRBY', meta, 'n:' .. new, 1)
 redis.call('HINCRBY', counts, 'U', -1)
 redis.call('HINCRBY', counts, new, 1)
+redis.call('HINCRBY', account_messages(backlog), 'U' .. new, 1)
 redis.call('ZREM', unsettled, idx)
 rec['st'] = new
 rec['t' .. new] = now

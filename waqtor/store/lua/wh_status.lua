@@ -12,6 +12,7 @@
 --       12 campaign id, 13 message index TTL ms
 -- Returns {outcome, previous code, new code}: outcome is applied, duplicate, stale (an older
 -- status than the recipient's), other (another attempt's message) or missing.
+--!include _account_messages
 local meta, status, detail, inflight, unsettled, counts, backlog, attempts =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local idx, mid, new = tonumber(ARGV[1]), ARGV[2], ARGV[3]
@@ -54,6 +55,7 @@ redis.call('HINCRBY', meta, 'n:' .. cur, -1)
 redis.call('HINCRBY', meta, 'n:' .. new, 1)
 redis.call('HINCRBY', counts, cur, -1)
 redis.call('HINCRBY', counts, new, 1)
+redis.call('HINCRBY', account_messages(backlog), cur .. new, 1)
 if cur == 'S' then
   redis.call('HDEL', inflight, idx)
   redis.call('DECR', backlog)
