@@ -96,6 +96,8 @@ def test_figures_match_the_api_after_a_campaign(live: LiveService) -> None:
     assert value(found, "waqtor_account_breaker_state", account="shop-1", state="ok") == 1
     assert value(found, "waqtor_account_pacing_gap_seconds", account="shop-1") == 0
     assert value(found, "waqtor_account_backlog", account="shop-1") == 0
+    assert value(found, "waqtor_account_messages", account="shop-1", status="sent") == 5
+    assert value(found, "waqtor_account_messages", account="shop-1", status="failed") == 1
     assert value(found, "waqtor_callbacks_pending") == 0
     assert value(found, "waqtor_workers_alive") >= 1
     assert value(found, "waqtor_worker_heartbeat_age_seconds") < 5
@@ -314,3 +316,76 @@ def test_multiprocess_mode_adds_up_a_separate_workers_figures(tmp_path: Path) ->
         worker.stop()
         serve.stop()
         service.stop()  # Redis and the service's files
+
+
+def _by_account(c: Client, jobs: dict[str, list[str]]) -> dict[tuple[str, str], int]:
+    """(account, status) -> recipients, from the API's own recipient listing: recipient i of a
+    campaign over k accounts is sent by account i mod k."""
+    out: dict[tuple[str, str], int] = {}
+    for job_id, accounts in jobs.items():
+        for r in c.iter_recipients(job_id):
+            key = (accounts[r.index % len(accounts)], r.status)
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _scraped_by_account(live: LiveService, accounts: set[str]) -> dict[tuple[str, str], int]:
+    found = samples(scrape(live))
+    return {
+        (s.labels["account"], s.labels["status"]): int(s.value)
+        for s in found.get("waqtor_account_messages", [])
+        if s.labels["account"] in accounts
+    }
+
+
+def test_messages_by_status_and_account_follow_every_change() -> None:
+    """waqtor_account_messages, kept by the ledger scripts, equals what the API lists per lane
+    account after sends, failures, unknowns, an operator retry and resolve, a cancel, and a
+    delete (which takes the recipients out again)."""
+    service = LiveService(message_delay=0, instant_threshold=0).start()
+    names = {"lane-a", "lane-b"}
+    try:
+        with Client(service.url, service.key) as c:
+            for name in sorted(names):
+                c.create_account(name, tier="regular", delayMs=0)
+            numbers = phones(9, 300)
+            c.set_faults(
+                phones={
+                    "+" + numbers[1]: "permanent",
+                    "+" + numbers[4]: "permanent",
+                    "+" + numbers[6]: "ambiguous",
+                },
+                lookup=False,
+            )
+            both = c.send(numbers, "Hi", accounts=["lane-a", "lane-b"])
+            assert both.jobId
+            c.wait(both.jobId, timeout=30)
+            jobs = {both.jobId: ["lane-a", "lane-b"]}
+            first = _by_account(c, jobs)
+            assert first[("lane-a", "failed")] == 1 and first[("lane-b", "failed")] == 1
+            assert first[("lane-a", "unknown")] == 1 and first[("lane-a", "sent")] == 3
+            assert _scraped_by_account(service, names) == first
+
+            c.set_faults(phones={}, lookup=False)
+            assert c.retry(both.jobId).changed == 2
+            c.resolve(both.jobId, 6, "sent", "checked-by-hand")
+            c.wait(both.jobId, timeout=30)
+            later = c.send(
+                phones(3, 320), "Later", account="lane-b", send_at="2099-01-01T00:00:00Z"
+            )
+            assert later.jobId
+            assert c.cancel(later.jobId).changed == 3
+            jobs[later.jobId] = ["lane-b"]
+            second = _by_account(c, jobs)
+            assert second == {
+                ("lane-a", "sent"): 5,
+                ("lane-b", "sent"): 4,
+                ("lane-b", "canceled"): 3,
+            }
+            assert _scraped_by_account(service, names) == second
+
+            for job_id in jobs:
+                c.remove_job(job_id)
+            assert _scraped_by_account(service, names) == {}
+    finally:
+        service.stop()
