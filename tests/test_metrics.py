@@ -161,15 +161,20 @@ def test_no_secrets_or_phone_numbers_and_bounded_labels(live: LiveService) -> No
         "state": {"waiting", "active", "completed", "failed", "delayed", "paused", "canceled"}
         | {"foreign", "ok", "cooling"},
         "window": {"hour", "day"},
+        "by": {"breaker", "operator"},
+        "status": {
+            "pending", "sending", "retry", "sent", "delivered", "read", "failed", "unknown",
+            "canceled", "suppressed", "expired", "skipped",
+        },
         "provider": {"simulator", "cloud_api", "waha", "evolution"},
-    }
+    }  # fmt: skip
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             for label, allowed in fixed.items():
                 if label in sample.labels:
                     assert sample.labels[label] in allowed, (sample.name, sample.labels)
             assert set(sample.labels) <= {
-                "state", "status", "account", "window", "provider", "code", "outcome", "le"
+                "state", "status", "account", "window", "provider", "code", "outcome", "le", "by"
             }, sample  # fmt: skip
 
 
@@ -389,3 +394,18 @@ def test_messages_by_status_and_account_follow_every_change() -> None:
             assert _scraped_by_account(service, names) == {}
     finally:
         service.stop()
+
+
+def test_the_scripts_name_an_accounts_message_counts_as_keys_py_does() -> None:
+    """The ledger scripts derive an account's counts key from its backlog key (the key they
+    already hold): that swap must give the name keys.py gives, whatever the prefix."""
+    from waqtor.store.keys import Keys
+    from waqtor.store.scripts import source
+
+    lua = source("_account_messages")
+    assert "string.sub(backlog, 1, -8) .. 'msgs'" in lua
+    for keys in (Keys(), Keys(prefix="{tag}:wq")):
+        for account in ("default", "shop-1", "a.b_c"):
+            backlog = keys.backlog(account)
+            assert backlog.endswith("backlog")
+            assert backlog[: -len("backlog")] + "msgs" == keys.account_messages(account)
