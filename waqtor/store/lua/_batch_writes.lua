@@ -14,15 +14,16 @@ end
 
 --!include _account_messages
 
--- Recipients per status code, changed by delta[code], in the campaign, over all campaigns and
--- on the lane's account (named by its backlog key).
-local function apply_counts(meta, counts, delta, backlog)
-  local per_account = account_messages(backlog)
+-- Recipients per status code, changed by delta[code], in the campaign and over all campaigns;
+-- on the lane's account (named by its backlog key), moves[from .. to] recipients moved: one
+-- HINCRBY per kind of move (a batch is mostly one, such as sending -> sent).
+local function apply_counts(meta, counts, delta, backlog, moves)
   for code, d in pairs(delta) do
     if d ~= 0 then
       redis.call('HINCRBY', meta, 'n:' .. code, d)
       redis.call('HINCRBY', counts, code, d)
-      redis.call('HINCRBY', per_account, code, d)
     end
   end
+  local per_account = account_messages(backlog)
+  for move, n in pairs(moves) do redis.call('HINCRBY', per_account, move, n) end
 end

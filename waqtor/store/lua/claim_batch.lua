@@ -112,10 +112,11 @@ if redis.call('SCARD', KEYS[12]) > 0 then
   blocked = redis.call('SMISMEMBER', KEYS[12], unpack(phones))
 end
 
-local delta = {}
+local delta, moves = {}, {}
 local function move(from, to)
   delta[from] = (delta[from] or 0) - 1
   delta[to] = (delta[to] or 0) + 1
+  moves[from .. to] = (moves[from .. to] or 0) + 1
 end
 local prior = redis.call('HMGET', detail, unpack(picked))
 local fresh_tail = '","w":' .. cjson.encode(worker) .. ',"ts":' .. string.format('%.0f', now) ..
@@ -163,7 +164,7 @@ for i, idx in ipairs(picked) do
   end
 end
 write_codes(status, mark_idx, mark_code)
-apply_counts(meta, counts, delta, KEYS[13])
+apply_counts(meta, counts, delta, KEYS[13], moves)
 if suppressed > 0 then redis.call('DECRBY', KEYS[13], suppressed) end
 if #details == 0 then return {'early', now} end -- all opted out: come straight back
 redis.call('HSET', detail, unpack(details))

@@ -53,6 +53,7 @@ if hi - lo < 4 * n then span = redis.call('GETRANGE', status, lo, hi) end
 local mark_idx, mark_code = {}, {}
 
 local applied, prevs, delta, backlog_delta = {}, {}, {}, 0
+local moves = {} -- moves[from .. to]: recipients moved, for the account's counts
 local details, done, retries, unknowns, texts, deferred = {}, {}, {}, {}, {}, {}
 local had_unknown = false
 for i = 1, n do
@@ -89,6 +90,7 @@ for i = 1, n do
     mark_idx[#mark_idx + 1], mark_code[#mark_code + 1] = idx, new
     delta[cur] = (delta[cur] or 0) - 1
     delta[new] = (delta[new] or 0) + 1
+    if cur ~= new then moves[cur .. new] = (moves[cur .. new] or 0) + 1 end
     done[#done + 1] = idx
     if cur == 'U' then had_unknown = true end
     if cur == 'S' and new ~= 'R' then backlog_delta = backlog_delta - 1 end
@@ -126,7 +128,7 @@ for i = 1, n do
 end
 
 write_codes(status, mark_idx, mark_code)
-apply_counts(meta, counts, delta, backlog)
+apply_counts(meta, counts, delta, backlog, moves)
 if backlog_delta ~= 0 then redis.call('INCRBY', backlog, backlog_delta) end
 if #done > 0 then
   redis.call('HDEL', inflight, unpack(done))
