@@ -231,16 +231,26 @@ async def test_a_breaker_pause_is_told_from_an_operators_and_only_it_alerts(
             assert resp.status_code in (200, 201), resp.text
         resp = await app.post("/api/accounts/by-hand/pause")
         assert resp.status_code == 200, resp.text
+        # Created paused, with the operator's own words: still the operator's pause.
+        resp = await app.post(
+            "/api/accounts",
+            json={"name": "on-hold", "tier": "new", "paused": True, "pausedReason": "holiday"},
+        )
+        assert resp.status_code in (200, 201), resp.text
+        assert resp.json()["data"]["pausedReason"] == "paused by an operator: holiday"
         breaker = Breaker(app.app.state.services)
         await breaker.pause("tripped", "breaker: 3 ban signals (131048) within an hour")
-        # A refused WhatsApp Web session pauses through the breaker with the gateway's words.
+        # A refused WhatsApp Web session pauses through the breaker, in the gateway's words.
         await breaker.pause("web-ban", "WhatsApp Web logged out (device removed)")
-        resp = await app.get("/api/accounts/web-ban")
-        assert resp.json()["data"]["pausedReason"].startswith("breaker: WhatsApp Web logged out")
         found = samples((await app.get("/metrics")).text)
         assert _alerting(rule["expr"], found) == {"tripped", "web-ban"}
-        expected = {"by-hand": "operator", "tripped": "breaker", "web-ban": "breaker"}
-        for name in ("by-hand", "tripped", "web-ban", "running"):
+        expected = {
+            "by-hand": "operator",
+            "on-hold": "operator",
+            "tripped": "breaker",
+            "web-ban": "breaker",
+        }
+        for name in (*expected, "running"):
             by = expected.get(name)
             assert value(found, "waqtor_account_breaker_state", account=name, state="paused") == (
                 1 if by else 0

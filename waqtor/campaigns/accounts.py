@@ -16,11 +16,12 @@ from waqtor.campaigns import hygiene
 from waqtor.config import TOKEN_ENV_PREFIX
 from waqtor.domain.accounts import (
     GATEWAY_PROVIDERS,
+    OPERATOR_REASON,
     ORDINARY_NUMBER_PROVIDERS,
     Account,
     caps_on,
     new_contact_cap,
-    paused_by,
+    operator_pause,
 )
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
 from waqtor.providers import gateway_env
@@ -76,7 +77,7 @@ async def create(s: Services, account: Account) -> Account:
     check(s, account)
     if account.name != DEFAULT and await s.accounts.exists(account.name):
         raise AccountError(409, f"name: account {account.name!r} already exists")
-    return await s.accounts.put(account)
+    return await s.accounts.put(operator_pause(account, None))
 
 
 async def get(s: Services, name: str) -> Account:
@@ -92,12 +93,12 @@ async def update(s: Services, name: str, changes: dict[str, Any]) -> Account:
         raise AccountError(400, "name: an account cannot be renamed")
     updated = validate({**current.model_dump(mode="json"), **changes})
     check(s, updated)
-    return await s.accounts.put(updated)
+    return await s.accounts.put(operator_pause(updated, current))
 
 
 async def pause(s: Services, name: str) -> Account:
     account = await get(s, name)
-    updated = account.model_copy(update={"paused": True, "pausedReason": "paused by an operator"})
+    updated = account.model_copy(update={"paused": True, "pausedReason": OPERATOR_REASON})
     await s.accounts.log_breaker(name, s.clock.now_ms(), "paused", "by an operator")
     return await s.accounts.put(updated)
 
@@ -106,7 +107,7 @@ async def resume(s: Services, name: str) -> Account:
     """Manual resume (also after the breaker): at half the caps and double the delay for
     RESUME_REDUCED_MS when the breaker had paused it."""
     account = await get(s, name)
-    tripped = paused_by(account) == "breaker"
+    tripped = bool(account.pausedReason and account.pausedReason.startswith("breaker"))
     reduced = s.settings.resume_reduced_ms if tripped else 0
     return await Breaker(s).resume(account, reduced)
 

@@ -59,9 +59,10 @@ WARMUP_GROWTH = 1.2  # +20 % a day
 WARMUP_START_FRACTION = 0.2
 WARMUP_MIN_START = 10
 REDUCED_FACTOR = 0.5  # after a breaker trip, resumed accounts run at half their caps
-#: How a pause by the breaker (ban signals, failure spikes, a refused WhatsApp Web session)
-#: starts its ``pausedReason``; any other pause is an operator's.
-BREAKER_REASON = "breaker"
+#: How an operator's pause starts its ``pausedReason`` (the pause route and command, or an
+#: account created or updated paused: ``operator_pause``). Every other pause is the breaker's
+#: (``sending.breaker``: ban signals, a failure spike, a lost or refused WhatsApp session).
+OPERATOR_REASON = "paused by an operator"
 
 #: Providers that send from an ordinary WhatsApp number through a WhatsApp Web gateway.
 GATEWAY_PROVIDERS = frozenset({"waha", "evolution"})
@@ -225,12 +226,24 @@ class Caps:
 
 
 def paused_by(account: Account) -> str | None:
-    """Who paused the account: ``breaker``, ``operator`` or None (not paused). A bounded
-    label for metrics and alerts, and what decides a reduced-rate resume."""
+    """Who paused the account: ``breaker``, ``operator`` or None (not paused); a bounded
+    label for metrics and alerts."""
     if not account.paused:
         return None
     reason = account.pausedReason or ""
-    return "breaker" if reason.startswith(BREAKER_REASON) else "operator"
+    return "operator" if not reason or reason.startswith(OPERATOR_REASON) else "breaker"
+
+
+def operator_pause(account: Account, before: Account | None) -> Account:
+    """``account`` as an operator wrote it (created, or updated from ``before``): a pause it
+    turns on is the operator's, whatever reason they gave (kept after the mark)."""
+    if not account.paused or (before is not None and before.paused):
+        return account
+    reason = account.pausedReason or ""
+    if reason.startswith(OPERATOR_REASON):
+        return account
+    marked = f"{OPERATOR_REASON}: {reason}" if reason else OPERATOR_REASON
+    return account.model_copy(update={"pausedReason": marked[:500]})
 
 
 def effective_caps(account: Account, today: date, now_ms: int) -> Caps:

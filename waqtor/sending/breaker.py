@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from itertools import repeat
 
-from waqtor.domain.accounts import BREAKER_REASON, Account
+from waqtor.domain.accounts import Account
 from waqtor.domain.eta import clock_text
 from waqtor.runtime.services import Services
 
@@ -76,10 +76,6 @@ class Breaker:
             window.extend(repeat(False, n))
 
     async def pause(self, name: str, reason: str) -> str:
-        # Marked as the breaker's, so metrics, alerts and a resume can tell it from an
-        # operator's pause (``domain.accounts.paused_by``).
-        if not reason.startswith(BREAKER_REASON):
-            reason = f"{BREAKER_REASON}: {reason}"
         store = self.s.accounts
         account = await store.get(name, fresh=True) or store.default()
         if not account.paused:
