@@ -237,6 +237,22 @@ class SimulatorProvider(Provider):
         accepted: list[int] = []
         landing: list[tuple[str, str, bytes]] = []
         batch_id = uuid.uuid4().hex
+        if not faults.phones and not faults.rates:  # the usual case: every message accepted
+            landing = [
+                (
+                    m.attempt_id,
+                    f"sim-{batch_id}-{n}",
+                    self._entry(m, f"sim-{batch_id}-{n}", received_ms),
+                )
+                for n, m in enumerate(messages)
+            ]
+            ids = await self._land(landing) if landing else []
+            return [
+                TransientError("sim_fenced", "refused: this attempt was declared never sent")
+                if found == FENCED
+                else SendResult(str(found))
+                for found in ids
+            ]
         for n, message in enumerate(messages):
             fault = self._pick_fault(faults, message.phone)
             try:

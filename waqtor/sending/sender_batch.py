@@ -138,6 +138,8 @@ async def send_batch(
         flow.give_back(tickets)  # the room of requests never made (the batch takes its own)
 
 
+SENT = RecipientStatus.SENT
+
 #: What the worker hears about an outcome: a step of this kind.
 _KINDS = {
     RecipientStatus.SENT: StepKind.SENT,
@@ -205,6 +207,10 @@ class _Batch:
         dedupe = campaign.schedule.dedupe_ms if campaign.schedule else 0
         ready: list[tuple[Claimed, OutgoingMessage, str]] = []
         rich = campaign.wa_template is not None or campaign.media is not None
+        # One dict for every recipient, its "phone" set each time: render and content read it
+        # during their call only (a copy per recipient cost more than rendering).
+        values = dict(builtins)
+        sha1 = hashlib.sha1
         for c in self.claimed:
             recipient = c.recipient
             self.phones[c.index] = recipient.phone
@@ -221,7 +227,7 @@ class _Batch:
                         deferral=True,
                     )
                     continue
-            values = {**builtins, "phone": recipient.phone}
+            values["phone"] = recipient.phone
             seed = f"{campaign.id}:{c.index}"
             try:
                 text = render(
@@ -234,7 +240,7 @@ class _Batch:
             except TemplateError as exc:
                 self.close(c, RecipientStatus.FAILED, error_code="template", reason=exc.reason)
                 continue
-            digest = hashlib.sha1(f"{recipient.phone}\0{text}".encode()).hexdigest()[:16]
+            digest = sha1(f"{recipient.phone}\0{text}".encode()).hexdigest()[:16]
             message = OutgoingMessage(
                 self.account, recipient.phone, text, campaign.id, c.attempt_id, **extras
             )
@@ -318,7 +324,15 @@ class _Batch:
                     signal = Signal.CONGESTED
                     continue
                 for (c, _, digest), result in zip(chunk, results, strict=True):
-                    signal = _worse(signal, await self._outcome(c, digest, result))
+                    if type(result) is SendResult:  # the usual answer, without a coroutine
+                        self.outcomes.append(
+                            Outcome(
+                                c.index, c.attempt_id, SENT, result.message_id, "", "", 0, digest
+                            )
+                        )
+                        self.sent += 1
+                    else:
+                        signal = _worse(signal, await self._outcome(c, digest, result))
             finally:
                 flow.release(ticket, signal)
                 flow.batch_done(signal)
