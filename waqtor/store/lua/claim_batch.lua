@@ -7,7 +7,7 @@
 --       5 inflight, 6 retry (the lane's), 7 message counts, 8 job lock, 9 queue meta,
 --       10 unsettled (unused here), 11 account last-send time, 12 account suppression set,
 --       13 account backlog, 14 account 24 h send log, 15 account cool-down end,
---       16 attempt index (webhook providers)
+--       16 attempt index (webhook providers), 17 account next slot (unused here)
 -- ARGV: 1 lock token ('' = none), 2 attempt id prefix (unique per call), 3 now ms,
 --       4 worker id, 5 lease ms, 6 hourly cap, 7 daily cap (-1: none), 8 lane, 9 lanes, 10 N,
 --       11 attempt index TTL ms (0: nothing to index)
