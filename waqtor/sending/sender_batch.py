@@ -362,7 +362,13 @@ class _Batch:
                 except ProviderError as exc:
                     result = exc
                 answered[n] = True
-                signal = await self._outcome(c, digest, result)
+                if type(result) is SendResult:  # the usual answer, without a coroutine
+                    self.outcomes.append(
+                        Outcome(c.index, c.attempt_id, SENT, result.message_id, "", "", 0, digest)
+                    )
+                    self.sent += 1
+                else:
+                    signal = await self._outcome(c, digest, result)
             except asyncio.CancelledError:
                 signal = Signal.CONGESTED  # cut off by the deadline below
                 raise
