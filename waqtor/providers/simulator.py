@@ -90,7 +90,7 @@ class Faults:
 
 #: Batches of the simulator in flight per account: two overlap Redis's work on one with the
 #: worker's on the other; three or four were not faster (bench/README.md).
-BATCHES_IN_FLIGHT = 2
+BATCHES_IN_FLIGHT = 4
 
 
 def capabilities(batch_size: int, max_in_flight: int) -> Capabilities:

@@ -16,7 +16,7 @@ import orjson
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
-from waqtor.store.ledger import Claim, Ledger, answer, unpack
+from waqtor.store.ledger import Claim, Ledger, answer
 
 
 # Not frozen: a frozen dataclass's __init__ costs about 3x (one object.__setattr__ a field),
@@ -93,10 +93,17 @@ async def claim(
     )
     kind = StepKind.parse(res[0])
     if kind is StepKind.CLAIMED:
-        # attempt_id(prefix, index), inlined: this runs once per recipient.
+        # Every packed recipient (a JSON array each) decoded by one orjson call, and
+        # attempt_id(prefix, index) inlined: this runs once per recipient.
+        rows = orjson.loads("[" + ",".join(res[3::3]) + "]")
         return [
-            Claimed(index, int(tries), f"{prefix}.{index}", unpack(packed))
-            for index, tries, packed in zip(map(int, res[1::3]), res[2::3], res[3::3], strict=True)
+            Claimed(
+                index,
+                int(tries),
+                f"{prefix}.{index}",
+                Recipient(row[0], row[1], row[2] if len(row) > 2 else None),
+            )
+            for index, tries, row in zip(map(int, res[1::3]), res[2::3], rows, strict=True)
         ]
     return answer(kind, res)
 
