@@ -1,5 +1,6 @@
-"""The paced path's round trips: the slot reserved inside the claim, accounts refreshed together,
-and the simulator's attempts written once per call. Real Redis, the store's own scripts."""
+"""Fewer round trips: the slot reserved inside the claim, accounts refreshed together, the
+simulator's attempts written once per call, no suppression lookups without a list. Real Redis,
+the store's own scripts."""
 
 from __future__ import annotations
 
@@ -121,5 +122,26 @@ async def test_simulator_lands_each_attempt_once_per_call(
         assert got == ["m1", FENCED, "m-old", "m1"]
         assert await r.lrange("wq:sim:outbox", 0, -1) == ['{"phone":"1"}']
         assert await r.hget("wq:sim:attempts", "new") == "m1"
+    finally:
+        await s.close()
+
+
+async def test_submission_skips_the_suppression_check_without_a_list(
+    redis_url: str, tmp_path: Path, r: aioredis.Redis
+) -> None:
+    s = build(make_settings(redis_url, tmp_path), redis_url)
+    try:
+        phones = [f"+9665{i:08d}" for i in range(2500)]
+
+        async def calls() -> int:
+            stats = await r.info("commandstats")
+            return int(stats.get("cmdstat_smismember", {"calls": 0})["calls"])
+
+        before = await calls()
+        assert await s.suppressions.among("default", phones) == set()
+        assert await calls() == before  # no list: no number was looked up
+        await s.suppressions.add("default", [phones[1700]])
+        assert await s.suppressions.among("default", phones) == {phones[1700]}
+        assert await calls() == before + 3
     finally:
         await s.close()
