@@ -88,8 +88,8 @@ class Faults:
         }
 
 
-#: Batches of the simulator in flight per account: two overlap Redis's work on one with the
-#: worker's on the other; three or four were not faster (bench/README.md).
+#: Batches of the simulator in flight per account: they overlap Redis's work on some with the
+#: worker's on others. Four measured 5-16 % faster than two, interleaved (bench/README.md).
 BATCHES_IN_FLIGHT = 4
 
 
