@@ -14,6 +14,16 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "no apt-get: the dashboard's browser tests will be skipped (no /usr/bin/chromium)" >&2
   fi
 fi
+# `waqtor send --wait`'s progress bar is tested in a real terminal: tmux.
+if ! command -v tmux >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "tmux is missing; installing it for the progress-bar tests..." >&2
+    { as_root apt-get update -qq && as_root apt-get install -y -qq tmux >/dev/null; } ||
+      echo "could not install tmux: the progress-bar tests will be skipped" >&2
+  else
+    echo "no apt-get: the progress-bar tests will be skipped (no tmux)" >&2
+  fi
+fi
 .venv/bin/ruff check waqtor tests bench
 .venv/bin/ruff format --check waqtor tests bench
 .venv/bin/mypy

@@ -16,6 +16,13 @@ COMMANDS = [
     ["accounts", "pause"],
     ["accounts", "resume"],
     ["accounts", "remove"],
+    ["send"],
+    ["jobs"],
+    ["job"],
+    ["pause"],
+    ["resume"],
+    ["cancel"],
+    ["report"],
 ]
 
 

@@ -260,9 +260,58 @@ def test_every_page_in_light_and_dark_and_phone_width(page: Page, server: Server
         "jobs": "/admin/queues/jobs?state=completed",
         "outbox": "/admin/queues/outbox",
         "compose-empty": "/admin/queues/compose",
+        "accounts": "/admin/queues/accounts",
     }
     for name, path in pages.items():
         page.goto(server.base + path)
         expect(page.get_by_test_id("simulator-banner")).to_be_visible()
         paths += shoot(page, name)
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_accounts_page_manages_accounts_and_read_only_sees_it(page: Page, server: Server) -> None:
+    login(page, server.base)
+    page.get_by_role("link", name="Accounts").click()
+    expect(page.get_by_test_id("accounts-table")).to_contain_text("default")
+    page.get_by_label("Name").fill("shop-web")
+    page.get_by_label("Provider").select_option("simulator")
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(f"{server.base}/admin/queues/accounts/shop-web")
+    expect(page.get_by_role("status")).to_contain_text("Account shop-web created")
+    page.get_by_label("Hourly cap").fill("12")
+    page.get_by_label("Delay (ms)").fill("1500")
+    page.get_by_label("Jitter").fill("1")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
+    got = server.api("GET", "/api/accounts/shop-web")["data"]
+    assert (got["hourlyCap"], got["delayMs"], got["jitter"]) == (12, 1500, 1.0)
+    page.get_by_role("button", name="Pause account").click()
+    expect(page.get_by_test_id("account-state")).to_contain_text("paused")
+    page.get_by_role("button", name="Resume account").click()
+    expect(page.get_by_test_id("account-state")).to_contain_text("sending")
+    expect(page.get_by_test_id("breaker-history")).to_contain_text("resumed")
+    page.get_by_label("Add numbers, one per line").fill("+966501234567")
+    page.get_by_label("import a CSV file").set_input_files(
+        files=[{"name": "optouts.csv", "mimeType": "text/csv", "buffer": b"phone\n966507654321\n"}]
+    )
+    page.get_by_role("button", name="Add to the suppression list").click()
+    expect(page.get_by_test_id("suppressions")).to_contain_text("+966507654321")
+    page.get_by_role("button", name="Remove +966507654321").click()
+    expect(page.get_by_test_id("suppressions")).not_to_contain_text("+966507654321")
+    shoot(page, "account")
+    page.goto(f"{server.base}/admin/queues/accounts")
+    shoot(page, "accounts", phone=True)
+    # A read-only key: everything visible, nothing to press, POSTs refused.
+    page.get_by_role("button", name="Log out", exact=True).click()
+    login(page, server.base, READ_KEY)
+    page.goto(f"{server.base}/admin/queues/accounts/shop-web")
+    expect(page.get_by_test_id("readonly-note")).to_be_visible()
+    expect(page.get_by_role("button", name="Pause account")).to_have_count(0)
+    expect(page.get_by_role("button", name="Save")).to_have_count(0)
+    shoot(page, "account-readonly")
+    token = csrf_of(page)
+    resp = page.request.post(
+        f"{server.base}/admin/queues/accounts/shop-web/pause", form={"csrf": token}
+    )
+    assert resp.status == 403 and "read-only" in resp.text()
+    assert server.api("GET", "/api/accounts/shop-web")["data"]["paused"] is False

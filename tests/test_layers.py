@@ -34,8 +34,12 @@ RANK = {
     "__main__": 9,
     # The compat shim for ``waqtor.callbacks.verify``, which the docs tell users to call.
     "callbacks": 9,
+    # The HTTP client: imports nothing of the service (``STANDALONE``); the CLI uses it.
+    "client": 0,
 }
 APART = {("api", "dashboard"), ("dashboard", "api")}
+#: Parts that import no other part of ``waqtor``: they can be used (or copied) on their own.
+STANDALONE = {"client"}
 #: Third-party packages only one part of ``waqtor`` may import.
 OWNED = {"redis": {"store", "engine"}, "bullmq": {"engine"}}
 
@@ -95,7 +99,9 @@ def violations() -> list[str]:
             other = _part(target)
             if other == part or other not in RANK:
                 continue
-            if (part, other) in APART:
+            if part in STANDALONE:
+                found.append(f"{where}: {part} imports {target} (it stands alone)")
+            elif (part, other) in APART:
                 found.append(f"{where}: {part} imports {other} (they never import each other)")
             elif RANK[other] > RANK[part]:
                 found.append(f"{where}: {part} imports {target}, a higher layer")
@@ -149,6 +155,7 @@ def test_the_redis_check_catches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ("store", "import bullmq\n", "imports bullmq"),
         ("providers", "from redis.asyncio import Redis\n", "imports redis"),
         ("providers", "from waqtor import runtime\n", "a higher layer"),
+        ("client", "from waqtor.domain import phones\n", "stands alone"),
     ],
 )
 def test_the_checker_catches(

@@ -55,4 +55,4 @@ async def test_openapi_entry_unchanged(app: App) -> None:
     spec = (await app.client.get("/openapi.json")).json()["paths"]["/api/queue/jobs"]["get"]
     schema = spec["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["type"] == "object" and schema["additionalProperties"] is True
-    assert [p["name"] for p in spec["parameters"]] == ["limit"]
+    assert [p["name"] for p in spec["parameters"]] == ["limit", "offset"]

@@ -24,6 +24,7 @@ _OWN_SECRETS = frozenset(
         "API_KEY",
         "READONLY_API_KEY",
         "SESSION_SECRET",
+        "METRICS_TOKEN",
         "CALLBACK_SECRET",
         "CALLBACK_SECRET_FILE",
         "WHATSAPP_APP_SECRET",
@@ -162,6 +163,23 @@ class Settings(BaseSettings):
     """Comma-separated: an inbound message that is exactly one of these (any case, Arabic
     alef and hamza spellings alike) puts its sender on the account's suppression list."""
 
+    # --- WhatsApp Web gateways (accounts with "provider": "waha" or "evolution") ---
+    # Each gateway's URL and keys come from GATEWAY_<NAME>_URL, GATEWAY_<NAME>_KEY and
+    # GATEWAY_<NAME>_WEBHOOK_KEY (or *_FILE): see docs/gateways.md.
+    gateway_min_gap_ms: int = Field(default=8000, ge=0, le=3_600_000)
+    """The least gap (ms) between two messages of one gateway account, whatever its delay:
+    ordinary WhatsApp numbers are banned for machine-like bursts. The gap in force is a random
+    value between 1x and 2x the account's delay (its jitter defaults to 1)."""
+    gateway_typing_ms_per_char: int = Field(default=40, ge=0, le=1000)
+    """"typing..." shown before each message: this many ms per character of the text, from
+    GATEWAY_TYPING_MIN_MS up to GATEWAY_TYPING_MAX_MS (and at most half the gap, inside it)."""
+    gateway_typing_min_ms: int = Field(default=800, ge=0, le=60_000)
+    gateway_typing_max_ms: int = Field(default=6000, ge=0, le=60_000)
+    gateway_number_check_ttl_s: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
+    """How long a gateway's answer "on WhatsApp or not" is kept for a number."""
+    gateway_session_check_ms: int = Field(default=5000, ge=100, le=600_000)
+    """How long a gateway session's state is trusted before it is asked again."""
+
     # --- status callbacks out ---
     callback_secret: str | None = None
     """Key of the HMAC-SHA256 signature on status callbacks (at least 16 characters).
@@ -195,8 +213,13 @@ class Settings(BaseSettings):
     reconcile_grace_ms: int = Field(default=60_000, ge=0)
     """A campaign's job must be missing this long before its open recipients are canceled."""
 
-    # --- logs ---
+    # --- logs and metrics ---
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (campaign, account and attempt id as fields)."""
+    metrics_token: str | None = None
+    """``GET /metrics`` takes ``Authorization: Bearer <METRICS_TOKEN>`` (at least 16
+    characters), so a Prometheus server needs no API key; an API key is accepted too."""
 
     @field_validator("default_region")
     @classmethod
@@ -210,11 +233,14 @@ class Settings(BaseSettings):
     def readonly_keys(self) -> list[str]:
         return _split_keys(self.readonly_api_key, "READONLY_API_KEY")
 
+    def metrics_tokens(self) -> list[str]:
+        return _split_keys(self.metrics_token, "METRICS_TOKEN")
+
     def token_env_allowed(self, name: str) -> bool:
         """Whether an account may read its Cloud API token from ``$name``: a ``WA_TOKEN_*``
         variable or one CLOUD_API_TOKEN_ENVS lists; never the service's own secrets."""
-        if name in _OWN_SECRETS:
-            return False
+        if name in _OWN_SECRETS or name.startswith("GATEWAY_"):
+            return False  # the service's own secrets, and the gateways' keys
         listed = {n.strip() for n in self.cloud_api_token_envs.split(",") if n.strip()}
         return (name.startswith(TOKEN_ENV_PREFIX) and len(name) > len(TOKEN_ENV_PREFIX)) or (
             name in listed

@@ -15,9 +15,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from waqtor import __version__
 from waqtor.api import (
     errors,
+    metrics,
     openapi,
     routes_accounts,
     routes_callbacks,
+    routes_events,
+    routes_gateway_webhooks,
     routes_jobs,
     routes_messages,
     routes_queue,
@@ -31,6 +34,7 @@ from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock
+from waqtor.runtime import exiting
 from waqtor.runtime.services import build
 from waqtor.sending.sender import Sender
 from waqtor.sending.worker import CampaignWorker
@@ -100,13 +104,19 @@ def create_app(
     app.include_router(routes_messages.router, dependencies=auth)
     app.include_router(routes_queue.router, dependencies=auth)
     app.include_router(routes_jobs.router, dependencies=auth)
+    app.include_router(routes_events.router, dependencies=auth)
     app.include_router(routes_accounts.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
     app.include_router(routes_callbacks.router, dependencies=auth)
+    # Prometheus sends a bearer token (METRICS_TOKEN) or an API key: checked in the route.
+    app.state.metrics_tokens = settings.metrics_tokens()
+    app.include_router(metrics.router)
     # Meta cannot send an X-API-Key: the webhook checks Meta's signature instead.
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_gateway_webhooks.router)
     for install in parts:
         install(app, settings)
+    exiting.watch_server_exit()
 
     @app.get("/health", tags=["health"])
     async def liveness() -> dict[str, Any]:

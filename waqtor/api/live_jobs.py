@@ -39,3 +39,8 @@ class LiveJobs:
     async def _read(self, limit: int) -> bytes:
         rows = await job_rows(self.services, limit)
         return render(ok({"jobs": rows, "count": len(rows)}))
+
+    async def encoded_page(self, limit: int, offset: int) -> bytes:
+        """A later page (``offset`` > 0): rarely asked for, so read on its own."""
+        rows = await job_rows(self.services, limit, offset)
+        return render(ok({"jobs": rows, "count": len(rows)}))

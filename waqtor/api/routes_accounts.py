@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from waqtor.api.deps import services
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
-from waqtor.campaigns import hygiene
-from waqtor.config import TOKEN_ENV_PREFIX
-from waqtor.domain.accounts import Account, caps_on
-from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
+from waqtor.campaigns import accounts
+from waqtor.domain.accounts import Account
 from waqtor.runtime.services import Services
-from waqtor.sending.breaker import Breaker
 from waqtor.store.accounts import DEFAULT
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
@@ -37,56 +33,35 @@ class SuppressRequest(BaseModel):
     )
 
 
-def _token_env(s: Services, account: Account) -> None:
-    """An account names the variable its Cloud API token is read from: only variables meant
-    for that, never the service's own secrets (an admin key must not read them out)."""
-    name = account.accessTokenEnv
-    if name is not None and not s.settings.token_env_allowed(name):
-        raise ApiError(
-            400,
-            f"accessTokenEnv: {name!r} is not allowed; use a variable whose name starts with "
-            f"{TOKEN_ENV_PREFIX} (or list it in CLOUD_API_TOKEN_ENVS)",
-        )
+def _fail(exc: accounts.AccountError) -> ApiError:
+    return ApiError(exc.status, exc.message)
 
 
 async def view(s: Services, account: Account) -> dict[str, Any]:
-    """The account with what is in force right now: caps today, sends in the windows, rest."""
-    now = s.clock.now_ms()
-    caps = caps_on(account, now)
-    hour, day = await s.accounts.sends_in_window(account.name, now)
-    cool = await s.accounts.cooling_until(account.name)
-    body = account.model_dump(mode="json")
-    body["today"] = {
-        **caps.as_dict(),
-        "sentLastHour": hour,
-        "sentLast24h": day,
-        "coolingUntilMs": cool if cool > now else None,
-        "backlog": await s.pacer.backlog(account.name),
-    }
-    return body
+    return await accounts.view(s, account)
 
 
 async def _get(s: Services, name: str) -> Account:
-    account = await s.accounts.get(name, fresh=True)
-    if account is None:
-        raise ApiError(404, "Account not found")
-    return account
+    try:
+        return await accounts.get(s, name)
+    except accounts.AccountError as exc:
+        raise _fail(exc) from None
 
 
 @router.get("")
 async def list_accounts(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    accounts = [await view(s, a) for a in await s.accounts.all()]
-    return ok({"accounts": accounts, "count": len(accounts)})
+    found = [await view(s, a) for a in await s.accounts.all()]
+    return ok({"accounts": found, "count": len(found)})
 
 
 @router.post("", status_code=201, responses={409: {}})
 async def create_account(
     body: Account, s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
-    _token_env(s, body)
-    if body.name != DEFAULT and await s.accounts.exists(body.name):
-        raise ApiError(409, f"name: account {body.name!r} already exists")
-    return ok(await view(s, await s.accounts.put(body)))
+    try:
+        return ok(await view(s, await accounts.create(s, body)))
+    except accounts.AccountError as exc:
+        raise _fail(exc) from None
 
 
 @router.get("/{name}", responses={404: {}})
@@ -113,20 +88,10 @@ def _patch_doc() -> dict[str, Any]:
 async def update_account(
     name: Name, body: dict[str, Any], s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
-    current = await _get(s, name)
-    if "name" in body and body["name"] != name:
-        raise ApiError(400, "name: an account cannot be renamed")
     try:
-        # As JSON, like a POST: a date is "YYYY-MM-DD", never a number of seconds.
-        updated = Account.model_validate_json(
-            json.dumps({**current.model_dump(mode="json"), **body})
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise ApiError(400, f"{field}: {first.get('msg', 'invalid')}") from None
-    _token_env(s, updated)
-    return ok(await view(s, await s.accounts.put(updated)))
+        return ok(await view(s, await accounts.update(s, name, body)))
+    except accounts.AccountError as exc:
+        raise _fail(exc) from None
 
 
 @router.delete("/{name}", responses={404: {}, 409: {}})
@@ -142,20 +107,20 @@ async def delete_account(name: Name, s: Annotated[Services, Depends(services)]) 
 
 @router.post("/{name}/pause", responses={404: {}})
 async def pause_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
-    account = await _get(s, name)
-    updated = account.model_copy(update={"paused": True, "pausedReason": "paused by an operator"})
-    return ok(await view(s, await s.accounts.put(updated)))
+    try:
+        return ok(await view(s, await accounts.pause(s, name)))
+    except accounts.AccountError as exc:
+        raise _fail(exc) from None
 
 
 @router.post("/{name}/resume", responses={404: {}})
 async def resume_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     """Manual resume (also after the breaker): at half the caps and double the delay for
     RESUME_REDUCED_MS when the breaker had paused it."""
-    account = await _get(s, name)
-    tripped = bool(account.pausedReason and account.pausedReason.startswith("breaker"))
-    reduced = s.settings.resume_reduced_ms if tripped else 0
-    resumed = await Breaker(s).resume(account, reduced)
-    return ok(await view(s, resumed))
+    try:
+        return ok(await view(s, await accounts.resume(s, name)))
+    except accounts.AccountError as exc:
+        raise _fail(exc) from None
 
 
 @router.get("/{name}/suppressions")
@@ -174,15 +139,7 @@ async def add_suppressions(
     name: Name, body: SuppressRequest, s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """Bulk import: phones in any accepted spelling; invalid ones are reported by index."""
-    valid: list[str] = []
-    invalid: list[dict[str, Any]] = []
-    for index, raw in enumerate(body.phones):
-        try:
-            valid.append(normalise(raw, s.settings.default_region))
-        except PhoneError as exc:
-            shown = raw[:MAX_RAW_CHARS] if isinstance(raw, str) else None
-            invalid.append({"index": index, "phone": shown, "error": exc.reason})
-    added = await hygiene.add(s, name, valid)
+    added, invalid = await accounts.suppress(s, name, body.phones)
     return ok({"added": added, "invalid": invalid})
 
 
@@ -191,10 +148,6 @@ async def remove_suppression(
     name: Name, phone: str, s: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     try:
-        number = normalise(phone, s.settings.default_region)
-    except PhoneError as exc:
-        # Not a phone number, so certainly not on the list.
-        raise ApiError(404, f"phone: {exc.reason}; it is not on the suppression list") from exc
-    if not await s.suppressions.remove(name, number):
-        raise ApiError(404, "Phone is not on the suppression list")
-    return ok({"removed": number})
+        return ok({"removed": await accounts.unsuppress(s, name, phone)})
+    except accounts.AccountError as exc:
+        raise _fail(exc) from None

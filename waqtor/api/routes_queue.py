@@ -48,9 +48,14 @@ async def live_jobs(request: Request) -> LiveJobs:
 async def jobs(
     live: Annotated[LiveJobs, Depends(live_jobs)],
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000_000, description="Skip this many (paging).")
+    ] = 0,
 ) -> Response:
     """Recent jobs, newest first. A plain GET (no query, or ``limit`` alone) is answered by
     ``fast_reads.FastReads`` with the same body; this function takes the rest."""
+    if offset:
+        return Response(await live.encoded_page(limit, offset), media_type="application/json")
     return Response(await live.encoded(limit), media_type="application/json")
 
 

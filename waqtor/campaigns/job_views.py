@@ -69,9 +69,10 @@ def _orphan_row(cid: str, f: Flags) -> dict[str, Any]:
     }
 
 
-async def job_rows(s: Services, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` campaigns with a job, newest first, as the API lists them."""
-    ids = await s.job_index.newest_jobs(limit)
+async def job_rows(s: Services, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """``limit`` campaigns with a job, newest first from the ``offset``-th, as the API lists
+    them."""
+    ids = await s.job_index.newest_jobs(limit, offset)
     views = {v.id: v for v in await s.engine.views(ids)}
     rows: list[dict[str, Any]] = []
     for cid, f in zip(ids, await flags(s, ids), strict=True):
@@ -114,7 +115,16 @@ async def job_detail(s: Services, job: JobView) -> dict[str, Any]:
         "timestamp": job.timestamp,
         "recipients": counts,
         "waitingFor": waiting_for(meta, state),
+        **await reply_figures(s, job.id, counts),
     }
+
+
+async def reply_figures(s: Services, cid: str, counts: dict[str, int]) -> dict[str, Any]:
+    """Recipients who replied (WhatsApp Web gateways: a reply within 72 h of the campaign's
+    message), and their share of those it reached: a sender's best quality signal."""
+    replies = await s.gateways.replies(cid)
+    reached = sum(counts.get(k, 0) for k in ("sent", "delivered", "read"))
+    return {"replies": replies, "replyRate": round(replies / reached, 4) if reached else None}
 
 
 async def orphan_detail(s: Services, cid: str) -> dict[str, Any] | None:

@@ -116,7 +116,7 @@ async def _parallel(s: Services, account_name: str) -> int:
         can = s.providers.get(account).capabilities
     except UnknownProvider:
         return 1
-    if s.settings.send_batch <= 1 or can.min_gap_ms > 0:
+    if s.settings.send_batch <= 1 or can.min_gap_ms > 0 or can.web_session:
         return 1
     if can.batch_size > 1:
         return s.settings.send_batch
@@ -127,6 +127,15 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     """Why a small list cannot go out right now on this account (then it is queued)."""
     if await s.engine.is_paused():
         return "the queue is paused: queued instead of sent now"
+    account = await s.accounts.get(account_name)
+    if account is not None:
+        try:
+            can = s.providers.get(account).capabilities
+            human_paced = can.min_gap_ms > 0 or can.web_session
+        except UnknownProvider:
+            human_paced = False
+        if human_paced:
+            return f"account {account_name} sends human-paced (a WhatsApp Web gateway): queued"
     return await unavailable(s, account_name, recipients)
 
 

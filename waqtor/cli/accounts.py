@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from waqtor.config import Settings
-from waqtor.domain.accounts import Account, caps_on
+from waqtor.domain.accounts import GATEWAY_PROVIDERS, Account, caps_on
 
 
 def register(sub: Any, worker_url: Any, settings_factory: Any) -> None:
@@ -38,6 +38,12 @@ def register(sub: Any, worker_url: Any, settings_factory: Any) -> None:
     add.add_argument(
         "--start-date", type=date.fromisoformat, help="YYYY-MM-DD the warm-up starts (today)"
     )
+    add.add_argument("--provider", help="simulator (default), cloud_api, waha or evolution")
+    add.add_argument("--gateway", help="waha/evolution: the gateway's name (GATEWAY_<NAME>_URL)")
+    add.add_argument("--session", help="waha: the session (default 'default'); evolution: instance")
+    add.add_argument("--new-contacts-cap", type=int, help="new contacts per 24 h (gateways)")
+    add.add_argument("--phone-number-id", help="cloud_api: Meta's phone-number ID")
+    add.add_argument("--token-env", help="cloud_api: the WA_TOKEN_* variable holding the token")
     verb_help = {
         "pause": "stop the account's campaigns before their next message",
         "resume": "resume a paused account (after the breaker: half caps, double delay a while)",
@@ -65,8 +71,12 @@ async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
             for account in await store.all():
                 caps = caps_on(account, now)
                 state = f"paused ({account.pausedReason})" if account.paused else "ok"
+                seen = await s.gateways.session(account.name) if account.gateway else None
+                if seen is not None:
+                    state += f" session={seen.state}"
                 print(
-                    f"{account.name:20s} tier={account.tier or '-':8s} "
+                    f"{account.name:20s} {account.provider or 'simulator':10s} "
+                    f"tier={account.tier or '-':8s} "
                     f"hourly={caps.hourly if caps.hourly is not None else '-':>6} "
                     f"daily={caps.daily if caps.daily is not None else '-':>6} {state}"
                 )
@@ -79,14 +89,24 @@ async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
                 delayMs=args.delay_ms,
                 warmup=not args.no_warmup,
                 startDate=args.start_date,
+                provider=args.provider,
+                gateway=args.gateway,
+                session=args.session,
+                newContactsDailyCap=args.new_contacts_cap,
+                phoneNumberId=args.phone_number_id,
+                accessTokenEnv=args.token_env,
             )
             try:
-                account = await store.put(Account(**fields))
+                account = Account(**fields)
+                problem = _config_problem(settings, account)
+                if problem:
+                    print(f"waqtor: {problem}", file=sys.stderr)
+                    return 2
+                account = await store.put(account)
             except ValidationError as exc:
-                print(
-                    f"waqtor: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
-                    file=sys.stderr,
-                )
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "account"
+                print(f"waqtor: {where}: {first['msg']}", file=sys.stderr)
                 return 2
             print(json.dumps(account.model_dump(mode="json")))
             return 0
@@ -112,3 +132,18 @@ async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
         return 0
     finally:
         await s.close()
+
+
+def _config_problem(settings: Settings, account: Account) -> str | None:
+    """What the API would refuse: a token variable that is not a WA_TOKEN_* one, a gateway
+    the environment does not configure."""
+    from waqtor.providers import gateway_env
+
+    if account.accessTokenEnv and not settings.token_env_allowed(account.accessTokenEnv):
+        return f"token-env: {account.accessTokenEnv} is not a WA_TOKEN_* variable"
+    if account.provider in GATEWAY_PROVIDERS and account.gateway:
+        try:
+            gateway_env.gateway(account.gateway)
+        except gateway_env.GatewayConfigError as exc:
+            return f"gateway: {exc}"
+    return None

@@ -1,5 +1,6 @@
-"""``waqtor serve`` (API + worker, and its own Redis if none is configured) and
-``waqtor worker`` (extra worker processes, on any machine that reaches the same Redis)."""
+"""``waqtor serve`` (API + worker, and its own Redis if none is configured),
+``waqtor worker`` (extra worker processes, on any machine that reaches the same Redis), and
+verbs that talk to a running service: send, jobs, job, pause, resume, cancel, report."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logs.setup(settings.log_level, settings.data_dir / "logs")
+    logs.setup(settings.log_level, settings.data_dir / "logs", settings.log_format)
     bundled: BundledRedis | None = None
     url = settings.external_redis_url()
     if url is None:
@@ -207,7 +208,9 @@ def worker(args: argparse.Namespace) -> int:
     if args.concurrency:
         settings.worker_concurrency = args.concurrency
     logs.setup(
-        settings.log_level, settings.data_dir / "logs" if settings.data_dir.exists() else None
+        settings.log_level,
+        settings.data_dir / "logs" if settings.data_dir.exists() else None,
+        settings.log_format,
     )
     url = _worker_url(settings)
     if args.check:
@@ -245,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     from waqtor.cli import accounts as cli_accounts
 
     cli_accounts.register(sub, _worker_url, _settings)
+    from waqtor.cli import remote
+
+    remote.register(sub)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

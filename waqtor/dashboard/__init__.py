@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from waqtor.config import Settings
 from waqtor.dashboard import (
     live,
+    routes_accounts,
     routes_actions,
     routes_auth,
     routes_campaign,
@@ -40,6 +41,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(routes_auth.router)
     app.include_router(routes_compose.router)  # before /admin/queues/jobs/{id}: fixed paths
     app.include_router(routes_actions.router)
+    app.include_router(routes_accounts.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_campaign.router)
     live.watch_server_exit()

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from waqtor.campaigns import submission as campaigns
+from waqtor.campaigns.job_views import reply_figures
 from waqtor.domain.eta import estimate_ms, humanise
 from waqtor.domain.liveness import alive as seen_alive
 from waqtor.domain.status import OPEN as OPEN_STATUSES
@@ -49,6 +50,9 @@ class CampaignView:
     finish_ms: int = 0
     reasons: list[Reason] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    #: Recipients who replied (gateway accounts), and their share of those reached.
+    replies: int = 0
+    reply_rate: float | None = None
 
 
 def _accounts(meta: dict[str, str], data: dict[str, object]) -> list[str]:
@@ -187,6 +191,8 @@ async def load(s: Services, cid: str) -> CampaignView | None:
     except (ValueError, TypeError, AttributeError):
         pass
     v.done = sum(counts[name] for name in DONE)
+    figures = await reply_figures(s, cid, counts)
+    v.replies, v.reply_rate = figures["replies"], figures["replyRate"]
     v.percent = min(100, v.done * 100 // v.total) if v.total else 100
     await _waits(s, v, s.clock.now_ms())
     v.actions = _actions(v)

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import re
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
+
+from waqtor.runtime.exiting import exiting as _exiting
+from waqtor.runtime.exiting import watch_server_exit as watch_server_exit
 
 log = logging.getLogger("waqtor.dashboard")
 
@@ -28,26 +29,6 @@ LIFETIME_S = 300.0
 KEEPALIVE_S = 15.0
 #: An open stream checks this often that its session is still logged in (logout ends it).
 RECHECK_S = 5.0
-
-_exiting = threading.Event()
-
-
-def watch_server_exit() -> None:
-    """Let streams end when uvicorn is asked to stop: it waits for open responses to finish."""
-    try:
-        import uvicorn
-    except ImportError:  # pragma: no cover - uvicorn is a dependency
-        return
-    original = uvicorn.Server.handle_exit
-    if getattr(original, "_waqtor", False):
-        return
-
-    def handle_exit(self: Any, sig: int, frame: Any) -> None:
-        _exiting.set()
-        original(self, sig, frame)
-
-    handle_exit._waqtor = True  # type: ignore[attr-defined]
-    setattr(uvicorn.Server, "handle_exit", handle_exit)  # noqa: B010
 
 
 class Mailbox:

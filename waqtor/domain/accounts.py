@@ -20,7 +20,14 @@ from datetime import date
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from waqtor.domain.clock import day_of
 from waqtor.domain.numbers import numbers_only
@@ -52,6 +59,18 @@ WARMUP_GROWTH = 1.2  # +20 % a day
 WARMUP_START_FRACTION = 0.2
 WARMUP_MIN_START = 10
 REDUCED_FACTOR = 0.5  # after a breaker trip, resumed accounts run at half their caps
+
+#: Providers that send from an ordinary WhatsApp number through a WhatsApp Web gateway.
+GATEWAY_PROVIDERS = frozenset({"waha", "evolution"})
+GATEWAY_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
+#: New contacts (numbers the account never messaged) per 24 h, per tier, on gateway accounts:
+#: cold outreach is what draws WhatsApp's reach-out limits (error 463) and bans.
+NEW_CONTACT_CAPS: dict[Tier, int | None] = {
+    Tier.NEW: 10,
+    Tier.REGULAR: 40,
+    Tier.TRUSTED: 150,
+    Tier.BUSINESS: None,
+}
 
 
 class QuietHours(BaseModel):
@@ -107,14 +126,51 @@ class Account(BaseModel):
         "CLOUD_API_TOKEN_ENVS lists",
         json_schema_extra={"pattern": "^WA_TOKEN_[A-Z0-9_]+$"},
     )
+    gateway: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_]{1,32}$",
+        description="waha / evolution: the gateway's name; its URL and key are read from "
+        "GATEWAY_<NAME>_URL and GATEWAY_<NAME>_KEY (never from the API)",
+    )
+    session: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="waha: the session (Core has only 'default'); evolution: the instance",
+    )
+    newContactsDailyCap: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Gateway accounts: numbers never messaged before, per 24 h (overrides the "
+        "tier's)",
+    )
     callbackUrl: str | None = Field(default=None, max_length=2048, pattern=HTTP_URL)
     paused: bool = Field(default=False, strict=True)
     pausedReason: str | None = Field(default=None, max_length=500)
     reducedUntilMs: int | None = Field(default=None, ge=0, le=10**15)
 
     _numbers = numbers_only(
-        "hourlyCap", "dailyCap", "metaDailyLimit", "delayMs", "jitter", "reducedUntilMs"
+        "hourlyCap",
+        "dailyCap",
+        "metaDailyLimit",
+        "delayMs",
+        "jitter",
+        "reducedUntilMs",
+        "newContactsDailyCap",
     )
+
+    @model_validator(mode="after")
+    def _gateway_fields(self) -> Account:
+        if self.provider in GATEWAY_PROVIDERS:
+            if not self.gateway:
+                raise ValueError(f"gateway: provider {self.provider} needs the gateway's name")
+            if not self.session:
+                if self.provider == "evolution":
+                    raise ValueError("session: provider evolution needs the instance name")
+                self.session = "default"  # WAHA Core's only session
+        return self
 
     @field_validator("startDate", mode="before")
     @classmethod
@@ -198,3 +254,15 @@ def gap_ms(account: Account, default_delay_ms: int, now_ms: int) -> int:
     if account.reducedUntilMs and now_ms < account.reducedUntilMs:
         delay = max(delay * 2, 1000)
     return delay
+
+
+def new_contact_cap(account: Account, now_ms: int) -> int | None:
+    """New contacts per 24 h in force (gateway accounts; None: no cap), halved like the other
+    caps after a breaker resume."""
+    if account.newContactsDailyCap is not None:
+        cap: int | None = account.newContactsDailyCap
+    else:
+        cap = NEW_CONTACT_CAPS[account.tier] if account.tier else None
+    if cap is not None and account.reducedUntilMs and now_ms < account.reducedUntilMs:
+        cap = max(1, int(cap * REDUCED_FACTOR)) if cap else 0
+    return cap

@@ -37,6 +37,8 @@ def wait_reason(kind: str, detail: str | None, account: str, until_ms: int) -> s
     at = clock_text(until_ms)
     if kind == "capped":
         return f"waiting for the {detail or 'hourly'} cap of account {account} until {at}"
+    if kind == "account_paused" and detail and detail.startswith("WhatsApp "):
+        return f"account {account} waits: {detail}; checking again at {at}"
     if kind == "cooling":
         return f"account {account} is cooling down after a ban signal until {at}"
     return f"account {account} is paused ({detail}); checking again at {at}"

@@ -30,6 +30,8 @@ class OutgoingMessage:
     template: dict[str, Any] | None = None
     #: Media by URL: ``{"type": "image" | "document", "link": ..., "caption"?, "filename"?}``.
     media: dict[str, Any] | None = None
+    #: "typing..." shown by the request itself first (``Capabilities.typing_in_send``).
+    typing_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -41,6 +43,18 @@ class SendResult:
 class Health:
     ok: bool
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """A WhatsApp Web gateway session: the gateway's own state word (WAHA ``WORKING``,
+    Evolution ``open``...), whether it can send, and what to do about it when it cannot."""
+
+    state: str
+    working: bool
+    detail: str
+    #: Stopped, failed or logged out: it will not come back without someone.
+    needs_operator: bool = False
 
 
 class ProviderError(Exception):
@@ -70,6 +84,25 @@ class UnavailableError(TransientError):
 
 class PermanentError(ProviderError):
     """Never going to work for this recipient (invalid number, not on WhatsApp, auth)."""
+
+
+class SessionDownError(UnavailableError):
+    """A WhatsApp Web gateway's session is not logged in and working (QR code to scan,
+    starting, stopped, failed, logged out). The account waits; no recipient is failed.
+    ``needs_operator``: the session stopped, failed or logged out (a ban signal: the breaker
+    pauses the account until an operator resumes it), rather than starting or waiting for a QR
+    scan, which clears by itself."""
+
+    def __init__(self, code: str, reason: str, *, state: str, needs_operator: bool) -> None:
+        super().__init__(code, reason)
+        self.state = state
+        self.needs_operator = needs_operator
+
+
+class BanSignalError(ProviderError):
+    """WhatsApp refused the message in a way that says "slow down or be banned" (error 463,
+    the reach-out timelock for cold contacts, or a temporary ban). Never retried as transient:
+    the account rests with the breaker's cool-down and the recipient waits for it."""
 
 
 class AmbiguousError(ProviderError):
@@ -120,6 +153,12 @@ class Capabilities:
     number_check: bool = False
     #: ``send_presence`` can show "typing..." to a recipient before a message.
     presence: bool = False
+    #: The request itself shows "typing..." for ``OutgoingMessage.typing_ms`` before the
+    #: message goes out (Evolution API's ``delay``): the send takes that much longer.
+    typing_in_send: bool = False
+    #: An ordinary WhatsApp number logged in through a gateway session: ``session()`` says
+    #: whether it is working, and the account has a daily cap on new contacts.
+    web_session: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_in_flight < 1 or self.min_gap_ms < 0:
@@ -177,6 +216,11 @@ class Provider(Protocol):
     async def send_presence(self, account: str, phone: str, typing_ms: int) -> None:
         """Show "typing..." to ``phone`` for about ``typing_ms`` (``capabilities.presence``)."""
         raise Unsupported(f"{self.name}: no typing presence")
+
+    async def session(self, *, fresh: bool = False) -> SessionState:
+        """The gateway session's state (``capabilities.web_session``); cached briefly unless
+        ``fresh``."""
+        raise Unsupported(f"{self.name}: no gateway session")
 
     async def health(self) -> Health: ...
 

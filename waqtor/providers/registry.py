@@ -31,7 +31,11 @@ class ProviderRegistry:
             return self.default
         # Keyed by what the provider is built from, not the whole account: pausing an account
         # or changing its caps must not build (and leak) another HTTP client.
-        key = (name, f"{account.name}|{account.phoneNumberId}|{account.accessTokenEnv}")
+        key = (
+            name,
+            f"{account.name}|{account.phoneNumberId}|{account.accessTokenEnv}"
+            f"|{account.gateway}|{account.session}",
+        )
         provider = self._built.get(key)
         if provider is None:
             factory = self.factories.get(name)

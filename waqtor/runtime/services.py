@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock, SystemClock, day_of
 from waqtor.engine import Engine
-from waqtor.providers import cloud_api
+from waqtor.providers import cloud_api, evolution, waha
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.store.accounts import AccountStore
 from waqtor.store.bundle import Store
 from waqtor.store.callback_queue import CallbackQueue
 from waqtor.store.connection import connect
+from waqtor.store.gateways import GatewayStore
 from waqtor.store.heartbeats import Heartbeats
 from waqtor.store.idempotency import IdempotencyStore
 from waqtor.store.job_index import JobIndex
@@ -37,6 +38,11 @@ class Services:
     #: Which provider sends for which account.
     providers: ProviderRegistry
     clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def gateways(self) -> GatewayStore:
+        """What WhatsApp Web gateway accounts keep in Redis."""
+        return self.store.gateways
 
     @property
     def keys(self) -> Keys:
@@ -116,6 +122,8 @@ def build(
     )
     providers = ProviderRegistry(simulator)
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
+    providers.register(waha.NAME, waha.factory(settings))
+    providers.register(evolution.NAME, evolution.factory(settings))
     return Services(
         settings=settings,
         redis_url=redis_url,

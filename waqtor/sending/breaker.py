@@ -7,11 +7,23 @@ from collections import deque
 from itertools import repeat
 
 from waqtor.domain.accounts import Account
+from waqtor.domain.eta import clock_text
 from waqtor.runtime.services import Services
 
 #: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
 #: raises the same codes).
-BAN_SIGNALS = frozenset({"131056", "131048", "368"})
+BAN_SIGNALS = frozenset(
+    {
+        "131056",
+        "131048",
+        "368",
+        # WhatsApp Web gateways: the reach-out timelock for cold contacts, temporary bans and
+        # WhatsApp's own rate-overlimit (``providers.gateway``).
+        "463",
+        "temporary_ban",
+        "rate_overlimit",
+    }
+)
 #: Codes that only say the provider's throughput was exceeded (the Cloud API's 130429, an
 #: HTTP 429): the send path slows down (``waqtor.sending.flow``) and sends the recipient again after
 #: the pause, without using one of its attempts. Never a ban signal, however many arrive.
@@ -32,6 +44,13 @@ class Breaker:
         if code in BAN_SIGNALS:
             strikes = await self.s.pacer.strike(
                 account, self.s.clock.now_ms(), st.breaker_cooldown_ms, MAX_COOL_MS
+            )
+            cool = await self.s.accounts.cooling_until(account)
+            await self.s.accounts.log_breaker(
+                account,
+                self.s.clock.now_ms(),
+                "ban signal",
+                f"{code}: strike {strikes}, resting until {clock_text(cool)}",
             )
             if strikes >= st.breaker_strikes:
                 return await self.pause(
@@ -61,6 +80,7 @@ class Breaker:
         account = await store.get(name, fresh=True) or store.default()
         if not account.paused:
             await store.put(account.model_copy(update={"paused": True, "pausedReason": reason}))
+            await store.log_breaker(name, self.s.clock.now_ms(), "paused", reason)
         return reason
 
     async def resume(self, account: Account, reduced_for_ms: int) -> Account:
@@ -68,6 +88,8 @@ class Breaker:
         now = self.s.clock.now_ms()
         await self.s.pacer.forgive(account.name)
         self._outcomes.pop(account.name, None)
+        detail = "at half caps and double delay for a while" if reduced_for_ms else "by an operator"
+        await self.s.accounts.log_breaker(account.name, now, "resumed", detail)
         return await self.s.accounts.put(
             account.model_copy(
                 update={

@@ -38,6 +38,7 @@ import httpx
 
 from waqtor import __version__
 from waqtor.config import read_secret
+from waqtor.runtime import process_metrics
 from waqtor.runtime.services import Services
 from waqtor.sending import egress
 
@@ -307,6 +308,7 @@ class Dispatcher:
             attempt.error,
             KEEP,
         )
+        process_metrics.callback_attempt(attempt.outcome)
         if attempt.outcome == "failed":
             log.warning("callback %s to %s given up: %s", cb_id, _host(item["url"]), attempt.error)
 

@@ -24,7 +24,7 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.providers.cloud_api import parse_opaque
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks
-from waqtor.store.batches import DAY_MS
+from waqtor.store.batches import DAY_MS, MESSAGE_INDEX_TTL_MS
 
 LOOKBACK_DAYS = 31
 
@@ -103,7 +103,8 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
     outcome, prev, _ = await s.webhook_index.apply(
         cid,
         account,
-        [
+        message_day=now_ms // DAY_MS,
+        args=[
             idx,
             event.message_id,
             new.code,
@@ -116,6 +117,7 @@ async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
             callbacks.new_id(now_ms),
             account,
             cid,
+            MESSAGE_INDEX_TTL_MS,
         ],
     )
     return Applied(

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,17 +25,22 @@ from waqtor.domain.templates import TemplateError, builtin_values, render
 from waqtor.providers import content
 from waqtor.providers.base import (
     AmbiguousError,
+    BanSignalError,
     Capabilities,
     Lookup,
     OutgoingMessage,
     PermanentError,
+    Provider,
+    ProviderError,
     RateLimitedError,
+    SessionDownError,
     TransientError,
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import logs, process_metrics
 from waqtor.runtime.services import Services
-from waqtor.sending import callbacks, throughput
+from waqtor.sending import callbacks, human, throughput
 from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
 from waqtor.sending.flow import Flow
 from waqtor.store import batches
@@ -141,10 +147,14 @@ class Sender:
         except UnknownProvider as exc:
             return Step(StepKind.ACCOUNT_PAUSED, error=str(exc))
         can = provider.capabilities
+        if can.web_session:
+            waiting = await human.session_wait(s, self.breaker, provider, name)
+            if waiting is not None:
+                return Step(StepKind.ACCOUNT_PAUSED, error=waiting)
         now = clock.now_ms()
         caps = caps_on(account, now)
         delay = max(gap_ms(account, s.settings.message_delay, now), can.min_gap_ms)
-        jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
+        jitter = human.default_jitter(account, s.settings, can.min_gap_ms)
         reserve_gap = -1  # >= 0: the claim reserves the account's slot in its own round trip
         if delay == 0:
             slot = now  # nothing to space out: skip the round trip
@@ -160,6 +170,7 @@ class Sender:
         if not await throughput.throttle(s, name, can, wake):  # the provider's msgs/s
             return Step(StepKind.INTERRUPTED)
         attempt_id = uuid.uuid4().hex
+        logs.bind(campaign=campaign.id, account=name, attempt=attempt_id)
         while True:
             claimed_at = clock.now_ms()
             claim = await s.ledger.claim_next(
@@ -251,15 +262,65 @@ class Sender:
             await finish(RecipientStatus.SKIPPED, error_code="duplicate_text", reason=reason)
             return outcome(StepKind.SKIPPED, error=reason, error_code="duplicate_text")
 
-        message = OutgoingMessage(name, recipient.phone, text, campaign.id, attempt_id, **extras)
+        typing = 0
+        if can.web_session:
+            try:
+                stop = await human.gate(s, provider, account, recipient.phone)
+                if stop is not None and stop.code == "not_on_whatsapp":
+                    await finish(RecipientStatus.FAILED, error_code=stop.code, reason=stop.reason)
+                    return outcome(StepKind.FAILED, error=stop.reason, error_code=stop.code)
+                if stop is not None:  # the new-contact cap: the account waits for it
+                    await finish(
+                        RecipientStatus.RETRY,
+                        error_code=stop.code,
+                        reason=stop.reason,
+                        due_ms=stop.reopens_ms,
+                        deferral=True,
+                    )
+                    return outcome(
+                        StepKind.CAPPED, due_ms=stop.reopens_ms, error="new-contact daily"
+                    )
+                typing = human.typing_ms(s.settings, text, delay)
+                # Before the request: an ack for this number settles the send if its outcome
+                # is lost, and a reply is counted for this campaign.
+                await s.gateways.note_send(name, recipient.phone, campaign.id, attempt_id)
+                if can.presence and typing:
+                    await provider.send_presence(name, recipient.phone, typing)
+                    typing = 0
+            except SessionDownError as exc:
+                return await self._session_down(finish, outcome, provider, name, exc)
+            except ProviderError as exc:  # nothing was sent: again after a backoff
+                due = clock.now_ms() + self.backoff_ms(claim.attempt)
+                await finish(
+                    RecipientStatus.RETRY, error_code=exc.code, reason=exc.reason, due_ms=due
+                )
+                return outcome(StepKind.RETRY, error=exc.reason, error_code=exc.code)
+        if not can.typing_in_send:
+            typing = 0
+        message = OutgoingMessage(
+            name, recipient.phone, text, campaign.id, attempt_id, **extras, typing_ms=typing
+        )
         started = clock.now_ms()
         if delay:  # the finish script moves the account's last send to started + 1
             self._expected_ms[name] = max(self._expected_ms.get(name, 0), started + 1 + delay)
-        timeout = s.settings.provider_timeout_ms / 1000.0
+        timeout = (s.settings.provider_timeout_ms + typing) / 1000.0
         try:
             # asyncio.timeout, not wait_for: no extra task, so the request starts right here.
-            async with asyncio.timeout(timeout):
-                result = await provider.send(message)
+            with process_metrics.provider_call(provider.name, name):
+                async with asyncio.timeout(timeout):
+                    result = await provider.send(message)
+        except SessionDownError as exc:
+            return await self._session_down(finish, outcome, provider, name, exc)
+        except BanSignalError as exc:
+            # Never a transient retry: the account rests (the breaker's cool-down, a pause
+            # after repeated signals) and the recipient waits until the rest is over.
+            await self.breaker.record(name, True, exc.code)
+            due = max(await s.accounts.cooling_until(name), clock.now_ms() + 1000)
+            if claim.attempt > s.settings.max_retries:
+                await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
+                return outcome(StepKind.FAILED, error=exc.reason, error_code=exc.code)
+            await finish(RecipientStatus.RETRY, error_code=exc.code, reason=exc.reason, due_ms=due)
+            return outcome(StepKind.RETRY, error=exc.reason, error_code=exc.code)
         except PermanentError as exc:
             await finish(RecipientStatus.FAILED, error_code=exc.code, reason=exc.reason)
             await self.breaker.record(name, True, exc.code)
@@ -307,6 +368,27 @@ class Sender:
         await self.breaker.record(name, False)
         await self.observe(name, clock.now_ms() - started)
         return outcome(StepKind.SENT, message_id=result.message_id)
+
+    async def _session_down(
+        self,
+        finish: Callable[..., Awaitable[None]],
+        outcome: Callable[..., Step],
+        provider: Provider,
+        account: str,
+        exc: SessionDownError,
+    ) -> Step:
+        """The gateway's session stopped working: the recipient goes back to wait (no attempt
+        used, nothing failed) and the account waits, or is paused if the session needs an
+        operator."""
+        await finish(
+            RecipientStatus.RETRY,
+            error_code=exc.code,
+            reason=exc.reason,
+            due_ms=self.s.clock.now_ms(),
+            deferral=True,
+        )
+        reason = await human.session_down(self.s, self.breaker, provider, account, exc)
+        return outcome(StepKind.ACCOUNT_PAUSED, error=reason)
 
     async def observe(self, account: str, elapsed_ms: float) -> None:
         """Track the provider's send time; share it every few seconds, not every message."""

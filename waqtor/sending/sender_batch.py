@@ -46,6 +46,7 @@ from waqtor.providers.base import (
     UnavailableError,
 )
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import logs, process_metrics
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.sending.flow import Flow, Signal
@@ -56,8 +57,9 @@ from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Cla
 
 def batched(s: Any, account: Account, caps: Capabilities, campaign: Campaign) -> bool:
     """Whether this account's sends of ``campaign`` go through this path: no pacing gap (the
-    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1."""
-    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0:
+    account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1, and
+    not a WhatsApp Web session (its checks run one message at a time, ``sending.human``)."""
+    if s.settings.send_batch <= 1 or caps.min_gap_ms > 0 or caps.web_session:
         return False
     if campaign.schedule is not None and campaign.schedule.window is not None:
         return False
@@ -77,6 +79,7 @@ async def send_batch(
     ``Sender.step`` says whether the lane is done or must wait)."""
     s = sender.s
     name = campaign.accounts[lane]
+    logs.bind(campaign=campaign.id, account=name, attempt=None)
     account = await s.accounts.get(name)
     if account is None or account.paused:
         return None  # Sender.step reports it
@@ -317,8 +320,14 @@ class _Batch:
             signal = Signal.OK
             try:
                 try:
-                    async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
-                        results = await provider.send_batch([m for _, m, _ in chunk])
+                    with process_metrics.provider_call(provider.name):
+                        async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
+                            results = await provider.send_batch([m for _, m, _ in chunk])
+                    for (_, message, _), result in zip(chunk, results, strict=True):
+                        failed = result if isinstance(result, ProviderError) else None
+                        if failed is not None:
+                            process_metrics.provider_error(provider.name, failed.code)
+                        process_metrics.outcome(provider.name, message.account, failed)
                 except TimeoutError:
                     self._timed_out(chunk)
                     signal = Signal.CONGESTED
@@ -357,7 +366,8 @@ class _Batch:
             started = time.monotonic()
             try:
                 try:
-                    result: SendResult | ProviderError = await provider.send(message)
+                    with process_metrics.provider_call(provider.name, message.account):
+                        result: SendResult | ProviderError = await provider.send(message)
                     elapsed = time.monotonic() - started
                 except ProviderError as exc:
                     result = exc

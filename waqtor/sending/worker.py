@@ -38,7 +38,7 @@ from waqtor.domain.waits import wait_reason
 from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
-from waqtor.runtime import heartbeats
+from waqtor.runtime import heartbeats, logs
 from waqtor.runtime.services import Services
 from waqtor.sending import callbacks, failures
 from waqtor.sending.reconcile import Reconciler
@@ -217,6 +217,7 @@ class CampaignWorker:
             if job.name == ASSIST_NAME:
                 return await self._assist(job, token)
             cid = str(job.id)
+            logs.bind(campaign=cid, account=None, attempt=None)
             self.active.add(cid)
             try:
                 return await self._run(job, token, cid)

@@ -10,6 +10,7 @@ than ``CACHE_S``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from datetime import date
@@ -20,6 +21,8 @@ from waqtor.domain.accounts import Account
 from waqtor.store.keys import Keys
 
 DEFAULT = "default"
+#: Breaker events kept per account.
+BREAKER_LOG = 50
 CACHE_S = 1.0
 #: With at least this many accounts in the cache, a stale one refreshes all of them at once...
 BULK_MIN = 16
@@ -133,3 +136,24 @@ class AccountStore:
             pipe.zcount(key, now_ms - 86_400_000, "+inf")
             hour, day = await pipe.execute()
         return int(hour), int(day)
+
+    async def log_breaker(self, name: str, at_ms: int, event: str, detail: str) -> None:
+        """Note a breaker event (ban signal, pause, resume) in the account's history."""
+        entry = json.dumps({"at": at_ms, "event": event, "detail": detail[:500]})
+        key = self.keys.breaker_log(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, entry)
+            pipe.ltrim(key, 0, BREAKER_LOG - 1)
+            await pipe.execute()
+
+    async def breaker_history(self, name: str) -> list[dict[str, object]]:
+        raw = await self.redis.lrange(self.keys.breaker_log(name), 0, BREAKER_LOG - 1)
+        out: list[dict[str, object]] = []
+        for item in raw:
+            try:
+                found = json.loads(item)
+            except ValueError:
+                continue
+            if isinstance(found, dict):
+                out.append(found)
+        return out

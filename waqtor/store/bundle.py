@@ -11,6 +11,7 @@ from waqtor.store.accounts import AccountStore
 from waqtor.store.auth_failures import FailedAttempts
 from waqtor.store.callback_queue import CallbackQueue
 from waqtor.store.dashboard_reads import DashboardReads
+from waqtor.store.gateways import GatewayStore
 from waqtor.store.heartbeats import Heartbeats
 from waqtor.store.idempotency import IdempotencyStore
 from waqtor.store.job_index import JobIndex
@@ -19,6 +20,7 @@ from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
 from waqtor.store.queue_stats import QueueStatsReader
 from waqtor.store.reconcile_state import ReconcileState
+from waqtor.store.scrape import ScrapeReader
 from waqtor.store.scripts import Scripts
 from waqtor.store.server import eviction_policy
 from waqtor.store.sessions import SessionStore
@@ -59,6 +61,9 @@ class Store:
         self.dashboard = DashboardReads(redis, keys)
         self.webhook_index = WebhookIndex(redis, keys, scripts)
         self.reconcile_state = ReconcileState(redis, keys, scripts, bull_key)
+        self.gateways = GatewayStore(redis, keys, scripts)
+        #: What ``/metrics`` reads besides the queue figures.
+        self.scrape = ScrapeReader(redis, keys)
 
     def queue_stats(self) -> QueueStatsReader:
         """For the API only (its script is not registered elsewhere)."""

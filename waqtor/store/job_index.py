@@ -47,8 +47,10 @@ class JobIndex:
         """List a campaign among the queued jobs (an instant send whose job finishes it)."""
         await self.redis.zadd(self.keys.jobs, {cid: created_ms})
 
-    async def newest_jobs(self, limit: int) -> list[str]:
-        return [str(i) for i in await self.redis.zrevrange(self.keys.jobs, 0, limit - 1)]
+    async def newest_jobs(self, limit: int, offset: int = 0) -> list[str]:
+        """Ids of ``limit`` jobs, newest first, from the ``offset``-th."""
+        ids = await self.redis.zrevrange(self.keys.jobs, offset, offset + limit - 1)
+        return [str(i) for i in ids]
 
     async def campaign_count(self) -> int:
         return int(await self.redis.zcard(self.keys.campaigns))

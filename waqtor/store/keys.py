@@ -204,6 +204,44 @@ class Keys:
         sends side by side, batches included), for the ETA of unpaced accounts."""
         return f"{self.prefix}:acct:{account}:rate_ms"
 
+    # --- WhatsApp Web gateway accounts (``store.gateways``) ---
+    def gw_session(self, account: str) -> str:
+        """Hash: the account's gateway session as last seen (state, working, detail, at_ms),
+        written by the send path and by session webhooks; read by the API and dashboard."""
+        return f"{self.prefix}:acct:{account}:gw_session"
+
+    def gw_contacted(self, account: str) -> str:
+        """Set: E.164 numbers the account has messaged (its contacts, for the new-contact cap)."""
+        return f"{self.prefix}:acct:{account}:contacted"
+
+    def gw_new_contacts(self, account: str) -> str:
+        """Sorted set: new contacts of the last 24 h (number scored by ms)."""
+        return f"{self.prefix}:acct:{account}:new_contacts"
+
+    def gw_last_send(self, account: str, phone: str) -> str:
+        """String (72 h TTL): ``<campaign id>:<attempt id>`` of the account's latest message to
+        ``phone``, written before the request: an ack settles an unknown send by it, and a
+        reply is counted for that campaign."""
+        return f"{self.prefix}:acct:{account}:last_to:{phone}"
+
+    def number_check(self, phone: str) -> str:
+        """String with a TTL: ``1`` or ``0``, a gateway's answer whether ``phone`` is on
+        WhatsApp (GATEWAY_NUMBER_CHECK_TTL_S)."""
+        return f"{self.prefix}:onwa:{phone}"
+
+    def gw_repliers(self, account: str) -> str:
+        """Set: numbers that replied to the account (its reply rate: these over its contacts)."""
+        return f"{self.prefix}:acct:{account}:repliers"
+
+    def breaker_log(self, account: str) -> str:
+        """List (newest first, at most ``accounts.BREAKER_LOG``): the account's breaker events,
+        JSON ``{"at", "event", "detail"}``: ban signals, pauses, resumes."""
+        return f"{self.prefix}:acct:{account}:breaker_log"
+
+    def replies(self, cid: str) -> str:
+        """Set: numbers that replied to the campaign (a reply within 72 h of its message)."""
+        return f"{self.prefix}:c:{cid}:replies"
+
     # --- reconciler (``waqtor.sending.reconcile``) ---
     @property
     def reconcile_missing(self) -> str:

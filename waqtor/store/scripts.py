@@ -29,6 +29,9 @@ NAMES = (
     "cb_claim",
     "cb_result",
     "cb_requeue",
+    # WhatsApp Web gateways: session state changes, the new-contact cap
+    "gw_session",
+    "gw_contact",
     # security: failed logins and API keys per client address; dashboard sessions
     "auth_fail",
     "session_start",

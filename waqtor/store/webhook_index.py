@@ -37,8 +37,11 @@ class WebhookIndex:
         found: list[str | None] = await self.redis.hmget(self.keys.meta(cid), fields)  # type: ignore[assignment]
         return found
 
-    async def apply(self, cid: str, account: str, args: list[Any]) -> tuple[str, str, str]:
-        """One status on one recipient, its counters and its callback, in wh_status.lua."""
+    async def apply(
+        self, cid: str, account: str, *, message_day: int, args: list[Any]
+    ) -> tuple[str, str, str]:
+        """One status on one recipient, its counters and its callback, in wh_status.lua. A
+        status that settles an open recipient indexes its message id under ``message_day``."""
         k = self.keys
         res = await self.scripts["wh_status"](
             keys=[
@@ -54,6 +57,7 @@ class WebhookIndex:
                 k.callback_items,
                 k.callback_due,
                 k.webhook_stats,
+                k.message_index(message_day),
             ],
             args=args,
         )

@@ -5,11 +5,11 @@
 -- An unknown (or still in-flight) recipient is settled by the event: the message did go out.
 -- KEYS: 1 meta, 2 status, 3 detail, 4 inflight, 5 unsettled, 6 message counts,
 --       7 account backlog, 8 attempt index, 9 recipients, 10 callback items, 11 callback due,
---       12 webhook stats
+--       12 webhook stats, 13 today's message index
 -- ARGV: 1 index, 2 provider message id, 3 new code (D V E F), 4 event time ms, 5 now ms,
 --       6 attempt id from the message's callback data ('' if none), 7 error code,
 --       8 error reason, 9 callback url ('' none), 10 callback id, 11 account,
---       12 campaign id
+--       12 campaign id, 13 message index TTL ms
 -- Returns {outcome, previous code, new code}: outcome is applied, duplicate, stale (an older
 -- status than the recipient's), other (another attempt's message) or missing.
 local meta, status, detail, inflight, unsettled, counts, backlog, attempts =
@@ -62,6 +62,9 @@ if open then
   redis.call('ZREM', unsettled, idx)
   if rec['id'] then redis.call('HDEL', attempts, rec['id']) end
   rec['wh'] = 1  -- settled by a status webhook
+  -- Its later statuses find it by message id (a gateway's acks carry nothing else of ours).
+  redis.call('HSET', KEYS[13], mid, ARGV[12] .. ':' .. idx)
+  redis.call('PEXPIRE', KEYS[13], ARGV[13])
 end
 rec['st'] = new
 rec['t' .. new] = at
