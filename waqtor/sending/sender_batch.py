@@ -323,11 +323,17 @@ class _Batch:
                     with process_metrics.provider_call(provider.name):
                         async with asyncio.timeout(s.settings.provider_timeout_ms / 1000.0):
                             results = await provider.send_batch([m for _, m, _ in chunk])
+                    sent = 0  # counted once per request, not once per message
                     for (_, message, _), result in zip(chunk, results, strict=True):
-                        failed = result if isinstance(result, ProviderError) else None
-                        if failed is not None:
-                            process_metrics.provider_error(provider.name, failed.code)
-                        process_metrics.outcome(provider.name, message.account, failed)
+                        if type(result) is SendResult:
+                            sent += 1
+                        elif isinstance(result, ProviderError):
+                            process_metrics.provider_error(provider.name, result.code)
+                            process_metrics.outcome(provider.name, message.account, result)
+                        else:
+                            process_metrics.outcome(provider.name, message.account, None)
+                    if sent:
+                        process_metrics.outcome(provider.name, self.account, None, sent)
                 except TimeoutError:
                     self._timed_out(chunk)
                     signal = Signal.CONGESTED
