@@ -36,3 +36,17 @@ ensure_venv() {
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras}"
 }
+
+# neonize (the "web" extra: WhatsApp Web built in) imports python-magic, which needs libmagic.
+ensure_libmagic() {
+  if python3 -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("magic") else 1)' 2>/dev/null; then
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "libmagic is missing; installing it for WhatsApp Web accounts..." >&2
+    { as_root apt-get update -qq && as_root apt-get install -y -qq libmagic1 >/dev/null; } ||
+      echo "could not install libmagic1: WhatsApp Web accounts will say what is missing" >&2
+  elif command -v brew >/dev/null 2>&1; then
+    brew install libmagic
+  fi
+}

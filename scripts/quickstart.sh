@@ -3,5 +3,6 @@
 # http://127.0.0.1:8080 with the simulator provider. Extra arguments go to `waqtor serve`.
 source "$(dirname "$0")/_env.sh"
 ensure_redis
-ensure_venv ""
+ensure_libmagic
+ensure_venv "[web]"
 exec .venv/bin/waqtor serve "$@"

@@ -2,7 +2,8 @@
 # Install the test dependencies and run the whole suite: lint, types, tests.
 source "$(dirname "$0")/_env.sh"
 ensure_redis
-ensure_venv "[test]"
+ensure_libmagic
+ensure_venv "[test]"  # includes the web extra (neonize)
 # The dashboard's browser tests drive Debian's Chromium (never a browser that Playwright
 # downloads). Without apt they are skipped, and pytest says why.
 if [ ! -x /usr/bin/chromium ]; then

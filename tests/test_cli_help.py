@@ -16,6 +16,8 @@ COMMANDS = [
     ["accounts", "pause"],
     ["accounts", "resume"],
     ["accounts", "remove"],
+    ["web"],
+    ["web", "login"],
     ["send"],
     ["jobs"],
     ["job"],

@@ -104,6 +104,12 @@ def test_every_route_live_and_models_match_what_the_server_answers(
         assert sorted(c.iter_suppressions("shop-1", page=1)) == ["+966599999901", "+966599999902"]
         w(c.suppressions("shop-1"))
         w(c.unsuppress("shop-1", "966599999902"))
+        # WhatsApp Web routes, on an account of another provider: refused (pairing a real one
+        # would start a real connection).
+        with pytest.raises(Conflict):
+            c.web_session("shop-1")
+        with pytest.raises(Conflict):
+            c.pair_web("shop-1", phone="+966500000001")
         w(c.pause_account("shop-1"))
         w(c.resume_account("shop-1"))
         w(c.set_faults(phones={"+966500000103": "permanent"}))
@@ -235,6 +241,7 @@ def test_request_models_match_the_servers_openapi(live: LiveService) -> None:
         (models.RetryRequest, components["RetryRequest"]),
         (models.ResolveRequest, components["ResolveRequest"]),
         (models.SuppressRequest, components["SuppressRequest"]),
+        (models.PairRequest, components["PairRequest"]),
         (models.CleanRequest, components["CleanRequest"]),
         (models.FaultsRequest, components["FaultsRequest"]),
         (models.Span, components["Span"]),

@@ -151,6 +151,21 @@ class Settings(BaseSettings):
     cloud_api_token_envs: str = ""
     """Comma-separated environment variables an account may name as ``accessTokenEnv`` besides
     the ``WA_TOKEN_*`` ones (never one of the service's own secrets)."""
+    # --- WhatsApp Web, built in (accounts with "provider": "web"; ``waqtor[web]``) ---
+    web_min_gap_ms: int = Field(default=6_000, ge=0, le=3_600_000)
+    """The least gap between two messages of one web account, whatever its delay: a phone's
+    WhatsApp is banned for machine-like bursts. Typing presence is shown inside it."""
+    web_lease_ms: int = Field(default=15_000, ge=1_000, le=600_000)
+    """How long a process's claim on a web account's one live connection lasts unrenewed: after
+    a crash, another process takes the account over this long after the last renewal."""
+    web_number_cache_ms: int = Field(default=7 * 86_400_000, ge=0)
+    """How long a number check ("is it on WhatsApp?") is trusted."""
+    web_max_sessions: int = Field(default=64, ge=1, le=1000)
+    """Connected web accounts one process may hold (its thread pool is sized for them)."""
+    web_session_dir: Path | None = None
+    """Where session databases (one SQLite file per web account, mode 600) live; default
+    ``<data dir>/web``."""
+
     whatsapp_verify_token: str | None = None
     """The verify token you typed into Meta's webhook settings. Unset: GET
     /webhooks/whatsapp answers 404."""

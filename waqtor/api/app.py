@@ -25,6 +25,7 @@ from waqtor.api import (
     routes_messages,
     routes_queue,
     routes_simulator,
+    routes_web,
     routes_webhooks,
 )
 from waqtor.api.auth import require_key
@@ -32,6 +33,7 @@ from waqtor.api.fast_reads import FastReads
 from waqtor.api.gate import Gate
 from waqtor.api.live_jobs import LiveJobs
 from waqtor.api.live_stats import LiveStats
+from waqtor.campaigns import web_inbox
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock
 from waqtor.runtime import exiting
@@ -76,6 +78,7 @@ def create_app(
             worker = CampaignWorker(
                 build(settings, redis_url, patient=True, clock=clock), name="serve"
             )
+            web_inbox.install(worker.s)  # the serve worker may hold WhatsApp Web sessions
             await worker.start()
         app.state.worker = worker
         try:
@@ -106,6 +109,7 @@ def create_app(
     app.include_router(routes_jobs.router, dependencies=auth)
     app.include_router(routes_events.router, dependencies=auth)
     app.include_router(routes_accounts.router, dependencies=auth)
+    app.include_router(routes_web.router, dependencies=auth)
     app.include_router(routes_simulator.router, dependencies=auth)
     app.include_router(routes_callbacks.router, dependencies=auth)
     # Prometheus sends a bearer token (METRICS_TOKEN) or an API key: checked in the route.

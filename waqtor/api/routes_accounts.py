@@ -100,8 +100,11 @@ async def delete_account(name: Name, s: Annotated[Services, Depends(services)]) 
         raise ApiError(409, "The default account cannot be deleted")
     if await s.pacer.backlog(name) > 0:
         raise ApiError(409, "Account still has messages to send: cancel its campaigns first")
+    account = await s.accounts.get(name, fresh=True)
     if not await s.accounts.delete(name):
         raise ApiError(404, "Account not found")
+    if account is not None and account.provider == "web":
+        await s.web.removed(name)  # unlinks the device and deletes its session keys
     return ok(message=f"Account {name} deleted")
 
 

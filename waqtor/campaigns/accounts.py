@@ -14,7 +14,13 @@ from pydantic import ValidationError
 
 from waqtor.campaigns import hygiene
 from waqtor.config import TOKEN_ENV_PREFIX
-from waqtor.domain.accounts import GATEWAY_PROVIDERS, Account, caps_on, new_contact_cap
+from waqtor.domain.accounts import (
+    GATEWAY_PROVIDERS,
+    ORDINARY_NUMBER_PROVIDERS,
+    Account,
+    caps_on,
+    new_contact_cap,
+)
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
 from waqtor.providers import gateway_env
 from waqtor.runtime.services import Services
@@ -22,7 +28,7 @@ from waqtor.sending.breaker import Breaker
 from waqtor.store.accounts import DEFAULT
 
 #: Providers an account may name.
-PROVIDERS = ("simulator", "cloud_api", "waha", "evolution")
+PROVIDERS = ("simulator", "cloud_api", "waha", "evolution", "web")
 #: A CSV of numbers to suppress, at most (bytes).
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
@@ -119,7 +125,7 @@ async def view(s: Services, account: Account) -> dict[str, Any]:
         "coolingUntilMs": cool if cool > now else None,
         "backlog": await s.pacer.backlog(account.name),
     }
-    if account.provider in GATEWAY_PROVIDERS:
+    if account.provider in ORDINARY_NUMBER_PROVIDERS:
         body["today"]["newContacts"] = await s.gateways.new_contacts_today(account.name, now)
         body["today"]["newContactsCap"] = new_contact_cap(account, now)
         seen = await s.gateways.session(account.name)
@@ -139,7 +145,7 @@ async def view(s: Services, account: Account) -> dict[str, Any]:
 
 async def reply_rate(s: Services, account: Account) -> tuple[int, int, float | None]:
     """``(repliers, contacts, rate)`` of a gateway account (rate None: no contact yet)."""
-    if account.provider not in GATEWAY_PROVIDERS:
+    if account.provider not in ORDINARY_NUMBER_PROVIDERS:
         return 0, 0, None
     repliers, contacts = await s.gateways.reply_rate(account.name)
     return repliers, contacts, (repliers / contacts if contacts else None)

@@ -38,7 +38,7 @@ def register(sub: Any, worker_url: Any, settings_factory: Any) -> None:
     add.add_argument(
         "--start-date", type=date.fromisoformat, help="YYYY-MM-DD the warm-up starts (today)"
     )
-    add.add_argument("--provider", help="simulator (default), cloud_api, waha or evolution")
+    add.add_argument("--provider", help="simulator (default), cloud_api, waha, evolution or web")
     add.add_argument("--gateway", help="waha/evolution: the gateway's name (GATEWAY_<NAME>_URL)")
     add.add_argument("--session", help="waha: the session (default 'default'); evolution: instance")
     add.add_argument("--new-contacts-cap", type=int, help="new contacts per 24 h (gateways)")
@@ -128,6 +128,8 @@ async def _verb(args: argparse.Namespace, settings: Settings, url: str) -> int:
                 )
                 return 1
             await store.delete(args.name)
+            if found.provider == "web":
+                await s.web.removed(args.name)  # its session keys go (the holder unlinks it)
         print(f"{args.verb}: {args.name}")
         return 0
     finally:

@@ -169,7 +169,10 @@ async def _run_worker(settings: Settings, url: str, burst: bool) -> int:
     reason = await check_redis(url)
     if reason:
         log.warning("%s; retrying until it answers", reason)
+    from waqtor.campaigns import web_inbox
+
     worker = CampaignWorker(build(settings, url, patient=True))
+    web_inbox.install(worker.s)  # this process may hold WhatsApp Web sessions
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -248,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     from waqtor.cli import accounts as cli_accounts
 
     cli_accounts.register(sub, _worker_url, _settings)
+    from waqtor.cli import web as cli_web
+
+    cli_web.register(sub, _worker_url, _settings)
     from waqtor.cli import remote
 
     remote.register(sub)

@@ -250,6 +250,15 @@ class Routes:
         path = f"/api/accounts/{_p(account)}/suppressions/{_p(phone)}"
         return Call("DELETE", path, model(m.Unsuppressed))
 
+    def web_session(self, account: str) -> Call[m.WebSession]:
+        route("GET", "/api/accounts/{name}/web", "web_session")
+        return Call("GET", f"/api/accounts/{_p(account)}/web", model(m.WebSession))
+
+    def pair_web(self, account: str, phone: str | None) -> Call[m.Changed]:
+        route("POST", "/api/accounts/{name}/web/pair", "pair_web")
+        path = f"/api/accounts/{_p(account)}/web/pair"
+        return Call("POST", path, _changed, json=body(m.PairRequest(phone=phone)))
+
     # --- simulator and callbacks
     def simulator_messages(self, offset: int, limit: int) -> Call[m.SimulatorMessages]:
         return Call(
@@ -322,6 +331,7 @@ def register_all() -> None:
     r.update_account("x", m.AccountChange()), r.delete_account("x")
     r.account_action("x", "pause"), r.account_action("x", "resume")
     r.suppressions("x", 0, 1), r.suppress("x", ["1"]), r.unsuppress("x", "1")
+    r.web_session("x"), r.pair_web("x", None)
     r.simulator_messages(0, 1), r.faults(), r.set_faults(m.FaultsRequest())
     r.callbacks("pending", 0, 1), r.callback_stats(), r.retry_callback("x")
     r.liveness(), r.metrics()

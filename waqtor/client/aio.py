@@ -370,6 +370,14 @@ class AsyncClient:
     async def unsuppress(self, account: str, phone: str) -> m.Unsuppressed:
         return await self._run(self._r.unsuppress(account, phone))
 
+    async def web_session(self, account: str) -> m.WebSession:
+        """A WhatsApp Web account's session: state, QR or pairing code, holder."""
+        return await self._run(self._r.web_session(account))
+
+    async def pair_web(self, account: str, phone: str | None = None) -> m.Changed:
+        """Ask for a QR code (or, with ``phone``, a pairing code) to link the account."""
+        return await self._run(self._r.pair_web(account, phone))
+
     # ------------------------------------------------- simulator, callbacks
     async def simulator_messages(self, offset: int = 0, limit: int = 50) -> m.SimulatorMessages:
         return await self._run(self._r.simulator_messages(offset, limit))

@@ -112,6 +112,11 @@ class SuppressRequest(Request):
     phones: list[Any] = Field(min_length=1)
 
 
+class PairRequest(Request):
+    #: Link by pairing code for this number instead of a QR code.
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{8,15}$")
+
+
 class CleanRequest(Request):
     grace: int | None = None
 
@@ -354,6 +359,19 @@ class Account(Model):
     today: AccountToday | None = None
     #: WhatsApp Web gateway accounts: the session as last seen.
     sessionState: dict[str, Any] | None = None
+
+
+class WebSession(Model):
+    """A WhatsApp Web account's session (``"provider": "web"``)."""
+
+    state: str
+    detail: str = ""
+    qr: str = ""
+    pairCode: str = ""
+    untilMs: int = 0
+    holder: str | None = None
+    updatedMs: int = 0
+    me: str = ""
 
 
 class SuppressionPage(Model):

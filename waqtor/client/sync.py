@@ -371,6 +371,14 @@ class Client:
     def unsuppress(self, account: str, phone: str) -> m.Unsuppressed:
         return self._run(self._r.unsuppress(account, phone))
 
+    def web_session(self, account: str) -> m.WebSession:
+        """A WhatsApp Web account's session: state, QR or pairing code, holder."""
+        return self._run(self._r.web_session(account))
+
+    def pair_web(self, account: str, phone: str | None = None) -> m.Changed:
+        """Ask for a QR code (or, with ``phone``, a pairing code) to link the account."""
+        return self._run(self._r.pair_web(account, phone))
+
     # ------------------------------------------------- simulator, callbacks
     def simulator_messages(self, offset: int = 0, limit: int = 50) -> m.SimulatorMessages:
         return self._run(self._r.simulator_messages(offset, limit))

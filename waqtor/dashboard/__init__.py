@@ -21,6 +21,7 @@ from waqtor.dashboard import (
     routes_campaign,
     routes_compose,
     routes_pages,
+    routes_web,
 )
 from waqtor.dashboard.errors import session_gate
 from waqtor.dashboard.overview import Overview
@@ -44,4 +45,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(routes_accounts.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_campaign.router)
+    app.include_router(routes_web.router)
     live.watch_server_exit()

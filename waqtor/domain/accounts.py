@@ -62,6 +62,9 @@ REDUCED_FACTOR = 0.5  # after a breaker trip, resumed accounts run at half their
 
 #: Providers that send from an ordinary WhatsApp number through a WhatsApp Web gateway.
 GATEWAY_PROVIDERS = frozenset({"waha", "evolution"})
+#: Every provider that sends from an ordinary WhatsApp number: the gateways, and WhatsApp Web
+#: built in (``web``). They share the new-contact cap, reply counting and session state.
+ORDINARY_NUMBER_PROVIDERS = GATEWAY_PROVIDERS | {"web"}
 GATEWAY_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 #: New contacts (numbers the account never messaged) per 24 h, per tier, on gateway accounts:
 #: cold outreach is what draws WhatsApp's reach-out limits (error 463) and bans.

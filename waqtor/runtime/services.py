@@ -10,6 +10,8 @@ from waqtor.engine import Engine
 from waqtor.providers import cloud_api, evolution, waha
 from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
+from waqtor.providers.web import provider as web_provider
+from waqtor.providers.web.hub import WebHub
 from waqtor.store.accounts import AccountStore
 from waqtor.store.bundle import Store
 from waqtor.store.callback_queue import CallbackQueue
@@ -37,6 +39,8 @@ class Services:
     simulator: SimulatorProvider
     #: Which provider sends for which account.
     providers: ProviderRegistry
+    #: WhatsApp Web sessions: held and served by workers (``web.start()``), used by all.
+    web: WebHub
     clock: Clock = field(default_factory=SystemClock)
 
     @property
@@ -89,6 +93,7 @@ class Services:
         return self.store.reconcile_state
 
     async def close(self) -> None:
+        await self.web.close()
         await self.providers.close()
         await self.engine.close()
         await self.store.close()
@@ -124,6 +129,8 @@ def build(
     providers.register(cloud_api.NAME, cloud_api.factory(settings))
     providers.register(waha.NAME, waha.factory(settings))
     providers.register(evolution.NAME, evolution.factory(settings))
+    web = WebHub(settings, store.web_sessions, store.accounts, ticking)
+    providers.register(web_provider.NAME, web_provider.factory(settings, web))
     return Services(
         settings=settings,
         redis_url=redis_url,
@@ -131,5 +138,6 @@ def build(
         engine=engine,
         simulator=simulator,
         providers=providers,
+        web=web,
         clock=ticking,
     )

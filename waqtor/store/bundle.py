@@ -26,6 +26,7 @@ from waqtor.store.server import eviction_policy
 from waqtor.store.sessions import SessionStore
 from waqtor.store.simulator import SimulatorStore
 from waqtor.store.suppressions import Suppressions
+from waqtor.store.web_sessions import WebSessions
 from waqtor.store.webhook_index import WebhookIndex
 
 #: Names one of bullmq's keys (``Engine.key``): the engine passes it in, so the store never
@@ -61,6 +62,7 @@ class Store:
         self.dashboard = DashboardReads(redis, keys)
         self.webhook_index = WebhookIndex(redis, keys, scripts)
         self.reconcile_state = ReconcileState(redis, keys, scripts, bull_key)
+        self.web_sessions = WebSessions(redis, keys)
         self.gateways = GatewayStore(redis, keys, scripts)
         #: What ``/metrics`` reads besides the queue figures.
         self.scrape = ScrapeReader(redis, keys)

@@ -204,6 +204,34 @@ class Keys:
         sends side by side, batches included), for the ETA of unpaced accounts."""
         return f"{self.prefix}:acct:{account}:rate_ms"
 
+    # --- WhatsApp Web sessions (``waqtor.store.web_sessions``) ---
+    def web_lease(self, account: str) -> str:
+        """String with a TTL (ms): the process holding the account's one live WhatsApp Web
+        connection (``host:pid:tag``); renewed by that holder."""
+        return f"{self.prefix}:web:{account}:lease"
+
+    def web_state(self, account: str) -> str:
+        """Hash: the session's state (``pairing``, ``connected``, ``logged_out``, ``banned``...),
+        detail, current QR code or pairing code, ban end (ms), holder, updated (ms)."""
+        return f"{self.prefix}:web:{account}:state"
+
+    def web_requests(self, account: str) -> str:
+        """List: JSON send requests for the holder from processes that do not hold the
+        account (taken atomically by the holder; withdrawn by a requester that gives up)."""
+        return f"{self.prefix}:web:{account}:req"
+
+    def web_reply(self, request_id: str) -> str:
+        """List (short TTL): the holder's one JSON answer to a relayed request."""
+        return f"{self.prefix}:web:reply:{request_id}"
+
+    def web_numbers(self, account: str) -> str:
+        """Hash: E.164 number -> ``1|0:<checked ms>``, whether it is on WhatsApp (cached)."""
+        return f"{self.prefix}:web:{account}:numbers"
+
+    def web_pair_request(self, account: str) -> str:
+        """String (TTL): an operator asked the holder to (re)pair: ``qr`` or ``code:<phone>``."""
+        return f"{self.prefix}:web:{account}:pair"
+
     # --- WhatsApp Web gateway accounts (``store.gateways``) ---
     def gw_session(self, account: str) -> str:
         """Hash: the account's gateway session as last seen (state, working, detail, at_ms),
