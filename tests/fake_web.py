@@ -59,9 +59,9 @@ class FakeWebClient:
     #: Accounts whose device was unlinked through ``logout``.
     logged_out: ClassVar[list[str]] = []
 
-    def __init__(self, db: Path, sink: EventSink) -> None:
-        self.db = db
-        self.account = db.stem
+    def __init__(self, db: Path | str, sink: EventSink) -> None:
+        self.db = Path(db)  # the fake keeps its "session" in a file: SQLite mode only
+        self.account = self.db.stem
         self.sink = sink
         self.started = False
         self.qr_shown = 0

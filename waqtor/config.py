@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_CHARS = 16
@@ -41,7 +41,12 @@ class ConfigError(Exception):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+        # Errors name the setting, never echo its value: some hold passwords (WEB_SESSION_DB).
+        hide_input_in_errors=True,
     )
 
     # --- Redis ---
@@ -165,6 +170,10 @@ class Settings(BaseSettings):
     web_session_dir: Path | None = None
     """Where session databases (one SQLite file per web account, mode 600) live; default
     ``<data dir>/web``."""
+    web_session_db: SecretStr | None = None
+    """A ``postgres://`` (or ``postgresql://``) URL: web accounts' sessions live in that Postgres
+    server instead, one database per account, so processes on different hosts can hold an
+    account in turn. It holds a password: never logged or shown."""
 
     whatsapp_verify_token: str | None = None
     """The verify token you typed into Meta's webhook settings. Unset: GET
@@ -236,6 +245,20 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     """``GET /metrics`` takes ``Authorization: Bearer <METRICS_TOKEN>`` (at least 16
     characters), so a Prometheus server needs no API key; an API key is accepted too."""
+
+    @field_validator("web_session_db")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = urlsplit(value.get_secret_value().strip()).scheme.lower()
+        if scheme not in ("postgres", "postgresql"):
+            # The message names the setting and the scheme, never the URL (it has a password).
+            raise ValueError(
+                f"WEB_SESSION_DB must be a postgres:// or postgresql:// URL, not {scheme or 'no'}"
+                " scheme (unset it to keep sessions in SQLite files)"
+            )
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("default_region")
     @classmethod

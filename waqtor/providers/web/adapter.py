@@ -130,9 +130,9 @@ class WebClient(Protocol):
 
 
 class ClientFactory(Protocol):
-    """Builds a client for a session database (a SQLite path), and tells, without connecting,
-    whether a database holds a linked device."""
+    """Builds a client for a session database (a SQLite path, or a Postgres URL), and tells,
+    without connecting, whether a SQLite database holds a linked device."""
 
-    def __call__(self, db: Path, sink: EventSink) -> WebClient: ...
+    def __call__(self, db: Path | str, sink: EventSink) -> WebClient: ...
 
     def has_session(self, db: Path) -> bool: ...

@@ -4,7 +4,8 @@ processes relay through Redis. Any process can send for any web account: the sen
 the holder (directly when that is this process).
 
 A process holds an account when its session database holds a linked device (so the processes
-that may hold an account must reach its database: one host, or a shared ``WEB_SESSION_DIR``)
+that may hold an account must reach its database: one host, a shared ``WEB_SESSION_DIR``, or
+one Postgres server named by ``WEB_SESSION_DB``)
 or an operator asked for pairing, and nobody else holds the lease. A holder that dies stops
 renewing; another process takes over once the lease has expired (``WEB_LEASE_MS``).
 """
@@ -30,6 +31,7 @@ from waqtor.providers.web.adapter import (
     WebClient,
     WebSendError,
 )
+from waqtor.providers.web.pg_sessions import PostgresSessions, SessionDbError
 from waqtor.providers.web.session import NO_HOOKS, Hooks, WebSession
 from waqtor.store import web_sessions as ws
 from waqtor.store.accounts import AccountStore
@@ -73,8 +75,13 @@ class WebHub:
         self.executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self.running = False
+        url = settings.web_session_db
+        #: Set when sessions live in Postgres (WEB_SESSION_DB); None: SQLite files.
+        self.postgres = PostgresSessions(url.get_secret_value()) if url is not None else None
+        #: Removed accounts whose Postgres session database could not be dropped yet.
+        self._undropped: set[str] = set()
 
-    # --- files ---
+    # --- session databases ---
     @property
     def session_dir(self) -> Path:
         return self.settings.web_session_dir or (self.settings.data_dir / "web")
@@ -98,12 +105,47 @@ class WebHub:
             self._factory = neonize_factory()
         return self._factory
 
-    def _has_session(self, name: str) -> bool:
-        """This process has the account's session database, with a linked device in it."""
+    async def _session_db(self, account: str) -> Path | str:
+        """Where ``account``'s session lives, ready for the library: its private SQLite file, or
+        its Postgres database (created on first use) as a URL."""
+        if self.postgres is not None:
+            return await asyncio.to_thread(self.postgres.prepare, account)
+        return self._private_db(account)
+
+    async def _drop_pending(self) -> None:
+        assert self.postgres is not None
+        for name in sorted(self._undropped):
+            if any(a.name == name for a in await self.accounts.all()):
+                self._undropped.discard(name)  # added back meanwhile: its new session stays
+                continue
+            try:
+                await asyncio.to_thread(self.postgres.delete, name)
+            except SessionDbError as exc:
+                log.warning("web account %s removed, its session not yet deleted: %s", name, exc)
+            else:
+                self._undropped.discard(name)
+
+    async def _has_session(self, name: str) -> bool:
+        """This process reaches the account's session database, with a linked device in it."""
         try:
+            if self.postgres is not None:
+                return await asyncio.to_thread(self.postgres.has_session, name)
             return self.factory().has_session(self.db_path(name))
         except MissingNeonize:
             return False
+        except SessionDbError as exc:  # Postgres away: the other accounts go on
+            log.warning("web account %s: %s", name, exc)
+            return False
+
+    async def _delete_db(self, name: str) -> None:
+        """Delete the account's session (its keys). A Postgres that does not answer keeps the
+        drop pending: retried on every round of this process, and logged until done."""
+        if self.postgres is not None:
+            self._undropped.add(name)
+            await self._drop_pending()
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.db_path(name).unlink()
 
     def _pool(self) -> ThreadPoolExecutor:
         # Threads for the short FFI calls (send, typing, checks); each connected account also
@@ -134,6 +176,8 @@ class WebHub:
 
     async def tick(self) -> None:
         lease = self.settings.web_lease_ms
+        if self._undropped:
+            await self._drop_pending()
         every = await self.accounts.all()
         web = {a.name: a for a in every if a.provider == NAME}
         for name in list(self.sessions):
@@ -168,7 +212,7 @@ class WebHub:
                 continue
             state = await self.store.state(name)
             pairing = await self.store.pairing_requested(name)
-            paired_here = state.state not in WAIT_FOR_OPERATOR and self._has_session(name)
+            paired_here = state.state not in WAIT_FOR_OPERATOR and await self._has_session(name)
             if not (pairing or paired_here):
                 continue
             if await self.store.acquire(name, self.holder_id, lease):
@@ -192,8 +236,8 @@ class WebHub:
     async def open(self, name: str, how: str | None = None) -> WebSession:
         """Connect ``name`` here (the caller holds its lease). ``how``: ``qr`` or
         ``code:<digits>`` to pair now."""
-        db = self._private_db(name)
         make = self.factory()
+        db = await self._session_db(name)
 
         def client_of(sink: EventSink) -> WebClient:
             return make(db, sink)
@@ -226,8 +270,7 @@ class WebHub:
         if session is not None:
             await session.logout()
         await self._close(name, release=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.db_path(name).unlink()
+        await self._delete_db(name)
         await self.store.forget(name)
 
     async def removed(self, name: str) -> None:
@@ -236,8 +279,7 @@ class WebHub:
         if name in self.sessions:
             await self.remove(name)
         elif not await self.store.holder(name):
-            with contextlib.suppress(FileNotFoundError):
-                self.db_path(name).unlink()
+            await self._delete_db(name)
             await self.store.forget(name)
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from waqtor.providers.web.adapter import (
     Connected,
@@ -31,6 +32,7 @@ from waqtor.providers.web.adapter import (
     TemporaryBan,
     WebSendError,
 )
+from waqtor.providers.web.pg_sessions import scrub
 
 log = logging.getLogger("waqtor.providers.web")
 
@@ -86,13 +88,16 @@ def classify_send_error(message: str) -> WebSendError:
 
 
 class NeonizeClient:
-    """One account's neonize client, writing its session to ``db`` (SQLite)."""
+    """One account's neonize client, writing its session to ``db``: a SQLite path, or a
+    Postgres URL (one database per account, see ``pg_sessions``)."""
 
-    def __init__(self, db: Path, sink: EventSink) -> None:
+    def __init__(self, db: Path | str, sink: EventSink) -> None:
         self.db = db
         self.sink = sink
-        # The uuid keys the Go side's client table: one per session database.
-        self.client: Any = NewClient(str(db), uuid=db.stem)
+        # The uuid keys the Go side's client table: one per session database (the file's stem,
+        # or the Postgres database's name, both unique per account).
+        self.name = db.stem if isinstance(db, Path) else urlsplit(db).path.lstrip("/")
+        self.client: Any = NewClient(str(db), uuid=self.name)
         self._thread: threading.Thread | None = None
         self._register()
 
@@ -157,9 +162,10 @@ class NeonizeClient:
             try:
                 self.client.connect()
             except Exception as exc:
-                log.warning("WhatsApp Web connection of %s ended: %s", self.db.stem, exc)
+                message = str(exc) if isinstance(self.db, Path) else scrub(str(exc), self.db)
+                log.warning("WhatsApp Web connection of %s ended: %s", self.name, message)
 
-        self._thread = threading.Thread(target=run, name=f"web-{self.db.stem}", daemon=True)
+        self._thread = threading.Thread(target=run, name=f"web-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -201,7 +207,7 @@ class NeonizeClient:
 
 
 class Factory:
-    def __call__(self, db: Path, sink: EventSink) -> NeonizeClient:
+    def __call__(self, db: Path | str, sink: EventSink) -> NeonizeClient:
         return NeonizeClient(db, sink)
 
     def has_session(self, db: Path) -> bool:
