@@ -21,11 +21,25 @@ def free_port() -> int:
 
 
 class RedisChild:
-    def __init__(self, folder: Path, *, appendonly: bool = True, fsync: str = "everysec") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        appendonly: bool = True,
+        fsync: str = "everysec",
+        extra: list[str] | None = None,
+    ) -> None:
         self.dir = folder
         self.port = free_port()
         self.appendonly = appendonly
         self.fsync = fsync
+        #: More redis-server options (``--replicaof``, ``--cluster-enabled`` ...).
+        self.extra = list(extra or [])
+        #: The ``--requirepass`` among them, for this class's own probe.
+        self.password = next(
+            (b for a, b in zip(self.extra, self.extra[1:], strict=False) if a == "--requirepass"),
+            None,
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,11 +57,17 @@ class RedisChild:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.dir), "--save", "", "--maxmemory-policy", "noeviction"]
         args += ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.fsync]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                client = redis.Redis(port=self.port, socket_timeout=0.5, decode_responses=True)
+                client = redis.Redis(
+                    port=self.port,
+                    socket_timeout=0.5,
+                    decode_responses=True,
+                    password=self.password,
+                )
                 # The server on the port must be ours (the port may have been taken meanwhile).
                 if client.config_get("dir").get("dir") == str(self.dir.resolve()):
                     return True

@@ -13,6 +13,9 @@ Exit status 0 only when duplicates = 0, lost = 0, unknown <= kills and every cam
 ``--batches`` runs the same damage against the batch send path (MESSAGE_DELAY=0, 300 ms
 provider latency, so kills land while a batch is in flight).
 
+``--failovers N`` kills the Redis primary instead, N times, under Sentinel (one replica, three
+Sentinels): ``bench/chaos_failover.py``.
+
 ``--cloud`` runs it against the WhatsApp Cloud API provider: a fake Graph API in its own
 process (``bench/fake_graph.py``, 100 ms per answer, Meta's 130429 past its limit) that also
 POSTs a signed ``sent`` status webhook for every message it accepted, as Meta does. Accounts
@@ -335,8 +338,34 @@ def main(argv: list[str] | None = None) -> int:
         help="the Cloud API provider against a fake Graph API process that sends status "
         "webhooks; no delay, 100 ms per answer",
     )
+    parser.add_argument(
+        "--failovers",
+        type=int,
+        default=0,
+        help="instead of killing workers: SIGKILL the Redis primary N times under a paced "
+        "campaign; Sentinels promote its replica (bench/chaos_failover.py)",
+    )
+    parser.add_argument("--delay-ms", type=int, default=10, help="with --failovers: pacing")
+    parser.add_argument(
+        "--ack",
+        default="1",
+        help="with --failovers: REDIS_MIN_REPLICAS_ACK, or 'auto' to leave the default count",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
+    if args.failovers:
+        from bench import chaos_failover
+
+        outcome = chaos_failover.run(args.failovers, args.big, args.small, args.delay_ms, args.ack)
+        line = " ".join(f"{k}={v}" for k, v in outcome.items() if k != "finished")
+        print(f"{line} seconds={time.monotonic() - started:.0f}", flush=True)
+        ok = (
+            outcome["duplicates"] == 0
+            and outcome["lost"] == 0
+            and outcome["unsettled_sent"] == 0
+            and outcome["finished"] == 1
+        )
+        return 0 if ok else 1
     if args.cloud:
         result = run(args.kills, args.big, args.small, args.seed, delay_ms=0, cloud=True)
     elif args.batches:

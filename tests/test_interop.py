@@ -129,9 +129,9 @@ def wait_until(check: Callable[[], Any], timeout: float = 20, what: str = "") ->
 class Board:
     """``tests/interop/board.js``: Bull Board on our queue, full and read-only, over HTTP."""
 
-    def __init__(self, tools: Path, redis_url: str) -> None:
+    def __init__(self, tools: Path, redis_url: str, prefix: str = "bull") -> None:
         self.proc = subprocess.Popen(
-            ["node", "board.js", redis_url, QUEUE],
+            ["node", "board.js", redis_url, QUEUE, prefix],
             cwd=tools,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -248,6 +248,34 @@ def test_bull_board_lists_our_queue_sees_our_workers_and_pauses_it(
     assert live.data("/api/queue/health")["queue"]["paused"] is False
     assert live.job(job_id)["status"] == "completed"
     assert_consistent(live, r)
+
+
+def test_bull_board_with_a_hash_tag_prefix_sees_the_tagged_queue(
+    node_tools: Path, tmp_path: Path, redis_url: str
+) -> None:
+    """With REDIS_KEY_TAG (as on a Cluster) bullmq's prefix is ``{tag}``: a board set up as
+    docs/interop.md says (the same prefix) lists the jobs and the workers; one left on
+    ``bull`` sees an empty queue."""
+    service = Service(tmp_path, redis_url, redis_key_tag="waqtor").start()
+    tagged = Board(node_tools, redis_url, prefix="{waqtor}")
+    plain: Board | None = None
+    try:
+        job_id = service.queue(12)
+        service.wait_job(job_id, "completed")
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert r.exists(f"{{waqtor}}:waqtor:{job_id}") and r.exists(f"{{waqtor}}:wq:c:{job_id}")
+        assert not r.keys("bull:*") and not r.keys("wq:*")
+        r.close()
+        shown = tagged.queue()
+        assert shown["hasWorkers"] is True, "Bull Board must see waqtor's workers"
+        assert [j["id"] for j in shown["jobs"]] == [job_id]
+        plain = Board(node_tools, redis_url)
+        assert plain.queue()["jobs"] == []
+    finally:
+        tagged.stop()
+        if plain is not None:
+            plain.stop()
+        service.proc.stop()
 
 
 def test_bull_board_promote_and_retry_keep_answers_honest(

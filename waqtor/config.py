@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +31,9 @@ _OWN_SECRETS = frozenset(
         "WHATSAPP_APP_SECRET_FILE",
         "WHATSAPP_VERIFY_TOKEN",
         "REDIS_URL",
+        "REDIS_PASSWORD",
+        "REDIS_SENTINEL_PASSWORD",
+        "REDIS_CLUSTER_URL",
     }
 )
 
@@ -58,6 +61,32 @@ class Settings(BaseSettings):
     redis_appendfsync: Literal["everysec", "always"] = "everysec"
     """For the redis-server that ``serve`` starts: ``always`` closes the 1 s loss window."""
     redis_server_bin: str = "redis-server"
+    redis_username: str | None = None
+    redis_password: str | None = None
+    """Password of the Redis servers that hold the data (REDIS_HOST, the Sentinel-managed
+    primary and replicas, the Cluster's nodes); a password in REDIS_URL wins."""
+    redis_sentinels: str = ""
+    """``host:port,host:port``: the Sentinels to ask for the primary of REDIS_SENTINEL_MASTER.
+    Every process (API, workers, dashboard) follows a failover without a restart."""
+    redis_sentinel_master: str | None = None
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: str | None = None
+    """The Sentinels' own password (``requirepass`` in sentinel.conf), if any."""
+    redis_cluster_url: str | None = None
+    """``redis://host:port`` of any node of a Redis Cluster (or set REDIS_CLUSTER=true with
+    REDIS_URL). All keys then share one hash tag, REDIS_KEY_TAG (default: QUEUE_NAME)."""
+    redis_cluster: bool = False
+    redis_key_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """Hash tag of every key: bullmq's prefix becomes ``{tag}`` and ours ``{tag}:KEY_PREFIX``,
+    so each script's keys share one Cluster slot. Unset outside Cluster: keys stay as they
+    were (``bull:...``, ``wq:...``)."""
+    redis_min_replicas_ack: int | None = Field(default=None, ge=0, le=16)
+    """Replicas that must acknowledge (``WAIT``) a claim and a recorded outcome before the
+    provider is called. Unset: as many as the primary reports (re-read every few seconds, so
+    also after a failover); 0: no wait."""
+    redis_ack_timeout_ms: int = Field(default=1_000, ge=10, le=60_000)
+    """How long a claim waits for its acknowledgements; past it nothing is sent: the claimed
+    recipients go back to pending."""
 
     data_dir: Path = Field(
         default=Path("data"), validation_alias=AliasChoices("WAQTOR_DATA_DIR", "DATA_DIR")
@@ -292,12 +321,59 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def external_redis_url(self) -> str | None:
-        """The Redis to use, or None when ``serve`` should start its own."""
+        """The Redis to use, or None when ``serve`` should start its own.
+
+        Sentinel and Cluster are written as URLs too (``redis+sentinel://``,
+        ``redis+cluster://``, see ``store.connection``), so every process passes one string
+        around, whichever way it connects."""
+        if self.redis_sentinels.strip():
+            return self._sentinel_url()
+        if self.redis_cluster_url:
+            return cluster_url(self.redis_cluster_url)
         if self.redis_url:
-            return self.redis_url
+            return cluster_url(self.redis_url) if self.redis_cluster else self.redis_url
         if self.redis_host:
-            return f"redis://{self.redis_host}:{self.redis_port}/0"
+            return f"redis://{self._auth()}{self.redis_host}:{self.redis_port}/0"
         return None
+
+    def _auth(self) -> str:
+        if not self.redis_password:
+            return ""
+        return f"{quote(self.redis_username or '', safe='')}:{quote(self.redis_password, safe='')}@"
+
+    def _sentinel_url(self) -> str:
+        if not self.redis_sentinel_master:
+            raise ConfigError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the master's name)")
+        hosts = [h.strip() for h in self.redis_sentinels.split(",") if h.strip()]
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit():
+                raise ConfigError(f"REDIS_SENTINELS: {host!r} is not host:port")
+        query = {
+            k: v
+            for k, v in (
+                ("sentinel_username", self.redis_sentinel_username),
+                ("sentinel_password", self.redis_sentinel_password),
+            )
+            if v
+        }
+        tail = f"?{urlencode(query)}" if query else ""
+        master = quote(self.redis_sentinel_master, safe="")
+        return f"{SENTINEL_SCHEME}://{self._auth()}{','.join(hosts)}/{master}{tail}"
+
+    def key_tag(self, url: str) -> str | None:
+        """The hash tag every key carries when connected to ``url``: REDIS_KEY_TAG, else
+        QUEUE_NAME on a Cluster, else none (a single Redis keeps the keys it always had)."""
+        if self.redis_key_tag:
+            return self.redis_key_tag
+        return self.queue_name if is_cluster(url) else None
+
+    def key_prefixes(self, url: str) -> tuple[str, str]:
+        """``(ours, bullmq's)``: ``("wq", "bull")``, or ``("{tag}:wq", "{tag}")``."""
+        tag = self.key_tag(url)
+        if tag is None:
+            return self.key_prefix, "bull"
+        return f"{{{tag}}}:{self.key_prefix}", f"{{{tag}}}"
 
     @property
     def bundled_socket(self) -> Path:
@@ -331,8 +407,36 @@ def _split_keys(raw: str | None, name: str) -> list[str]:
     return keys
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def cluster_url(url: str) -> str:
+    """A node's ``redis://`` (or ``rediss://``) URL, marked as a Cluster's."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError("REDIS_CLUSTER_URL: expected redis://host:port")
+    if scheme in CLUSTER_SCHEMES:
+        return url
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"Redis Cluster URL: scheme {scheme!r} is not redis or rediss")
+    return f"{scheme}+cluster://{rest}"
+
+
 def redis_label(url: str) -> str:
-    """``HOST:PORT`` (or the socket path) for messages; never the password."""
+    """``HOST:PORT`` (or the socket path, or the Sentinel master's name and Sentinels) for
+    messages; never the password."""
+    scheme, _, rest = url.partition("://")
+    if scheme == SENTINEL_SCHEME:
+        hosts, _, master = rest.rpartition("@")[2].partition("/")
+        return f"Sentinel master {unquote(master.partition('?')[0])} via {hosts}"
+    if scheme in CLUSTER_SCHEMES:
+        parts = urlsplit("redis://" + rest)
+        return f"Cluster at {parts.hostname or 'localhost'}:{parts.port or 6379}"
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return parts.path

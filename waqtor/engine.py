@@ -135,10 +135,19 @@ def _view(job: Any, state: str) -> JobView:
 
 
 class Engine:
-    def __init__(self, client: Redis, queue_name: str, *, attempts: int, backoff_ms: int) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        queue_name: str,
+        *,
+        attempts: int,
+        backoff_ms: int,
+        prefix: str = "bull",
+    ) -> None:
         self.client = client
         self.queue_name = queue_name
-        self.queue = bullmq.Queue(queue_name, {"connection": client})
+        self.prefix = prefix
+        self.queue = bullmq.Queue(queue_name, {"connection": client, "prefix": prefix})
         self.job_opts: dict[str, Any] = {
             "attempts": attempts,
             "backoff": {"type": "exponential", "delay": backoff_ms},
@@ -443,6 +452,7 @@ class Engine:
             "runRetryDelay": 1000,
             "autorun": False,
             "name": name,
+            "prefix": self.prefix,
         }
         return bullmq.Worker(self.queue_name, processor, opts)
 

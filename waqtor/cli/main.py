@@ -26,6 +26,7 @@ def _settings() -> Settings:
         settings = Settings()
         settings.api_keys()
         settings.readonly_keys()
+        settings.external_redis_url()  # REDIS_SENTINELS without a master name, a bad URL
     except (ConfigError, ValueError) as exc:
         sys.exit(f"waqtor: configuration error: {exc}")
     return settings

@@ -15,7 +15,7 @@ from waqtor.providers.web.hub import WebHub
 from waqtor.store.accounts import AccountStore
 from waqtor.store.bundle import Store
 from waqtor.store.callback_queue import CallbackQueue
-from waqtor.store.connection import connect
+from waqtor.store.connection import connect, set_home
 from waqtor.store.gateways import GatewayStore
 from waqtor.store.heartbeats import Heartbeats
 from waqtor.store.idempotency import IdempotencyStore
@@ -103,21 +103,27 @@ def build(
     settings: Settings, redis_url: str, *, patient: bool = False, clock: Clock | None = None
 ) -> Services:
     ticking: Clock = clock or SystemClock()
-    keys = Keys(prefix=settings.key_prefix)
+    prefix, bull_prefix = settings.key_prefixes(redis_url)
+    keys = Keys(prefix=prefix)
     engine = Engine(
         connect(redis_url, patient=patient),
         settings.queue_name,
         attempts=settings.max_retries + 1,
         backoff_ms=settings.retry_backoff_ms,
+        prefix=bull_prefix,
     )
+    redis = connect(redis_url, patient=patient)
+    set_home(redis, keys.message_counts)
     store = Store(
-        connect(redis_url, patient=patient),
+        redis,
         keys,
         engine.key,
         delay_ms=settings.message_delay,
         jitter=settings.message_jitter,
         default_tier=settings.default_account_tier,
         today=lambda: day_of(ticking.now_ms()),
+        replicas_ack=settings.redis_min_replicas_ack,
+        ack_timeout_ms=settings.redis_ack_timeout_ms,
     )
     simulator = SimulatorProvider(
         store.simulator,

@@ -7,6 +7,7 @@ webhooks see no difference. Only the number of round trips changes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,10 @@ import orjson
 from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
+from waqtor.store.ledger import DAY_MS as DAY_MS  # re-exported: sending.delivery reads it
 from waqtor.store.ledger import Claim, Ledger, answer
+
+log = logging.getLogger("waqtor.store.batches")
 
 
 # Not frozen: a frozen dataclass's __init__ costs about 3x (one object.__setattr__ a field),
@@ -42,7 +46,6 @@ class Outcome:
     deferral: bool = False
 
 
-DAY_MS = 86_400_000
 #: How long the indexes that lead status webhooks to recipients live (ms).
 ATTEMPT_INDEX_TTL_MS = 30 * DAY_MS
 MESSAGE_INDEX_TTL_MS = 31 * DAY_MS
@@ -75,9 +78,10 @@ async def claim(
     is ``EMPTY`` when the lane has nothing left to claim right now). ``token`` must hold the
     lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise).
     ``attempt_index_ttl_ms`` > 0 also indexes each attempt for status webhooks."""
-    res = await ledger.scripts["claim_batch"](
-        keys=ledger.claim_keys(cid, lane, account, lock_job),
-        args=[
+    done = await ledger.guard.run(
+        ledger.scripts["claim_batch"],
+        ledger.claim_keys(cid, lane, account, lock_job),
+        [
             token,
             prefix,
             now_ms,
@@ -91,12 +95,13 @@ async def claim(
             attempt_index_ttl_ms,
         ],
     )
+    res = done.reply
     kind = StepKind.parse(res[0])
     if kind is StepKind.CLAIMED:
         # Every packed recipient (a JSON array each) decoded by one orjson call, and
         # attempt_id(prefix, index) inlined: this runs once per recipient.
         rows = orjson.loads("[" + ",".join(res[3::3]) + "]")
-        return [
+        out = [
             Claimed(
                 index,
                 int(tries),
@@ -105,6 +110,11 @@ async def claim(
             )
             for index, tries, row in zip(map(int, res[1::3]), res[2::3], rows, strict=True)
         ]
+        if not done.ok:
+            return await ledger.unclaim(
+                cid, account, lane, [(c.index, c.attempt_id) for c in out], now_ms, done
+            )
+        return out
     return answer(kind, res)
 
 
@@ -172,25 +182,21 @@ async def finish_counted(
         account,
         index_ttl_ms,
     ]
-    res = await ledger.scripts["finish_batch"](
-        keys=[
-            k.meta(cid),
-            k.status(cid),
-            k.detail(cid),
-            k.inflight(cid),
-            k.retry(cid, lane),
-            k.message_counts,
-            k.backlog(account),
-            k.unsettled(cid),
-            k.last_send_ms(account),
-            k.sent_texts(account),
-            k.sent_window(account),
-            k.callback_items,
-            k.callback_due,
-            k.recipients(cid),
-            k.message_index(now_ms // DAY_MS),
-            k.attempt_index(cid),
-        ],
-        args=args,
+    done = await ledger.guard.run(
+        ledger.scripts["finish_batch"],
+        k.finish_keys(cid, lane, account, now_ms // DAY_MS),
+        args,
     )
+    if not done.ok:
+        # Recorded on the primary only. No duplicate can come of it (a lost outcome leaves the
+        # recipient sending, which recovery settles with the provider), and the next claim
+        # waits for the replicas again before anything more is sent.
+        log.warning(
+            "campaign %s: %d outcome(s) recorded but acknowledged by %d of %d replica(s)",
+            cid,
+            len(outcomes),
+            done.acks,
+            done.wanted,
+        )
+    res = done.reply
     return [bool(int(flag)) for flag in res[:-1]], int(res[-1])

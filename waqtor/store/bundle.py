@@ -20,6 +20,7 @@ from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
 from waqtor.store.queue_stats import QueueStatsReader
 from waqtor.store.reconcile_state import ReconcileState
+from waqtor.store.replicas import ReplicaGuard
 from waqtor.store.scrape import ScrapeReader
 from waqtor.store.scripts import Scripts
 from waqtor.store.server import eviction_policy
@@ -45,12 +46,17 @@ class Store:
         jitter: float,
         default_tier: str | None,
         today: Callable[[], date],
+        replicas_ack: int | None = 0,
+        ack_timeout_ms: int = 1000,
     ) -> None:
+        """``replicas_ack``: replicas that must acknowledge claims and outcomes (None: as many
+        as the primary reports; ``store.replicas``)."""
         self.redis = redis
         self.keys = keys
         self.bull_key = bull_key
         self.scripts = scripts = Scripts(redis)
-        self.ledger = Ledger(redis, keys, scripts, bull_key)
+        guard = ReplicaGuard(redis, replicas_ack, ack_timeout_ms, home=keys.message_counts)
+        self.ledger = Ledger(redis, keys, scripts, bull_key, guard)
         self.pacer = Pacer(redis, keys, scripts, delay_ms=delay_ms, jitter=jitter)
         self.accounts = AccountStore(redis, keys, default_tier, today)
         self.suppressions = Suppressions(redis, keys)

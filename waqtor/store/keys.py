@@ -97,6 +97,28 @@ class Keys:
             self.next_slot_ms(account),
         ]
 
+    def finish_keys(self, cid: str, lane: int, account: str, day: int) -> list[str]:
+        """KEYS of finish_batch.lua, in its order; ``day``: today, in days since the epoch
+        (UTC), for the message index."""
+        return [
+            self.meta(cid),
+            self.status(cid),
+            self.detail(cid),
+            self.inflight(cid),
+            self.retry(cid, lane),
+            self.message_counts,
+            self.backlog(account),
+            self.unsettled(cid),
+            self.last_send_ms(account),
+            self.sent_texts(account),
+            self.sent_window(account),
+            self.callback_items,
+            self.callback_due,
+            self.recipients(cid),
+            self.message_index(day),
+            self.attempt_index(cid),
+        ]
+
     @property
     def campaigns(self) -> str:
         """Sorted set: campaign id scored by creation time (ms)."""

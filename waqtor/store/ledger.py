@@ -8,6 +8,7 @@ after: a worker killed in between leaves an ``unknown`` recipient, never a dupli
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,15 @@ from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
 from waqtor.store.keys import Keys
+from waqtor.store.replicas import Acked, ReplicaGuard
 from waqtor.store.scripts import Scripts
+
+log = logging.getLogger("waqtor.store.ledger")
+
+DAY_MS = 86_400_000
+#: A claim the replicas did not acknowledge is put back; its lane tries again this much later.
+UNACKED_RETRY_MS = 2_000
+UNACKED = "replica_ack"
 
 _PUSH_BATCH = 5000
 #: ``prestage``: recipients per command, and how long an unclaimed list lives (ms).
@@ -89,13 +98,20 @@ def answer(kind: StepKind, res: list[Any]) -> Claim:
 
 class Ledger:
     def __init__(
-        self, redis: Redis, keys: Keys, scripts: Scripts, bull_key: Callable[[str], str]
+        self,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        bull_key: Callable[[str], str],
+        guard: ReplicaGuard | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.scripts = scripts
         #: Names bullmq's keys (``Engine.key``): the claim scripts check a job's lock token.
         self.bull_key = bull_key
+        #: WAITs for replicas after claims and outcomes (``store.replicas``); none by default.
+        self.guard = guard or ReplicaGuard(redis, 0, 0)
 
     def claim_keys(
         self, cid: str, lane: int, account: str, lock_job: str | None = None
@@ -196,9 +212,10 @@ class Ledger:
         ``reserve_gap_ms`` >= 0: reserve the account's next slot in the same script, as
         ``Pacer.reserve`` would with that gap; ``EARLY`` if another sender holds it (the
         slot after it is reserved for the caller)."""
-        res = await self.scripts["claim"](
-            keys=self.claim_keys(cid, lane, account),
-            args=[
+        done = await self.guard.run(
+            self.scripts["claim"],
+            self.claim_keys(cid, lane, account),
+            [
                 token,
                 attempt_id,
                 now_ms,
@@ -213,10 +230,41 @@ class Ledger:
                 reserve_gap_ms,
             ],
         )
+        res = done.reply
         kind = StepKind.parse(res[0])
         if kind is StepKind.CLAIMED:
+            if not done.ok:
+                return await self.unclaim(
+                    cid, account, lane, [(int(res[1]), attempt_id)], now_ms, done
+                )
             return Claim(kind, int(res[1]), int(res[2]), unpack(str(res[3])))
         return answer(kind, res)
+
+    async def unclaim(
+        self,
+        cid: str,
+        account: str,
+        lane: int,
+        attempts: list[tuple[int, str]],
+        now_ms: int,
+        acked: Acked,
+    ) -> Claim:
+        """Claims the replicas did not acknowledge: nothing is sent. Each goes back to be
+        claimed again (a retry that costs no attempt), and the lane waits a little. If even this
+        write is lost with the primary, the new one shows either ``pending`` (the claim never
+        reached it) or ``sending``, which recovery settles with the provider: never a send."""
+        due = now_ms + UNACKED_RETRY_MS
+        reason = f"claim acknowledged by {acked.acks} of {acked.wanted} Redis replica(s)"
+        log.warning("campaign %s: %d claim(s) not sent: %s", cid, len(attempts), reason)
+        rows = [
+            [i, RecipientStatus.RETRY.code, "", UNACKED, reason, due, "", 1, att]
+            for i, att in attempts
+        ]
+        await self.scripts["finish_batch"](
+            keys=self.keys.finish_keys(cid, lane, account, now_ms // DAY_MS),
+            args=[now_ms, 0, "", orjson.dumps(rows), "", cid, account, 0],
+        )
+        return Claim(StepKind.WAIT, due_ms=due, reason=reason)
 
     async def recover(
         self, cid: str, accounts: list[str], token: str, now_ms: int

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import redis
 from redis.asyncio import Redis
+from redis.exceptions import RedisClusterException
 
 from waqtor.store.connection import connect
 
@@ -34,7 +35,7 @@ async def probe(url: str) -> tuple[str | None, str]:
     try:
         await client.ping()
         return None, await eviction_policy(client)
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
         return str(exc), ""
     finally:
         await client.aclose()
