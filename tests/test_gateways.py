@@ -10,7 +10,6 @@ webhooks that refuse anything unsigned.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -177,7 +176,9 @@ async def test_number_check_typing_inside_the_gap_and_acks(
         assert all(s.body.get("delay") == 60 for s in fake.sent)  # typing by Evolution's delay
     gaps = [b.at - a.at for a, b in zip(fake.sent, fake.sent[1:], strict=False)]
     assert min(gaps) > 0.5, gaps  # the gap holds (600 ms, less timer slack)
-    assert statistics.median(gaps) < 0.6 + 0.06 / 2 + 0.1, gaps  # typing not added on top
+    # Typing not added on top: the least gap (the one a loaded machine delayed least) stays
+    # within the gap plus timer slack.
+    assert min(gaps) < 0.6 + 0.06 / 2 + 0.1, gaps
     # The number check is cached: a second campaign does not ask again.
     checks = len(fake.checks)
     job2 = await send(app, [NUMBERS[1]])

@@ -120,7 +120,8 @@ def normalise(raw: object, default_region: str | None = None) -> str:
         raise PhoneError("phone is too long")
     if "@" in text:
         text = _CHAT_SUFFIX.sub("", text.strip())
-    text = _JUNK.sub("", ascii_digits(text))
+    if not (text.isascii() and text.isdigit()):  # plain ASCII digits have nothing to strip
+        text = _JUNK.sub("", ascii_digits(text))
     if not text:
         raise PhoneError("phone is empty")
     if len(text) > 20:

@@ -67,6 +67,10 @@ class Template:
         """The text for one recipient; ``lookup`` gives a placeholder's value (or raises)."""
         if not self.choices and not self.names:
             return "".join(self.parts)  # type: ignore[arg-type]  # plain text only
+        if not self.choices:  # text and placeholders only (the usual "Hi {name}"): no walk
+            return "".join(
+                [part if type(part) is str else lookup(part.name) for part in self.parts]  # type: ignore[union-attr]
+            )
         picks: list[int] = []
         if self.choices:
             draw = random.Random(seed).choice

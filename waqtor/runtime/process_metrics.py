@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
@@ -83,38 +83,68 @@ def code_label(code: str) -> str:
     return _bounded(code, _codes, MAX_CODES)
 
 
-def outcome(provider: str, account: str, error: BaseException | None) -> None:
-    """One message's outcome: ``sent``, or the class of its error (``PermanentError`` ...)."""
+#: Labelled children already looked up (``labels()`` validates and locks on every call, which
+#: cost more than the count itself, once per message on the send path). Bounded like the labels.
+_children: dict[tuple[str, ...], Any] = {}
+_MAX_CHILDREN = 4 * (MAX_ACCOUNTS + MAX_CODES)
+
+
+def _child(metric: Any, key: tuple[str, ...], *labels: str) -> Any:
+    child = _children.get(key)
+    if child is None:
+        if len(_children) > _MAX_CHILDREN:
+            _children.clear()
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+def outcome(provider: str, account: str, error: BaseException | None, n: int = 1) -> None:
+    """``n`` messages' outcome: ``sent``, or the class of its error (``PermanentError`` ...)."""
     kind = "sent" if error is None else type(error).__name__
-    PROVIDER_MESSAGES.labels(provider, _bounded(account, _accounts, MAX_ACCOUNTS), kind).inc()
+    key = ("m", provider, account, kind)
+    child = _children.get(key)
+    if child is None:
+        bounded = _bounded(account, _accounts, MAX_ACCOUNTS)
+        child = _child(PROVIDER_MESSAGES, key, provider, bounded, kind)
+    child.inc(n)
 
 
 def provider_error(provider: str, code: str) -> None:
     PROVIDER_ERRORS.labels(provider, code_label(code)).inc()
 
 
-@contextmanager
-def provider_call(provider: str, account: str | None = None) -> Iterator[None]:
+class provider_call:
     """Time one provider request; an exception leaving it counts as an error by its code.
-    ``account``: a one-message request, whose outcome is counted here too."""
-    started = time.perf_counter()
-    try:
-        yield
-    except TimeoutError as exc:
-        provider_error(provider, "timeout")
-        if account is not None:
-            outcome(provider, account, exc)
-        raise
-    except Exception as exc:
-        provider_error(provider, str(getattr(exc, "code", "") or type(exc).__name__))
-        if account is not None:
-            outcome(provider, account, exc)
-        raise
-    else:
-        if account is not None:
-            outcome(provider, account, None)
-    finally:
-        PROVIDER_LATENCY.labels(provider).observe(time.perf_counter() - started)
+    ``account``: a one-message request, whose outcome is counted here too. (A class, not a
+    generator context manager: one is entered per message on the per-message send path.)"""
+
+    __slots__ = ("account", "provider", "started")
+
+    def __init__(self, provider: str, account: str | None = None) -> None:
+        self.provider = provider
+        self.account = account
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        provider, account = self.provider, self.account
+        if exc is None:
+            if account is not None:
+                outcome(provider, account, None)
+        elif isinstance(exc, TimeoutError):
+            provider_error(provider, "timeout")
+            if account is not None:
+                outcome(provider, account, exc)
+        elif isinstance(exc, Exception):
+            provider_error(provider, str(getattr(exc, "code", "") or type(exc).__name__))
+            if account is not None:
+                outcome(provider, account, exc)
+        latency = _child(PROVIDER_LATENCY, ("l", provider), provider)
+        latency.observe(time.perf_counter() - self.started)
 
 
 def callback_attempt(outcome_name: str) -> None:

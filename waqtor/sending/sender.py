@@ -48,6 +48,10 @@ from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Out
 
 log = logging.getLogger("waqtor.sending.sender")
 
+#: How often (ms) a worker shares an account's observed send time, for ETAs.
+PUBLISH_EVERY_MS = 5000
+PUBLISH_MS_PER_ACCOUNT = 20
+
 
 @dataclass(frozen=True)
 class Step:
@@ -98,6 +102,9 @@ class Sender:
         #: limit and batch size of the batch send path (``sender_batch``).
         self.flows: dict[str, Flow] = {}
         self._published: dict[str, float] = {}
+        #: Per paced account: when its next slot should be free (ms), as this process last saw
+        #: it: a lane sleeps until then and reserves in its claim (one round trip, not two).
+        self._expected_ms: dict[str, int] = {}
         try:
             self.zone = ZoneInfo(services.settings.timezone)
         except Exception:
@@ -148,10 +155,16 @@ class Sender:
         caps = caps_on(account, now)
         delay = max(gap_ms(account, s.settings.message_delay, now), can.min_gap_ms)
         jitter = human.default_jitter(account, s.settings, can.min_gap_ms)
+        reserve_gap = -1  # >= 0: the claim reserves the account's slot in its own round trip
         if delay == 0:
             slot = now  # nothing to space out: skip the round trip
-        else:
+        elif priority or can.messages_per_second:
             slot = await s.pacer.reserve(name, now, delay, jitter, priority)
+        else:
+            # Sleep until the slot this process expects to be free, then reserve and claim in
+            # one script; a slot another sender took is reserved after it (EARLY, below).
+            slot = self._expected_ms.get(name, 0)
+            reserve_gap = s.pacer.gap_ms(delay, jitter)
         if not await clock.sleep_until(slot, wake):
             return Step(StepKind.INTERRUPTED)
         if not await throughput.throttle(s, name, can, wake):  # the provider's msgs/s
@@ -159,11 +172,12 @@ class Sender:
         attempt_id = uuid.uuid4().hex
         logs.bind(campaign=campaign.id, account=name, attempt=attempt_id)
         while True:
+            claimed_at = clock.now_ms()
             claim = await s.ledger.claim_next(
                 campaign.id,
                 token=token,
                 attempt_id=attempt_id,
-                now_ms=clock.now_ms(),
+                now_ms=claimed_at,
                 worker_id=self.worker_id,
                 lease_ms=s.settings.send_lease_ms,
                 account=name,
@@ -174,11 +188,17 @@ class Sender:
                 lanes=len(campaign.accounts),
                 # Before the request: a status webhook can find this attempt.
                 attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
+                reserve_gap_ms=reserve_gap,
             )
             if claim.kind is not StepKind.EARLY:
                 break
+            if reserve_gap >= 0:  # reserved: the slot is ours from claim.due_ms on
+                self._expected_ms[name] = claim.due_ms + reserve_gap
+                reserve_gap = -1
             if not await clock.sleep_until(claim.due_ms, wake):
                 return Step(StepKind.INTERRUPTED)
+        if reserve_gap >= 0:  # reserved and claimed at claimed_at: the next slot follows
+            self._expected_ms[name] = claimed_at + reserve_gap
         if claim.kind is not StepKind.CLAIMED or claim.recipient is None:
             return Step(claim.kind, due_ms=claim.due_ms, error=claim.reason or None)
         recipient = claim.recipient
@@ -281,6 +301,8 @@ class Sender:
             name, recipient.phone, text, campaign.id, attempt_id, **extras, typing_ms=typing
         )
         started = clock.now_ms()
+        if delay:  # the finish script moves the account's last send to started + 1
+            self._expected_ms[name] = max(self._expected_ms.get(name, 0), started + 1 + delay)
         timeout = (s.settings.provider_timeout_ms + typing) / 1000.0
         try:
             # asyncio.timeout, not wait_for: no extra task, so the request starts right here.
@@ -374,7 +396,10 @@ class Sender:
         value = elapsed_ms if old is None else 0.9 * old + 0.1 * elapsed_ms
         self._send_ms[account] = value
         now = self.s.clock.now_ms()
-        if now - self._published.get(account, 0) > 5000:
+        # Every 5 s per account, and no more than about 50 a second in all (500 paced
+        # accounts would otherwise publish 100 a second: a round trip for every fifth message).
+        every = max(PUBLISH_EVERY_MS, PUBLISH_MS_PER_ACCOUNT * len(self._send_ms))
+        if now - self._published.get(account, 0) > every:
             self._published[account] = now
             await self.s.pacer.publish_send_time(account, value)
 

@@ -78,8 +78,9 @@ class Keys:
         self, cid: str, lane: int, account: str, job_lock: str, queue_meta: str
     ) -> list[str]:
         """KEYS of claim.lua and claim_batch.lua, in their order: the campaign's, then the
-        lane's account's, then the attempt index. ``job_lock``: bullmq's lock key of the job
-        the claimer must hold; ``queue_meta``: bullmq's queue meta hash (both from the engine)."""
+        lane's account's, then the attempt index, then the account's next slot. ``job_lock``:
+        bullmq's lock key of the job the claimer must hold; ``queue_meta``: bullmq's queue meta
+        hash (both from the engine)."""
         return [
             self.meta(cid),
             self.recipients(cid),
@@ -97,6 +98,7 @@ class Keys:
             self.sent_window(account),
             self.cool_until_ms(account),
             self.attempt_index(cid),
+            self.next_slot_ms(account),
         ]
 
     def finish_keys(self, cid: str, lane: int, account: str, day: int) -> list[str]:

@@ -211,8 +211,12 @@ class Ledger:
         lane: int = 0,
         lanes: int = 1,
         attempt_index_ttl_ms: int = 0,
+        reserve_gap_ms: int = -1,
     ) -> Claim:
-        """``attempt_index_ttl_ms`` > 0 also indexes the attempt for status webhooks."""
+        """``attempt_index_ttl_ms`` > 0 also indexes the attempt for status webhooks.
+        ``reserve_gap_ms`` >= 0: reserve the account's next slot in the same script, as
+        ``Pacer.reserve`` would with that gap; ``EARLY`` if another sender holds it (the
+        slot after it is reserved for the caller)."""
         done = await self.guard.run(
             self.scripts["claim"],
             self.claim_keys(cid, lane, account),
@@ -228,6 +232,7 @@ class Ledger:
                 lane,
                 lanes,
                 attempt_index_ttl_ms,
+                reserve_gap_ms,
             ],
         )
         res = done.reply

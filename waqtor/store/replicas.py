@@ -123,7 +123,7 @@ class ReplicaGuard:
 
     async def _sentinel_replicas(self) -> int:
         """Replicas the Sentinels list for this primary, in any state; 0 without Sentinel."""
-        pool = self.redis.connection_pool
+        pool = getattr(self.redis, "connection_pool", None)  # a Cluster client has none
         manager = getattr(pool, "sentinel_manager", None)
         service = getattr(pool, "service_name", None)
         if manager is None or service is None:

@@ -2,11 +2,13 @@
 -- KEYS: 1 meta, 2 recipients, 3 status, 4 detail, 5 inflight, 6 retry, 7 message counts,
 --       8 job lock, 9 queue meta, 10 unsettled, 11 account last-send time,
 --       12 account suppression set, 13 account backlog, 14 account 24 h send log,
---       15 account cool-down end, 16 attempt index (webhook providers)
+--       15 account cool-down end, 16 attempt index (webhook providers),
+--       17 account next-slot key (reserve.lua's; used only with ARGV 12)
 -- ARGV: 1 lock token ('' = no lock check, instant mode), 2 attempt id, 3 now ms,
 --       4 worker id, 5 lease ms, 6 minimum gap ms (MESSAGE_DELAY), 7 hourly cap, 8 daily cap
 --       (-1: none), 9 lane, 10 lanes, 11 attempt index TTL ms (0: the provider settles no
---       outcome by webhook, nothing to index)
+--       outcome by webhook, nothing to index), 12 gap ms to reserve first, as reserve.lua
+--       does (absent or -1: the caller reserved its slot already)
 -- A campaign spread over k accounts has k lanes: recipient i belongs to lane i mod k and is
 -- sent by that lane's account; the account keys (11-15) and the retry set (6) are the lane's.
 -- Returns {'claimed', index, attempt number, packed recipient} or one of
@@ -24,6 +26,19 @@ local lane, lanes = tonumber(ARGV[9]), tonumber(ARGV[10])
 local stop, total, cursor, cursor_field = claim_gate(meta, lock, qmeta, token, now, lane)
 if stop then return stop end
 local idx = nil
+-- A paced lane that woke when it expected its account's next slot reserves it here, in the
+-- claim's round trip: taken now if free (as reserve.lua: max(now, next free), then next free
+-- moves on by the gap); if another sender holds it, the next free one is reserved and the
+-- caller comes back then ('early'), to claim without reserving again.
+local reserve_gap = tonumber(ARGV[12] or '-1')
+if reserve_gap >= 0 then
+  local nxt = tonumber(redis.call('GET', KEYS[17]) or '0')
+  if nxt > now then
+    redis.call('SET', KEYS[17], nxt + reserve_gap)
+    return {'early', nxt}
+  end
+  redis.call('SET', KEYS[17], now + reserve_gap)
+end
 -- The slot reserved earlier spaces sends out; this check makes the gap exact even when a
 -- previous sender woke late: no two claims of one account closer than MESSAGE_DELAY.
 local prev = tonumber(redis.call('GET', last) or '0')

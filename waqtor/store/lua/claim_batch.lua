@@ -7,7 +7,7 @@
 --       5 inflight, 6 retry (the lane's), 7 message counts, 8 job lock, 9 queue meta,
 --       10 unsettled (unused here), 11 account last-send time, 12 account suppression set,
 --       13 account backlog, 14 account 24 h send log, 15 account cool-down end,
---       16 attempt index (webhook providers)
+--       16 attempt index (webhook providers), 17 account next slot (unused here)
 -- ARGV: 1 lock token ('' = none), 2 attempt id prefix (unique per call), 3 now ms,
 --       4 worker id, 5 lease ms, 6 hourly cap, 7 daily cap (-1: none), 8 lane, 9 lanes, 10 N,
 --       11 attempt index TTL ms (0: nothing to index)
@@ -123,6 +123,7 @@ local fresh_tail = '","w":' .. cjson.encode(worker) .. ',"ts":' .. string.format
   ',"lease":' .. string.format('%.0f', now + lease) .. '}'
 local out = {'claimed'}
 local details, flights, window, indexed = {}, {}, {}, {}
+local index_ttl = tonumber(ARGV[11] or '0')
 local mark_idx, mark_code = {}, {} -- status bytes to write, one SETRANGE per run of indexes
 local suppressed = 0
 for i, idx in ipairs(picked) do
@@ -152,8 +153,10 @@ for i, idx in ipairs(picked) do
     details[#details + 1] = encoded
     flights[#flights + 1] = idx
     flights[#flights + 1] = attempt
-    indexed[#indexed + 1] = attempt
-    indexed[#indexed + 1] = idx
+    if index_ttl > 0 then
+      indexed[#indexed + 1] = attempt
+      indexed[#indexed + 1] = idx
+    end
     if capped then
       window[#window + 1] = now
       window[#window + 1] = attempt
@@ -171,7 +174,6 @@ redis.call('HSET', detail, unpack(details))
 redis.call('HSET', inflight, unpack(flights))
 redis.call('SET', KEYS[11], now)
 if capped then redis.call('ZADD', KEYS[14], unpack(window)) end
-local index_ttl = tonumber(ARGV[11] or '0')
 if index_ttl > 0 then
   redis.call('HSET', KEYS[16], unpack(indexed))
   redis.call('PEXPIRE', KEYS[16], index_ttl)

@@ -29,6 +29,7 @@ local meta, status, detail, inflight, retry, counts, backlog, unsettled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now, sent_at, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local items = cjson.decode(ARGV[4])
+local pre = prefix .. '.' -- attempt i is pre .. i
 local now_s = string.format('%.0f', now)
 local n = #items
 if n == 0 then return {-1} end
@@ -60,7 +61,7 @@ for i = 1, n do
   local item = items[i]
   local idx, new = item[1], item[2]
   local attempt = item[9]
-  if attempt == '' then attempt = prefix .. '.' .. idx end
+  if attempt == '' then attempt = pre .. idx end
   local cur
   if span then cur = string.sub(span, idx - lo + 1, idx - lo + 1)
   else cur = redis.call('GETRANGE', status, idx, idx) end
@@ -73,9 +74,13 @@ for i = 1, n do
       -- of decoding and encoding it (the same JSON, once per recipient).
       if string.find(raw, '"id":"' .. attempt .. '"', 1, true) then
         rec = true
-        encoded = string.sub(raw, 1, -2) .. ',"st":"D","tD":' .. now_s
-        if item[3] ~= '' then encoded = encoded .. ',"m":' .. cjson.encode(item[3]) end
-        encoded = encoded .. '}'
+        -- One concatenation each way (a chain of .. builds one string, not one per step).
+        if item[3] ~= '' then
+          encoded = string.sub(raw, 1, -2) .. ',"st":"D","tD":' .. now_s .. ',"m":' ..
+            cjson.encode(item[3]) .. '}'
+        else
+          encoded = string.sub(raw, 1, -2) .. ',"st":"D","tD":' .. now_s .. '}'
+        end
       end
     else
       rec = cjson.decode(raw)
@@ -170,7 +175,7 @@ if index_ttl > 0 then
     end
     if applied[i] == 1 and item[2] ~= 'U' then
       local attempt = item[9]
-      if attempt == '' then attempt = prefix .. '.' .. item[1] end
+      if attempt == '' then attempt = pre .. item[1] end
       drop[#drop + 1] = attempt
     end
   end

@@ -6,24 +6,39 @@
 -- Returns one reply per message: its message id (the one already recorded for a repeated
 -- attempt: a retried write is not a second message), or the fence mark (refused: a lookup
 -- declared this attempt never sent, so it must never land).
+-- One HMGET and one HSET for the whole call, not one of each per message: a call inside Lua
+-- costs about as much as the small write it makes.
 local function lines(text)
   local out = {}
   for line in string.gmatch(text, '[^\n]+') do out[#out + 1] = line end
   return out
 end
-local attempts, ids, entries = lines(ARGV[2]), lines(ARGV[3]), lines(ARGV[4])
-local out = {}
-local fresh = {}
-for i = 1, #attempts do
-  local attempt, id = attempts[i], ids[i]
-  local known = redis.call('HGET', KEYS[2], attempt)
-  if known then
-    out[i] = known
-  else
-    redis.call('HSET', KEYS[2], attempt, id)
-    fresh[#fresh + 1] = entries[i]
-    out[i] = id
+-- unpack() is bounded by Lua's C stack (about 8,000 values): commands go in chunks.
+local CHUNK = 2000
+local function each_chunk(cmd, key, list, reply)
+  for first = 1, #list, CHUNK do
+    local got = redis.call(cmd, key, unpack(list, first, math.min(#list, first + CHUNK - 1)))
+    if reply then for j = 1, #got do reply[first + j - 1] = got[j] end end
   end
 end
-if #fresh > 0 then redis.call('RPUSH', KEYS[1], unpack(fresh)) end
+local attempts, ids, entries = lines(ARGV[2]), lines(ARGV[3]), lines(ARGV[4])
+local known = {}
+each_chunk('HMGET', KEYS[2], attempts, known)
+local out, fresh, writes, seen = {}, {}, {}, {}
+for i = 1, #attempts do
+  local attempt = attempts[i]
+  local found = seen[attempt]
+  if known[i] then found = known[i] end
+  if found then
+    out[i] = found
+  else
+    seen[attempt] = ids[i]
+    writes[#writes + 1] = attempt
+    writes[#writes + 1] = ids[i]
+    fresh[#fresh + 1] = entries[i]
+    out[i] = ids[i]
+  end
+end
+each_chunk('HSET', KEYS[2], writes)
+each_chunk('RPUSH', KEYS[1], fresh)
 return out
