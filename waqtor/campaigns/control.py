@@ -38,13 +38,20 @@ async def _state(s: Services, cid: str) -> str:
     return view.state
 
 
-async def pause(s: Services, cid: str) -> Outcome:
+async def _running_meta(s: Services, cid: str, verb: str) -> dict[str, str]:
+    """The meta of a campaign that can still be paused or resumed: neither finished nor
+    canceled (409 naming which)."""
     state = await _state(s, cid)
     if state in FINISHED:
-        raise ControlError(409, f"Job is {state}; nothing to pause")
+        raise ControlError(409, f"Job is {state}; nothing to {verb}")
     meta = await s.ledger.meta(cid)
     if meta.get("canceled") == "1":
-        raise ControlError(409, "Campaign was canceled; nothing to pause")
+        raise ControlError(409, f"Campaign was canceled; nothing to {verb}")
+    return meta
+
+
+async def pause(s: Services, cid: str) -> Outcome:
+    meta = await _running_meta(s, cid, "pause")
     was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "1")
     await s.job_index.hold(cid)
@@ -54,12 +61,7 @@ async def pause(s: Services, cid: str) -> Outcome:
 
 
 async def resume(s: Services, cid: str) -> Outcome:
-    state = await _state(s, cid)
-    if state in FINISHED:
-        raise ControlError(409, f"Job is {state}; nothing to resume")
-    meta = await s.ledger.meta(cid)
-    if meta.get("canceled") == "1":
-        raise ControlError(409, "Campaign was canceled; nothing to resume")
+    meta = await _running_meta(s, cid, "resume")
     was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "0")
     await s.job_index.release(cid)
