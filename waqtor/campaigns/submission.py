@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.campaigns import hygiene
 from waqtor.domain.accounts import caps_on, gap_ms
@@ -22,9 +22,45 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasCallbackQueue,
+    HasClock,
+    HasEngine,
+    HasJobIndex,
+    HasLedger,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+    HasSuppressions,
+)
 from waqtor.sending import callbacks
 from waqtor.sending.sender import Campaign, Sender
+
+
+class Picks(HasClock, HasAccounts, Protocol):
+    """What choosing the accounts that can send now reads."""
+
+
+class Estimates(HasSettings, HasClock, HasPacer, HasAccounts, HasJobIndex, HasProviders, Protocol):
+    """What the ETA of a campaign reads."""
+
+
+class Submits(
+    HasSettings,
+    HasClock,
+    HasEngine,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasCallbackQueue,
+    HasJobIndex,
+    HasProviders,
+    Protocol,
+):
+    """What submitting a campaign reads and writes."""
+
 
 DEFAULT_ACCOUNT = "default"
 #: Campaigns larger than this write their recipient list ahead of the MULTI.
@@ -61,7 +97,7 @@ class InstantResult:
         return self.campaign_id if self.pending else None
 
 
-async def message_gap_ms(s: Services, account_name: str, now: int | None = None) -> float:
+async def message_gap_ms(s: Estimates, account_name: str, now: int | None = None) -> float:
     """Average time per message on the account: its paced gap (delay and jitter) or the
     provider's observed send time, whichever is longer; with no delay, what its campaigns
     really achieve (batches and requests side by side)."""
@@ -76,7 +112,7 @@ async def message_gap_ms(s: Services, account_name: str, now: int | None = None)
     return unpaced_gap_ms(achieved, observed, await _parallel(s, account_name))
 
 
-async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
+async def estimate(s: Estimates, account_name: str, recipients: int) -> Estimate:
     """Counts the backlog already queued on the account, its paced gap (delay and jitter), the
     provider's observed send time, its caps and warm-up, and any rest it is taking: not
     ``n x 2 s``."""
@@ -107,7 +143,7 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     return Estimate(ms, humanise(ms), backlog, limited)
 
 
-async def _parallel(s: Services, account_name: str) -> int:
+async def _parallel(s: Estimates, account_name: str) -> int:
     """How many sends of one campaign go out side by side on an unpaced account: a batch
     (``SEND_BATCH``) when its provider takes them, else the requests it allows in flight
     (its declared ``max_in_flight``, at most a claim of ``SEND_BATCH``)."""
@@ -123,7 +159,7 @@ async def _parallel(s: Services, account_name: str) -> int:
     return max(1, min(s.settings.send_batch, can.max_in_flight))
 
 
-async def instant_blocker(s: Services, account_name: str, recipients: int) -> str | None:
+async def instant_blocker(s: Submits, account_name: str, recipients: int) -> str | None:
     """Why a small list cannot go out right now on this account (then it is queued)."""
     if await s.engine.is_paused():
         return "the queue is paused: queued instead of sent now"
@@ -139,7 +175,7 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     return await unavailable(s, account_name, recipients)
 
 
-async def unavailable(s: Services, account_name: str, recipients: int) -> str | None:
+async def unavailable(s: Picks, account_name: str, recipients: int) -> str | None:
     """Why the account cannot send ``recipients`` messages now: paused, resting or capped."""
     account = await s.accounts.get(account_name)
     if account is None:
@@ -162,7 +198,7 @@ async def unavailable(s: Services, account_name: str, recipients: int) -> str | 
 
 
 async def enqueue(
-    s: Services,
+    s: Submits,
     parsed: Parsed,
     accounts: list[str] | str | None = None,
     extra: dict[str, str] | None = None,
@@ -220,7 +256,7 @@ async def enqueue(
 
 
 async def send_instant(
-    s: Services,
+    s: Submits,
     sender: Sender,
     parsed: Parsed,
     account: str = DEFAULT_ACCOUNT,
@@ -277,7 +313,7 @@ async def send_instant(
     return result
 
 
-async def _renew(s: Services, cid: str) -> None:
+async def _renew(s: HasJobIndex, cid: str) -> None:
     while True:
         await asyncio.sleep(INSTANT_LEASE_MS / 3 / 1000)
         with contextlib.suppress(Exception):  # Redis down: the sends fail and say so
@@ -285,7 +321,7 @@ async def _renew(s: Services, cid: str) -> None:
 
 
 async def _send_all(
-    s: Services,
+    s: HasLedger,
     sender: Sender,
     cid: str,
     account: str,
@@ -304,7 +340,7 @@ async def _send_all(
         return
 
 
-async def _drop_safety_net(s: Services, cid: str) -> None:
+async def _drop_safety_net(s: HasEngine, cid: str) -> None:
     """Remove the instant send's job. A worker may hold it for a moment (it found the lease
     and is putting it back in *delayed*): try again briefly."""
     for _ in range(20):
@@ -326,7 +362,7 @@ _SETTLED_FAILURES = frozenset(
 _SUCCESS = frozenset({RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.READ})
 
 
-async def _instant_result(s: Services, cid: str, parsed: Parsed) -> InstantResult:
+async def _instant_result(s: HasLedger, cid: str, parsed: Parsed) -> InstantResult:
     """Each recipient as the ledger has it now: ``phone`` as the request gave it and
     ``normalizedPhone`` as it was sent."""
     rows = await s.ledger.rows_at(cid, list(range(len(parsed.accepted))))
@@ -367,7 +403,7 @@ async def _instant_result(s: Services, cid: str, parsed: Parsed) -> InstantResul
     return result
 
 
-async def clean(s: Services, grace_ms: int) -> list[str]:
+async def clean(s: Submits, grace_ms: int) -> list[str]:
     """Remove finished jobs older than ``grace_ms`` together with their ledgers; and the
     ledgers with no job: instant sends, and campaigns whose job was removed outside waqtor
     (closed by ``reconcile``), on the same rule."""
@@ -396,13 +432,13 @@ async def clean(s: Services, grace_ms: int) -> list[str]:
 TIMED = ("window", "quiet", "expires_ms")
 
 
-def small_enough(s: Services, recipients: int) -> bool:
+def small_enough(s: HasSettings, recipients: int) -> bool:
     """Whether a list this long is sent at once (instant) when nothing stands in its way."""
     return 0 < recipients <= s.settings.instant_threshold
 
 
 async def why_queued(
-    s: Services, account: str, recipients: int, *, delay_ms: int, extra: dict[str, str]
+    s: Submits, account: str, recipients: int, *, delay_ms: int, extra: dict[str, str]
 ) -> tuple[bool, str | None]:
     """``(instant, reason)``: whether the list goes out now, in this request; else why a
     list small enough for that is queued (None for a list that is simply large)."""
@@ -437,7 +473,7 @@ class Submitted:
     reason: str | None = None
 
 
-async def usable_accounts(s: Services, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+async def usable_accounts(s: Picks, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """Of several accounts, those that can send now; paused, resting or capped ones are
     skipped. If none can, all are kept: the campaign waits for them, and says why."""
     if len(names) == 1:
@@ -454,7 +490,7 @@ async def usable_accounts(s: Services, names: list[str]) -> tuple[list[str], lis
 
 
 async def submit(
-    s: Services,
+    s: Submits,
     parsed: Parsed,
     accounts: list[str],
     extra: dict[str, str] | None = None,
