@@ -42,6 +42,13 @@ class HasSettings(Protocol):
     def settings(self) -> Settings: ...
 
 
+class HasRedisUrl(Protocol):
+    """Where Redis is: for the health route's label, and the worker's own connections."""
+
+    @property
+    def redis_url(self) -> str: ...
+
+
 class HasClock(Protocol):
     @property
     def clock(self) -> Clock: ...
