@@ -51,7 +51,9 @@ def _json(body: bytes) -> Any:
 
 
 @router.post("/waha/{gateway}", responses=_RESPONSES)
-async def receive_waha(gateway: Gateway, request: Request, s: Parts[gw.Receives]) -> dict[str, Any]:
+async def receive_waha(
+    gateway: Gateway, request: Request, s: Parts[gw.GatewayWebhooks]
+) -> dict[str, Any]:
     """WAHA events (``message.ack``, ``message``, ``session.status``), HMAC-signed."""
     key = _key(gateway)
     body = await request.body()
@@ -71,7 +73,7 @@ async def receive_waha(gateway: Gateway, request: Request, s: Parts[gw.Receives]
 @router.post("/evolution/{gateway}", responses=_RESPONSES)
 @router.post("/evolution/{gateway}/{event}", responses=_RESPONSES, include_in_schema=False)
 async def receive_evolution(
-    gateway: Gateway, request: Request, s: Parts[gw.Receives]
+    gateway: Gateway, request: Request, s: Parts[gw.GatewayWebhooks]
 ) -> dict[str, Any]:
     """Evolution API events (``messages.update``, ``messages.upsert``, ``connection.update``;
     also at ``/{event}`` for "webhook by events"), checked by the ``apikey`` in the body."""

@@ -33,7 +33,7 @@ MAX_CHALLENGE = 512
     response_class=PlainTextResponse,
     responses={400: {}, 403: {}, 404: {"description": "WHATSAPP_VERIFY_TOKEN is not set."}},
 )
-async def verify(request: Request, s: Parts[webhooks.Receives]) -> PlainTextResponse:
+async def verify(request: Request, s: Parts[webhooks.CloudWebhooks]) -> PlainTextResponse:
     """Meta's subscription check: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
     expected = s.settings.whatsapp_verify_token
     if not expected:
@@ -60,7 +60,7 @@ async def verify(request: Request, s: Parts[webhooks.Receives]) -> PlainTextResp
         404: {"description": "WHATSAPP_APP_SECRET is not set."},
     },
 )
-async def receive(request: Request, s: Parts[webhooks.Receives]) -> dict[str, Any]:
+async def receive(request: Request, s: Parts[webhooks.CloudWebhooks]) -> dict[str, Any]:
     """Delivery statuses and inbound messages. Applied idempotently: Meta may send an event
     more than once, and out of order."""
     secret = read_secret(s.settings.whatsapp_app_secret, s.settings.whatsapp_app_secret_file)

@@ -49,7 +49,7 @@ class Rests(HasSettings, HasClock, HasPacer, HasAccounts, Protocol):
     """What pausing and resuming an account read and write (the breaker's parts)."""
 
 
-class Views(HasClock, HasPacer, HasAccounts, HasGateways, Protocol):
+class AccountViews(HasClock, HasPacer, HasAccounts, HasGateways, Protocol):
     """What an account's view reads."""
 
 
@@ -136,7 +136,7 @@ async def resume(s: Rests, name: str) -> Account:
     return await Breaker(s).resume(account, reduced)
 
 
-async def view(s: Views, account: Account) -> dict[str, Any]:
+async def view(s: AccountViews, account: Account) -> dict[str, Any]:
     """The account with what is in force right now: caps today, sends in the windows, rest,
     and for gateway accounts the session and new contacts."""
     now = s.clock.now_ms()

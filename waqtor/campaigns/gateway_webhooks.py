@@ -56,7 +56,7 @@ from waqtor.sending.breaker import BAN_SIGNALS, Breaker
 from waqtor.sending.delivery import StatusEvent
 
 
-class Receives(
+class GatewayWebhooks(
     HasSettings,
     HasClock,
     HasPacer,
@@ -239,7 +239,7 @@ async def accounts_of(s: HasAccounts, provider: str, gateway: str, session: str)
 
 
 async def handle(
-    s: Receives, provider: str, gateway: str, session: str, events: Events
+    s: GatewayWebhooks, provider: str, gateway: str, session: str, events: Events
 ) -> dict[str, Any]:
     """Apply one verified gateway webhook to every account on that gateway session."""
     accounts = await accounts_of(s, provider, gateway, session)
@@ -283,7 +283,7 @@ async def handle(
 
 
 async def _inbound(
-    s: Receives, accounts: list[Account], inbound: list[tuple[str, str]]
+    s: GatewayWebhooks, accounts: list[Account], inbound: list[tuple[str, str]]
 ) -> tuple[int, int]:
     keywords = opt_out_keywords(s.settings.opt_out_keywords)
     opted = replies = 0
@@ -299,7 +299,7 @@ async def _inbound(
 
 
 async def _session(
-    s: Receives,
+    s: GatewayWebhooks,
     breaker: Breaker,
     provider: str,
     gateway: str,

@@ -36,7 +36,7 @@ from waqtor.sending.breaker import BAN_SIGNALS, Breaker
 from waqtor.sending.delivery import StatusEvent
 
 
-class Receives(
+class CloudWebhooks(
     HasSettings,
     HasClock,
     HasPacer,
@@ -235,7 +235,7 @@ def parse(payload: Any, now_ms: int) -> Delivery:
     return out
 
 
-async def handle(s: Receives, payload: Any) -> dict[str, Any]:
+async def handle(s: CloudWebhooks, payload: Any) -> dict[str, Any]:
     """Apply a verified webhook body. Returns what happened, by outcome. Raises Malformed."""
     now = s.clock.now_ms()
     delivery_ = parse(payload, now)
@@ -272,7 +272,7 @@ async def handle(s: Receives, payload: Any) -> dict[str, Any]:
     }
 
 
-async def _opt_outs(s: Receives, inbound: list[Inbound]) -> tuple[int, int]:
+async def _opt_outs(s: CloudWebhooks, inbound: list[Inbound]) -> tuple[int, int]:
     """Opt-out replies put their senders on the suppression list; returns (added, senders that
     are not a phone number). One bad ``from`` never stops the others."""
     keywords = opt_out_keywords(s.settings.opt_out_keywords)

@@ -25,7 +25,9 @@ from waqtor.runtime.parts import (
 )
 
 
-class Manages(HasSettings, HasClock, HasPacer, HasAccounts, HasSuppressions, HasGateways, Protocol):
+class AccountPages(
+    HasSettings, HasClock, HasPacer, HasAccounts, HasSuppressions, HasGateways, Protocol
+):
     """What the account pages read and write."""
 
 
@@ -72,7 +74,7 @@ def _fields(form: FormData) -> dict[str, Any]:
     return out
 
 
-async def _row(s: Manages, account: Any) -> dict[str, Any]:
+async def _row(s: AccountPages, account: Any) -> dict[str, Any]:
     view = await accounts.view(s, account)
     view.setdefault("sessionState", None)
     repliers, contacts, rate = await accounts.reply_rate(s, account)
@@ -81,7 +83,7 @@ async def _row(s: Manages, account: Any) -> dict[str, Any]:
 
 
 @router.get("/accounts")
-async def accounts_page(request: Request, who: Look, s: Svc[Manages]) -> Response:
+async def accounts_page(request: Request, who: Look, s: Svc[AccountPages]) -> Response:
     rows = [await _row(s, a) for a in await s.accounts.all()]
     context = {
         "nav": "accounts",
@@ -93,7 +95,7 @@ async def accounts_page(request: Request, who: Look, s: Svc[Manages]) -> Respons
 
 
 @router.post("/accounts")
-async def create_account(request: Request, who: Act, s: Svc[Manages]) -> Response:
+async def create_account(request: Request, who: Act, s: Svc[AccountPages]) -> Response:
     form = await request.form()
     name = _text(form, "name")
     fields: dict[str, Any] = {"name": name}
@@ -116,7 +118,7 @@ async def account_page(
     request: Request,
     name: Name,
     who: Look,
-    s: Svc[Manages],
+    s: Svc[AccountPages],
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Response:
     try:
@@ -147,7 +149,7 @@ async def _act(request: Request, who: Viewer, name: str, done: str, action: Any)
 
 
 @router.post("/accounts/{name}/edit")
-async def edit_account(request: Request, name: Name, who: Act, s: Svc[Manages]) -> Response:
+async def edit_account(request: Request, name: Name, who: Act, s: Svc[AccountPages]) -> Response:
     async def change() -> str:
         await accounts.update(s, name, _fields(await request.form()))
         return f"Account {name} saved."
@@ -156,7 +158,7 @@ async def edit_account(request: Request, name: Name, who: Act, s: Svc[Manages]) 
 
 
 @router.post("/accounts/{name}/pause")
-async def pause_account(request: Request, name: Name, who: Act, s: Svc[Manages]) -> Response:
+async def pause_account(request: Request, name: Name, who: Act, s: Svc[AccountPages]) -> Response:
     async def pause() -> str:
         await accounts.pause(s, name)
         return f"Account {name} paused: its campaigns stop before their next message."
@@ -165,7 +167,7 @@ async def pause_account(request: Request, name: Name, who: Act, s: Svc[Manages])
 
 
 @router.post("/accounts/{name}/resume")
-async def resume_account(request: Request, name: Name, who: Act, s: Svc[Manages]) -> Response:
+async def resume_account(request: Request, name: Name, who: Act, s: Svc[AccountPages]) -> Response:
     async def resume() -> str:
         account = await accounts.resume(s, name)
         if account.reducedUntilMs:
@@ -176,7 +178,9 @@ async def resume_account(request: Request, name: Name, who: Act, s: Svc[Manages]
 
 
 @router.post("/accounts/{name}/suppressions")
-async def add_suppressions(request: Request, name: Name, who: Act, s: Svc[Manages]) -> Response:
+async def add_suppressions(
+    request: Request, name: Name, who: Act, s: Svc[AccountPages]
+) -> Response:
     async def add() -> str:
         await accounts.get(s, name)
         form = await request.form()
@@ -198,7 +202,9 @@ async def add_suppressions(request: Request, name: Name, who: Act, s: Svc[Manage
 
 
 @router.post("/accounts/{name}/suppressions/remove")
-async def remove_suppression(request: Request, name: Name, who: Act, s: Svc[Manages]) -> Response:
+async def remove_suppression(
+    request: Request, name: Name, who: Act, s: Svc[AccountPages]
+) -> Response:
     async def remove() -> str:
         phone = await accounts.unsuppress(s, name, _text(await request.form(), "phone"))
         return f"{phone} removed from the suppression list."

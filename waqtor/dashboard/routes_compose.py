@@ -1,4 +1,4 @@
-"""Compose: preview first (rendered samples, invalid, duplicate and suppressed numbers, ETA),
+"""ComposePages: preview first (rendered samples, invalid, duplicate and suppressed numbers, ETA),
 then send and land on the campaign's live page."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from waqtor.runtime.parts import (
 )
 
 
-class Compose(
+class ComposePages(
     HasSettings,
     HasClock,
     HasEngine,
@@ -63,7 +63,7 @@ def _problems(result: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
 
 async def _page(
     request: Request,
-    s: Compose,
+    s: ComposePages,
     draft: compose.Draft,
     *,
     sub: compose.Submission | None = None,
@@ -101,7 +101,7 @@ class _Invalid(Exception):
         self.response = response
 
 
-async def _read(request: Request, s: Compose) -> compose.Submission:
+async def _read(request: Request, s: ComposePages) -> compose.Submission:
     form = await request.form(max_files=1, max_fields=20)
     try:
         return await compose.read(s, form)
@@ -112,12 +112,12 @@ async def _read(request: Request, s: Compose) -> compose.Submission:
 
 
 @router.get("/compose")
-async def compose_page(request: Request, who: Look, s: Svc[Compose]) -> Response:
+async def compose_page(request: Request, who: Look, s: Svc[ComposePages]) -> Response:
     return await _page(request, s, compose.Draft(message="Hello {name}, "))
 
 
 @router.post("/compose/preview")
-async def compose_preview(request: Request, who: Post, s: Svc[Compose]) -> Response:
+async def compose_preview(request: Request, who: Post, s: Svc[ComposePages]) -> Response:
     try:
         sub = await _read(request, s)
     except _Invalid as bad:
@@ -126,7 +126,7 @@ async def compose_preview(request: Request, who: Post, s: Svc[Compose]) -> Respo
 
 
 @router.post("/compose/send")
-async def compose_send(request: Request, who: Act, s: Svc[Compose]) -> Response:
+async def compose_send(request: Request, who: Act, s: Svc[ComposePages]) -> Response:
     try:
         sub = await _read(request, s)
     except _Invalid as bad:

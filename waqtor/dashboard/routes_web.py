@@ -18,7 +18,7 @@ from waqtor.runtime.parts import HasAccounts, HasWeb
 from waqtor.store import web_sessions as ws
 
 
-class Pairs(HasAccounts, HasWeb, Protocol):
+class WebPages(HasAccounts, HasWeb, Protocol):
     """What the WhatsApp Web pages read and write."""
 
 
@@ -36,14 +36,14 @@ LABELS = {
 }
 
 
-async def _web_account(s: Pairs, name: str) -> None:
+async def _web_account(s: WebPages, name: str) -> None:
     account = await s.accounts.get(name, fresh=True)
     if account is None or account.provider != NAME:
         raise PageError(404, f"No WhatsApp Web account named {name}")
 
 
 @router.get("/accounts/{name}/web")
-async def web_page(request: Request, name: Name, who: Look, s: Svc[Pairs]) -> Response:
+async def web_page(request: Request, name: Name, who: Look, s: Svc[WebPages]) -> Response:
     await _web_account(s, name)
     state = await s.web.store.state(name)
     label = LABELS.get(state.state, state.state)
@@ -66,7 +66,7 @@ async def web_page(request: Request, name: Name, who: Look, s: Svc[Pairs]) -> Re
 
 
 @router.post("/accounts/{name}/web/pair")
-async def pair(request: Request, name: Name, who: Act, s: Svc[Pairs]) -> Response:
+async def pair(request: Request, name: Name, who: Act, s: Svc[WebPages]) -> Response:
     await _web_account(s, name)
     form = await request.form()
     phone = "".join(ch for ch in str(form.get("phone") or "") if ch.isdigit())

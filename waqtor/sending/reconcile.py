@@ -46,7 +46,7 @@ class Reconciles(
     """What the reconciler reads and writes."""
 
 
-class Reports(HasSettings, HasReconcileState, Protocol):
+class ReconcileFigures(HasSettings, HasReconcileState, Protocol):
     """What the reconciler's health figures read."""
 
 
@@ -236,7 +236,7 @@ class Reconciler:
         await s.reconcile_state.record(now, counters, report.waiting, entries, LOG_KEEP)
 
 
-async def health(s: Reports) -> dict[str, Any]:
+async def health(s: ReconcileFigures) -> dict[str, Any]:
     """What the reconciler did, for ``GET /api/queue/health``."""
     stats, recent = await s.reconcile_state.report(10)
     return {
