@@ -1,4 +1,4 @@
-"""ComposePages: preview first (rendered samples, invalid, duplicate and suppressed numbers, ETA),
+"""Compose: preview first (rendered samples, invalid, duplicate and suppressed numbers, ETA),
 then send and land on the campaign's live page."""
 
 from __future__ import annotations
