@@ -52,11 +52,11 @@ def _fail(exc: accounts.AccountError) -> ApiError:
     return ApiError(exc.status, exc.message)
 
 
-async def view(s: Manages, account: Account) -> dict[str, Any]:
+async def view(s: accounts.AccountViews, account: Account) -> dict[str, Any]:
     return await accounts.view(s, account)
 
 
-async def _get(s: Manages, name: str) -> Account:
+async def _get(s: HasAccounts, name: str) -> Account:
     try:
         return await accounts.get(s, name)
     except accounts.AccountError as exc:
@@ -140,7 +140,7 @@ async def resume_account(name: Name, s: Parts[Manages]) -> dict[str, Any]:
 @router.get("/{name}/suppressions")
 async def list_suppressions(
     name: Name,
-    s: Parts[Manages],
+    s: Parts[HasSuppressions],
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
@@ -149,14 +149,18 @@ async def list_suppressions(
 
 
 @router.post("/{name}/suppressions")
-async def add_suppressions(name: Name, body: SuppressRequest, s: Parts[Manages]) -> dict[str, Any]:
+async def add_suppressions(
+    name: Name, body: SuppressRequest, s: Parts[accounts.Suppresses]
+) -> dict[str, Any]:
     """Bulk import: phones in any accepted spelling; invalid ones are reported by index."""
     added, invalid = await accounts.suppress(s, name, body.phones)
     return ok({"added": added, "invalid": invalid})
 
 
 @router.delete("/{name}/suppressions/{phone}", responses={404: {}})
-async def remove_suppression(name: Name, phone: str, s: Parts[Manages]) -> dict[str, Any]:
+async def remove_suppression(
+    name: Name, phone: str, s: Parts[accounts.Suppresses]
+) -> dict[str, Any]:
     try:
         return ok({"removed": await accounts.unsuppress(s, name, phone)})
     except accounts.AccountError as exc:

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/callbacks", tags=["callbacks"])
 
 @router.get("")
 async def list_callbacks(
-    s: Parts[Callbacks],
+    s: Parts[callbacks.Outbox],
     state: Annotated[Literal["pending", "failed", "delivered"], Query()] = "pending",
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -44,7 +44,7 @@ async def callback_stats(s: Parts[Callbacks]) -> dict[str, Any]:
 @router.post("/{callback_id}/retry", responses={404: {}})
 async def retry_callback(
     callback_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")],
-    s: Parts[Callbacks],
+    s: Parts[callbacks.Outbox],
 ) -> dict[str, Any]:
     """Send a given-up callback again, with a fresh 24 h of retries."""
     if not await callbacks.requeue(s, callback_id):

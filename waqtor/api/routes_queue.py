@@ -32,7 +32,7 @@ from waqtor.runtime.parts import (
 from waqtor.sending import reconcile
 
 
-class Health(
+class QueueHealth(
     HasSettings,
     HasRedisUrl,
     HasClock,
@@ -112,7 +112,7 @@ async def resume(s: Parts[HasEngine]) -> dict[str, Any]:
 
 @router.post("/clean")
 async def clean(
-    s: Parts[campaigns.Submits],
+    s: Parts[campaigns.Cleans],
     body: Annotated[CleanRequest | None, Body()] = None,
     grace: Annotated[int | None, Query(ge=0, le=10**13)] = None,
 ) -> dict[str, Any]:
@@ -136,7 +136,7 @@ async def clean(
         }
     },
 )
-async def health(s: Parts[Health], live: Annotated[LiveStats, Depends(live_stats)]) -> Any:
+async def health(s: Parts[QueueHealth], live: Annotated[LiveStats, Depends(live_stats)]) -> Any:
     from fastapi.responses import JSONResponse
 
     data: dict[str, Any] = {}

@@ -33,7 +33,7 @@ class PairRequest(BaseModel):
     )
 
 
-async def _web(s: Pairs, name: str) -> None:
+async def _web(s: HasAccounts, name: str) -> None:
     account = await s.accounts.get(name, fresh=True)
     if account is None:
         raise ApiError(404, "Account not found")

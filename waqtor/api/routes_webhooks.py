@@ -21,6 +21,7 @@ from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.campaigns import webhooks
 from waqtor.config import read_secret
+from waqtor.runtime.parts import HasSettings
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = logging.getLogger("waqtor.campaigns.webhooks")
@@ -33,7 +34,7 @@ MAX_CHALLENGE = 512
     response_class=PlainTextResponse,
     responses={400: {}, 403: {}, 404: {"description": "WHATSAPP_VERIFY_TOKEN is not set."}},
 )
-async def verify(request: Request, s: Parts[webhooks.CloudWebhooks]) -> PlainTextResponse:
+async def verify(request: Request, s: Parts[HasSettings]) -> PlainTextResponse:
     """Meta's subscription check: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
     expected = s.settings.whatsapp_verify_token
     if not expected:

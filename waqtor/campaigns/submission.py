@@ -46,6 +46,10 @@ class Estimates(HasSettings, HasClock, HasPacer, HasAccounts, HasJobIndex, HasPr
     """What the ETA of a campaign reads."""
 
 
+class Cleans(HasClock, HasEngine, HasLedger, HasJobIndex, Protocol):
+    """What cleaning finished campaigns out of the queue reads and writes."""
+
+
 class Submits(
     HasSettings,
     HasClock,
@@ -403,7 +407,7 @@ async def _instant_result(s: HasLedger, cid: str, parsed: Parsed) -> InstantResu
     return result
 
 
-async def clean(s: Submits, grace_ms: int) -> list[str]:
+async def clean(s: Cleans, grace_ms: int) -> list[str]:
     """Remove finished jobs older than ``grace_ms`` together with their ledgers; and the
     ledgers with no job: instant sends, and campaigns whose job was removed outside waqtor
     (closed by ``reconcile``), on the same rule."""

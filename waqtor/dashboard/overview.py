@@ -113,7 +113,7 @@ class Overview:
         self.rates = RateWindow()
         self._lock = asyncio.Lock()
 
-    async def _busy_accounts(self, s: Overviews) -> set[str]:
+    async def _busy_accounts(self, s: jobs.Lists) -> set[str]:
         """Accounts of the running campaigns and of the next ones in line."""
         ids = await s.engine.active_ids()
         ids += await s.engine.last_waiting_ids(_NEXT_WAITING)

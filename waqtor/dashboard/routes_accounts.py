@@ -74,7 +74,7 @@ def _fields(form: FormData) -> dict[str, Any]:
     return out
 
 
-async def _row(s: AccountPages, account: Any) -> dict[str, Any]:
+async def _row(s: accounts.AccountViews, account: Any) -> dict[str, Any]:
     view = await accounts.view(s, account)
     view.setdefault("sessionState", None)
     repliers, contacts, rate = await accounts.reply_rate(s, account)
@@ -95,7 +95,7 @@ async def accounts_page(request: Request, who: Look, s: Svc[AccountPages]) -> Re
 
 
 @router.post("/accounts")
-async def create_account(request: Request, who: Act, s: Svc[AccountPages]) -> Response:
+async def create_account(request: Request, who: Act, s: Svc[accounts.Edits]) -> Response:
     form = await request.form()
     name = _text(form, "name")
     fields: dict[str, Any] = {"name": name}
@@ -149,7 +149,7 @@ async def _act(request: Request, who: Viewer, name: str, done: str, action: Any)
 
 
 @router.post("/accounts/{name}/edit")
-async def edit_account(request: Request, name: Name, who: Act, s: Svc[AccountPages]) -> Response:
+async def edit_account(request: Request, name: Name, who: Act, s: Svc[accounts.Edits]) -> Response:
     async def change() -> str:
         await accounts.update(s, name, _fields(await request.form()))
         return f"Account {name} saved."
@@ -158,7 +158,7 @@ async def edit_account(request: Request, name: Name, who: Act, s: Svc[AccountPag
 
 
 @router.post("/accounts/{name}/pause")
-async def pause_account(request: Request, name: Name, who: Act, s: Svc[AccountPages]) -> Response:
+async def pause_account(request: Request, name: Name, who: Act, s: Svc[accounts.Rests]) -> Response:
     async def pause() -> str:
         await accounts.pause(s, name)
         return f"Account {name} paused: its campaigns stop before their next message."
@@ -167,7 +167,9 @@ async def pause_account(request: Request, name: Name, who: Act, s: Svc[AccountPa
 
 
 @router.post("/accounts/{name}/resume")
-async def resume_account(request: Request, name: Name, who: Act, s: Svc[AccountPages]) -> Response:
+async def resume_account(
+    request: Request, name: Name, who: Act, s: Svc[accounts.Rests]
+) -> Response:
     async def resume() -> str:
         account = await accounts.resume(s, name)
         if account.reducedUntilMs:
@@ -203,7 +205,7 @@ async def add_suppressions(
 
 @router.post("/accounts/{name}/suppressions/remove")
 async def remove_suppression(
-    request: Request, name: Name, who: Act, s: Svc[AccountPages]
+    request: Request, name: Name, who: Act, s: Svc[accounts.Suppresses]
 ) -> Response:
     async def remove() -> str:
         phone = await accounts.unsuppress(s, name, _text(await request.form(), "phone"))

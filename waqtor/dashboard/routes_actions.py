@@ -47,7 +47,7 @@ async def resume_queue(request: Request, who: Act, s: Svc[HasEngine]) -> Respons
 
 
 @router.post("/clean")
-async def clean_queue(request: Request, who: Act, s: Svc[campaigns.Submits]) -> Response:
+async def clean_queue(request: Request, who: Act, s: Svc[campaigns.Cleans]) -> Response:
     form = await request.form()
     unit = str(form.get("unit") or "hours")
     try:

@@ -36,7 +36,7 @@ LABELS = {
 }
 
 
-async def _web_account(s: WebPages, name: str) -> None:
+async def _web_account(s: HasAccounts, name: str) -> None:
     account = await s.accounts.get(name, fresh=True)
     if account is None or account.provider != NAME:
         raise PageError(404, f"No WhatsApp Web account named {name}")
