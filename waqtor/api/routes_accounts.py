@@ -25,9 +25,7 @@ from waqtor.runtime.parts import (
 from waqtor.store.accounts import DEFAULT
 
 
-class Manages(
-    HasSettings, HasClock, HasPacer, HasAccounts, HasSuppressions, HasGateways, HasWeb, Protocol
-):
+class Manages(HasSettings, HasClock, HasPacer, HasAccounts, HasGateways, HasWeb, Protocol):
     """What the account routes read and write."""
 
 
