@@ -217,6 +217,16 @@ def test_only_composition_roots_name_services() -> None:
     assert services_namers() == []
 
 
+def test_every_part_is_checked_against_services() -> None:
+    """``parts.Every`` (which mypy checks ``Services`` against, in ``services.py``) lists every
+    ``Has*`` part, so FastAPI's untyped injection cannot hand a route a bag that lacks one."""
+    tree = ast.parse((PACKAGE / "runtime" / "parts.py").read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    parts = {name for name in classes if name.startswith("Has")}
+    every = {ast.unparse(base) for base in classes["Every"].bases} - {"Protocol"}
+    assert len(parts) >= 18 and every == parts
+
+
 @pytest.mark.parametrize(
     "source",
     [

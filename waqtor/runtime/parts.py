@@ -2,7 +2,7 @@
 
 Interface segregation: above the store no function takes the whole ``Services`` bag. Each
 consumer module composes the parts it reads into its own ``Protocol`` (``control.Controls`` is
-``HasLedger, HasEngine, HasJobIndex, HasClock``), so mypy proves that a function touches only
+``HasClock, HasEngine, HasLedger, HasJobIndex``), so mypy proves that a function touches only
 what it declares, a reader sees at the signature what a function can reach, and a test can pass
 a small object with just those attributes. A module's protocol lists ``Has*`` parts only, in
 this module's order, never another protocol: typing is structural, so a wider protocol already
@@ -134,3 +134,28 @@ class HasSimulator(Protocol):
 class HasWeb(Protocol):
     @property
     def web(self) -> WebHub: ...
+
+
+class Every(
+    HasSettings,
+    HasRedisUrl,
+    HasClock,
+    HasEngine,
+    HasStore,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasHeartbeats,
+    HasCallbackQueue,
+    HasIdempotency,
+    HasJobIndex,
+    HasWebhookIndex,
+    HasReconcileState,
+    HasGateways,
+    HasProviders,
+    HasSimulator,
+    HasWeb,
+    Protocol,
+):
+    """Every part: what ``Services`` must satisfy (checked in ``services.py``)."""
