@@ -21,6 +21,10 @@ import redis.asyncio as aioredis
 from bench._redis_child import RedisChild
 from bench._redis_child import free_port as free_port  # re-exported for the tests
 from tests.fake_cloud_api import APP_SECRET, FakeCloudApi
+
+# A test about to time out also prints its event loop's tasks (pytest-timeout prints threads).
+from tests.timeout_tasks import pytest_timeout_cancel_timer as pytest_timeout_cancel_timer
+from tests.timeout_tasks import pytest_timeout_set_timer as pytest_timeout_set_timer
 from waqtor.cli.app import create_app
 from waqtor.config import Settings
 from waqtor.domain.clock import SystemClock
