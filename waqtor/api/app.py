@@ -36,13 +36,16 @@ from waqtor.api.live_stats import LiveStats
 from waqtor.campaigns import web_inbox
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock
-from waqtor.runtime import exiting
-from waqtor.runtime.services import build
+from waqtor.runtime import exiting, shutdown
+from waqtor.runtime.services import CLOSE_STEP_S, build
 from waqtor.sending.sender import Sender
-from waqtor.sending.worker import CampaignWorker
+from waqtor.sending.worker import STOP_TIMEOUT_S, CampaignWorker
 from waqtor.web.guard import Guard
 
 log = logging.getLogger("waqtor.api")
+
+#: The serve worker's stop bounds each of its steps; this bounds the whole (s).
+WORKER_STOP_BOUND_S = STOP_TIMEOUT_S + 15
 
 #: Mounts more of the service on the app (the dashboard): called after the API's routes.
 Part = Callable[[FastAPI, Settings], None]
@@ -84,11 +87,12 @@ def create_app(
         try:
             yield
         finally:
+            # Every step is bounded inside; the outer bounds are a last resort against a hang.
             if worker is not None:
-                await worker.stop()
-                await worker.close()
+                await shutdown.step("serve worker stop", worker.stop(), WORKER_STOP_BOUND_S)
+                await shutdown.step("serve worker close", worker.close(), 4 * CLOSE_STEP_S + 1)
             app.state.live_stats = app.state.live_jobs = app.state.guard = None
-            await services.close()
+            await shutdown.step("API services close", services.close(), 4 * CLOSE_STEP_S + 1)
 
     app = FastAPI(
         title="waqtor",

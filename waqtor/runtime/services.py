@@ -12,6 +12,7 @@ from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.providers.web import provider as web_provider
 from waqtor.providers.web.hub import WebHub
+from waqtor.runtime import shutdown
 from waqtor.runtime.parts import Every
 from waqtor.store.accounts import AccountStore
 from waqtor.store.bundle import Store
@@ -27,6 +28,9 @@ from waqtor.store.pacing import Pacer
 from waqtor.store.reconcile_state import ReconcileState
 from waqtor.store.suppressions import Suppressions
 from waqtor.store.webhook_index import WebhookIndex
+
+#: How long closing one part of ``Services`` may take (s).
+CLOSE_STEP_S = 3.0
 
 
 @dataclass
@@ -93,11 +97,13 @@ class Services:
     def reconcile_state(self) -> ReconcileState:
         return self.store.reconcile_state
 
-    async def close(self) -> None:
-        await self.web.close()
-        await self.providers.close()
-        await self.engine.close()
-        await self.store.close()
+    async def close(self, timeout_s: float = CLOSE_STEP_S) -> None:
+        """Close every part, each for at most ``timeout_s`` (one that hangs is named in a
+        warning and left behind: a shutdown never waits on it)."""
+        await shutdown.step("WhatsApp Web hub close", self.web.close(), timeout_s)
+        await shutdown.step("providers close", self.providers.close(), timeout_s)
+        await shutdown.step("queue (bullmq) close", self.engine.close(), timeout_s)
+        await shutdown.step("store (Redis) close", self.store.close(), timeout_s)
 
 
 def _every_part(s: Services) -> Every:

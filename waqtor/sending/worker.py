@@ -9,7 +9,6 @@ settle) move the job to *delayed* instead of holding a sleeping worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -38,8 +37,8 @@ from waqtor.domain.waits import wait_reason
 from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
-from waqtor.runtime import heartbeats, logs
-from waqtor.runtime.services import Services
+from waqtor.runtime import heartbeats, logs, shutdown
+from waqtor.runtime.services import CLOSE_STEP_S, Services
 from waqtor.sending import callbacks, failures
 from waqtor.sending.reconcile import Reconciler
 from waqtor.sending.sender import Campaign, Sender, Step
@@ -64,6 +63,8 @@ PROGRESS_MS_PER_RUN = 20
 STOP_TIMEOUT_S = 15.0
 #: With Redis away, the whole stop takes at most this long (s): nothing can be recorded.
 STOP_WHEN_DOWN_S = 1.2
+#: With Redis away, closing each of the worker's clients takes at most this long (s).
+CLOSE_WHEN_DOWN_S = 0.5
 #: How often a job waiting on a paused account looks again (ms).
 ACCOUNT_RECHECK_MS = 15_000
 #: A paused campaign parks its job in *delayed* this long; resume promotes it at once.
@@ -150,47 +151,50 @@ class CampaignWorker:
 
         if not redis_up:
             log.warning("worker %s: stopping with Redis away; its jobs will be recovered", self.id)
+        me = f"worker {self.id}:"
+        # Every step is bounded (``shutdown.step``): one that hangs is named and left behind.
         if self._callbacks is not None:
-            with contextlib.suppress(Exception, TimeoutError):
-                await asyncio.wait_for(self._callbacks.stop(), left())
+            await shutdown.step(f"{me} callback dispatcher stop", self._callbacks.stop(), left())
         for run in list(self._runs):
             run.halt_with("stopping")  # wake lanes sleeping for a pacing slot
         if self._bull is not None:
-            try:
-                await asyncio.wait_for(self._bull.close(force=not redis_up), left())
-            except (TimeoutError, Exception):  # e.g. Redis is down: don't hang the shutdown
-                log.warning("worker %s: graceful close timed out; forcing", self.id)
-                with contextlib.suppress(Exception, TimeoutError):
-                    await asyncio.wait_for(self._bull.close(force=True), left(2))
-        if self._run_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(self._run_task, return_exceptions=True), left()
+            # Graceful: in-flight jobs finish and are recorded, then bullmq lets go. Its close
+            # shields itself from cancellation, hence ``step`` rather than ``wait_for``.
+            graceful = f"{me} bullmq close (in-flight jobs finishing)"
+            if not await shutdown.step(graceful, self._bull.close(force=not redis_up), left()):
+                log.warning("%s graceful close did not finish; forcing", me)
+                await shutdown.step(
+                    f"{me} bullmq forced close", self._bull.close(force=True), left(2)
                 )
+        if self._run_task is not None:
+            await shutdown.step(
+                f"{me} bullmq run loop",
+                asyncio.gather(self._run_task, return_exceptions=True),
+                left(),
+            )
         if self._bull is not None:
             # bullmq's run loop can reopen a connection while it winds down; close it for good.
-            with contextlib.suppress(Exception, TimeoutError):
-                await asyncio.wait_for(self._bull.backend.close(force=True), left(2))
-        for task in [*self._background, self._reconcile_task, self._beat_task]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in (self._reconcile_task, self._beat_task) if t is not None),
-            return_exceptions=True,
+            await shutdown.step(
+                f"{me} bullmq connection close", self._bull.backend.close(force=True), left(2)
+            )
+        await shutdown.cancel_tasks(
+            f"{me} heartbeat, reconcile and background tasks",
+            [*self._background, self._reconcile_task, self._beat_task],
+            left(2),
         )
-        if redis_up:
-            with contextlib.suppress(Exception):  # the heartbeat would just age out
-                await asyncio.wait_for(self.s.heartbeats.remove(self.id), left(2))
+        if redis_up:  # else the heartbeat just ages out
+            await shutdown.step(
+                f"{me} heartbeat removal", self.s.heartbeats.remove(self.id), left(2)
+            )
         if self._watch is not None:
-            await self._watch.close()
+            await shutdown.step(f"{me} Redis watch close", self._watch.close(), 2)
         log.info("worker %s stopped", self.id)
 
     async def close(self) -> None:
         """Close the worker's clients (after ``stop``), without waiting on a Redis that is
         away."""
         redis_up = self._watch is None or self._watch.up
-        with contextlib.suppress(Exception, TimeoutError):
-            await asyncio.wait_for(self.s.close(), 5 if redis_up else 0.5)
+        await self.s.close(CLOSE_STEP_S if redis_up else CLOSE_WHEN_DOWN_S)
 
     async def _heartbeat(self) -> None:
         interval = self.s.settings.heartbeat_ms / 1000.0

@@ -36,18 +36,22 @@ class RedisWatch:
         self._client: Redis = connect(url, client_name=client_name)
         self._task: asyncio.Task[None] | None = None
         self._down_since = 0.0
+        self._closed = False
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._loop())
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closed:
             await self.check()
             await asyncio.sleep(EVERY_S)
 
     async def check(self) -> bool:
         try:
-            await asyncio.wait_for(self._client.ping(), PING_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the ping's answer
+            # when a cancel lands as the ping completes, and this loop then outlived close().
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                await self._client.ping()
         except Exception as exc:
             if self.up:
                 self.up = False
@@ -68,8 +72,9 @@ class RedisWatch:
         return True
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=PING_TIMEOUT_S + 0.5)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._client.aclose(), 0.5)

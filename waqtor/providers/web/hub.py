@@ -257,8 +257,9 @@ class WebHub:
         task = self._serving.pop(name, None)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # gather, not ``suppress(CancelledError)``: that would swallow a cancel of this
+            # close too (a bounded shutdown step's).
+            await asyncio.gather(task, return_exceptions=True)
         if session is not None:
             await session.stop()
         if release:
@@ -286,8 +287,7 @@ class WebHub:
         self.running = False
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         for name in list(self.sessions):
             # With Redis away the lease just runs out: the connection is closed all the same.

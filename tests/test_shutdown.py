@@ -1,0 +1,88 @@
+"""A shutdown never hangs on one of its steps (``waqtor.runtime.shutdown``), and the worker's
+Redis watch ends when it is closed, whenever the close lands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from waqtor.runtime import shutdown
+from waqtor.store.redis_watch import RedisWatch
+
+
+async def test_a_step_that_swallows_its_cancellation_is_left_behind_and_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """bullmq's ``Worker.close`` shields its teardown and waits again when cancelled:
+    ``asyncio.wait_for`` then waits for it however long it takes; ``step`` does not."""
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await release.wait()
+                return
+            except asyncio.CancelledError:
+                continue
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="waqtor.runtime.shutdown"):
+        finished = await shutdown.step("stubborn close", stubborn(), 0.3)
+    took = time.monotonic() - started
+    assert finished is False
+    assert took < 2, took
+    assert "stubborn close did not end within 0.3 s" in caplog.text
+    release.set()  # let it end, for a clean loop
+
+
+async def test_a_step_that_ends_or_fails_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    async def fine() -> None:
+        await asyncio.sleep(0)
+
+    async def broken() -> None:
+        raise ConnectionError("Redis went away")
+
+    with caplog.at_level(logging.WARNING, logger="waqtor.runtime.shutdown"):
+        assert await shutdown.step("fine close", fine(), 1) is True
+        assert await shutdown.step("broken close", broken(), 1) is False
+    assert "broken close failed: Redis went away" in caplog.text
+    assert "fine close" not in caplog.text
+
+
+async def test_the_redis_watch_ends_when_its_close_lands_as_a_ping_completes(
+    redis_url: str,
+) -> None:
+    """The watch's cancel arrives just as its ping is answered (a loaded machine makes that
+    likelier): Python 3.11's ``wait_for`` returned the answer and lost the cancel, and the
+    watch pinged on while ``close()`` waited for it: a teardown that never ended. The ping
+    is Redis's own; only the moment of the close is arranged."""
+    watch = RedisWatch(redis_url, "waqtor-test-watch")
+    real_ping = watch._client.ping
+    closing: list[asyncio.Task[None]] = []
+
+    async def ping_then_close(**kw: Any) -> Any:
+        answer = await real_ping(**kw)
+        if not closing:
+            closing.append(asyncio.ensure_future(watch.close()))
+            await asyncio.sleep(0)  # close() runs up to its wait: the cancel is in
+        return answer
+
+    watch._client.ping = ping_then_close  # type: ignore[method-assign]
+    watch.start()
+    for _ in range(100):
+        if closing:
+            break
+        await asyncio.sleep(0.02)
+    assert closing, "the watch never pinged"
+    done, _ = await asyncio.wait({closing[0]}, timeout=3)
+    try:
+        assert done, "close() did not end: the watch outlived its cancel"
+        assert watch._task is not None and watch._task.done()
+    finally:
+        if watch._task is not None:
+            watch._task.cancel()
+        await watch._client.aclose()
