@@ -37,7 +37,7 @@ from waqtor.campaigns import web_inbox
 from waqtor.config import Settings
 from waqtor.domain.clock import Clock
 from waqtor.runtime import exiting, shutdown
-from waqtor.runtime.services import CLOSE_STEP_S, build
+from waqtor.runtime.services import CLOSE_S, build
 from waqtor.sending.sender import Sender
 from waqtor.sending.worker import STOP_TIMEOUT_S, CampaignWorker
 from waqtor.web.guard import Guard
@@ -90,9 +90,9 @@ def create_app(
             # Every step is bounded inside; the outer bounds are a last resort against a hang.
             if worker is not None:
                 await shutdown.step("serve worker stop", worker.stop(), WORKER_STOP_BOUND_S)
-                await shutdown.step("serve worker close", worker.close(), 4 * CLOSE_STEP_S + 1)
+                await shutdown.step("serve worker close", worker.close(), CLOSE_S + 1)
             app.state.live_stats = app.state.live_jobs = app.state.guard = None
-            await shutdown.step("API services close", services.close(), 4 * CLOSE_STEP_S + 1)
+            await shutdown.step("API services close", services.close(), CLOSE_S + 1)
 
     app = FastAPI(
         title="waqtor",

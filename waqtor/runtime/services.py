@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from waqtor.config import Settings
@@ -29,8 +30,8 @@ from waqtor.store.reconcile_state import ReconcileState
 from waqtor.store.suppressions import Suppressions
 from waqtor.store.webhook_index import WebhookIndex
 
-#: How long closing one part of ``Services`` may take (s).
-CLOSE_STEP_S = 3.0
+#: How long closing all parts of ``Services`` may take (s).
+CLOSE_S = 5.0
 
 
 @dataclass
@@ -97,13 +98,18 @@ class Services:
     def reconcile_state(self) -> ReconcileState:
         return self.store.reconcile_state
 
-    async def close(self, timeout_s: float = CLOSE_STEP_S) -> None:
-        """Close every part, each for at most ``timeout_s`` (one that hangs is named in a
+    async def close(self, timeout_s: float = CLOSE_S) -> None:
+        """Close every part, all within about ``timeout_s`` (a part that hangs is named in a
         warning and left behind: a shutdown never waits on it)."""
-        await shutdown.step("WhatsApp Web hub close", self.web.close(), timeout_s)
-        await shutdown.step("providers close", self.providers.close(), timeout_s)
-        await shutdown.step("queue (bullmq) close", self.engine.close(), timeout_s)
-        await shutdown.step("store (Redis) close", self.store.close(), timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        for name, closing in (
+            ("WhatsApp Web hub close", self.web.close),
+            ("providers close", self.providers.close),
+            ("queue (bullmq) close", self.engine.close),
+            ("store (Redis) close", self.store.close),
+        ):
+            await shutdown.step(name, closing(), max(0.05, deadline - loop.time()))
 
 
 def _every_part(s: Services) -> Every:

@@ -38,7 +38,7 @@ from waqtor.engine import ASSIST_NAME, DelayedError, unrecoverable
 from waqtor.providers import content
 from waqtor.providers.registry import UnknownProvider
 from waqtor.runtime import heartbeats, logs, shutdown
-from waqtor.runtime.services import CLOSE_STEP_S, Services
+from waqtor.runtime.services import CLOSE_S, Services
 from waqtor.sending import callbacks, failures
 from waqtor.sending.reconcile import Reconciler
 from waqtor.sending.sender import Campaign, Sender, Step
@@ -194,7 +194,7 @@ class CampaignWorker:
         """Close the worker's clients (after ``stop``), without waiting on a Redis that is
         away."""
         redis_up = self._watch is None or self._watch.up
-        await self.s.close(CLOSE_STEP_S if redis_up else CLOSE_WHEN_DOWN_S)
+        await self.s.close(CLOSE_S if redis_up else CLOSE_WHEN_DOWN_S)
 
     async def _heartbeat(self) -> None:
         interval = self.s.settings.heartbeat_ms / 1000.0
