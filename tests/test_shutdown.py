@@ -4,13 +4,19 @@ Redis watch ends when it is closed, whenever the close lands."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import make_settings
 from waqtor.runtime import shutdown
+from waqtor.runtime.services import build
+from waqtor.sending import worker as worker_module
+from waqtor.sending.worker import CampaignWorker
 from waqtor.store.redis_watch import RedisWatch
 
 
@@ -86,3 +92,44 @@ async def test_the_redis_watch_ends_when_its_close_lands_as_a_ping_completes(
         if watch._task is not None:
             watch._task.cancel()
         await watch._client.aclose()
+
+
+async def test_a_worker_stops_in_time_when_a_job_never_ends(
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job that does not end (a call stuck for good, deaf to cancellation) holds bullmq's
+    graceful close, which ``wait_for`` could not cut short: the stop hung for as long as the
+    job. Now the graceful close gets its time, then bullmq is closed by force and the stop
+    ends, saying why. The processor is replaced by a stuck one; Redis and bullmq are real."""
+    monkeypatch.setattr(worker_module, "STOP_TIMEOUT_S", 1.0)
+    worker = CampaignWorker(build(make_settings(redis_url, tmp_path), redis_url, patient=True))
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def never_ends(job: Any, token: str) -> dict[str, int]:
+        running.set()
+        while not release.is_set():  # a stuck call: cancelling it does not end it either
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+        return {}
+
+    worker.process = never_ends  # type: ignore[method-assign]
+    await worker.start()
+    await worker.s.engine.add_campaign("stuck-1", {"campaignId": "stuck-1"}, lambda pipe: None)
+    await asyncio.wait_for(running.wait(), 10)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        stopping = asyncio.ensure_future(worker.stop())
+        try:
+            done, _ = await asyncio.wait({stopping}, timeout=10)
+            took = time.monotonic() - started
+            assert done, "the stop hung on the job that never ends"
+        finally:
+            release.set()  # whatever happened, let the job end now, for a clean teardown
+            await asyncio.wait({stopping}, timeout=10)
+        await worker.close()
+    assert 0.9 < took < 5, took
+    assert "bullmq close (in-flight jobs finishing) did not end within" in caplog.text
+    assert "graceful close did not finish; forcing" in caplog.text
