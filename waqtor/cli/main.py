@@ -15,6 +15,7 @@ from typing import Any
 import uvloop
 
 from waqtor.config import ConfigError, Settings, load_or_create_key, redis_label
+from waqtor.runtime import shutdown
 from waqtor.runtime.redis_server import BundledRedis, RedisServerError
 from waqtor.store import server
 
@@ -154,8 +155,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         # uvicorn picks uvloop (and httptools) only when it creates the loop itself; since serve
         # runs its own main(), it must hand uvicorn's loop factory to the runner explicitly.
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(main())
+        # (shutdown.run: an exit never waits on a shutdown step that ran out of time.)
+        shutdown.run(main(), config.get_loop_factory())
     finally:
         if bundled is not None:
             bundled.stop()
@@ -220,8 +221,7 @@ def worker(args: argparse.Namespace) -> int:
     if args.check:
         return asyncio.run(_check(settings, url))
     # uvloop: the worker's time goes to Redis round trips, where uvloop's sockets are cheaper.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_run_worker(settings, url, args.burst))
+    return shutdown.run(_run_worker(settings, url, args.burst), uvloop.new_event_loop)
 
 
 def main(argv: list[str] | None = None) -> int:

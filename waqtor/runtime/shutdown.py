@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 log = logging.getLogger("waqtor.runtime.shutdown")
+
+T = TypeVar("T")
+
+#: Steps that ran out of time: cancelled, maybe still running (see :func:`run`).
+_left: set[asyncio.Task[Any]] = set()
 
 
 async def step(name: str, work: Awaitable[object], timeout_s: float) -> bool:
@@ -29,6 +35,8 @@ async def step(name: str, work: Awaitable[object], timeout_s: float) -> bool:
         raise
     if not done:
         task.cancel()
+        _left.add(task)
+        task.add_done_callback(_left.discard)
         log.warning("shutdown: %s did not end within %.1f s; going on without it", name, timeout_s)
         return False
     if task.cancelled():
@@ -50,3 +58,26 @@ async def cancel_tasks(name: str, tasks: list[asyncio.Task[None] | None], timeou
     if not live:
         return True
     return await step(name, asyncio.gather(*live, return_exceptions=True), timeout_s)
+
+
+def left_behind() -> int:
+    """How many steps that ran out of time are still running."""
+    return sum(1 for task in _left if not task.done())
+
+
+def run(
+    main: Coroutine[Any, Any, T], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+) -> T:
+    """``asyncio.Runner(loop_factory).run(main)`` for a process's main coroutine, except that
+    the runner's close, which cancels every task left and waits for them all, is skipped when
+    a bounded step was left behind: such a step may not end when cancelled, and the process
+    is exiting anyway."""
+    runner = asyncio.Runner(loop_factory=loop_factory)
+    try:
+        return runner.run(main)
+    finally:
+        left = left_behind()
+        if left:
+            log.warning("shutdown: exiting with %d step(s) that did not end left running", left)
+        else:
+            runner.close()
