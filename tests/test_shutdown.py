@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,34 @@ async def test_a_worker_stops_in_time_when_a_job_never_ends(
     assert 0.9 < took < 5, took
     assert "bullmq close (in-flight jobs finishing) did not end within" in caplog.text
     assert "graceful close did not finish; forcing" in caplog.text
+
+
+STUCK_EXIT = """
+import asyncio, sys
+from waqtor.runtime import shutdown
+
+async def stubborn():
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            continue
+
+async def main():
+    await shutdown.step("stubborn close", stubborn(), 0.2)
+    return 7
+
+sys.exit(shutdown.run(main(), None))
+"""
+
+
+def test_a_process_exits_though_a_shutdown_step_never_ends() -> None:
+    """``asyncio.Runner``'s close cancels what is left and waits for all of it: a step that
+    swallows its cancellation held the process forever. ``shutdown.run`` leaves it."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK_EXIT], capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 7, done.stderr
+    assert time.monotonic() - started < 10
+    assert "exiting with 1 step(s) that did not end left running" in done.stderr
