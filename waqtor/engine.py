@@ -1,6 +1,7 @@
 """The job engine: a thin layer over bullmq, so nothing else imports it, and the only module
 that knows bullmq's key layout: ``Engine.key`` names them for the store's scripts that must
-read one (a job's lock, the queue's pause flag), and the dashboard's list reads are here.
+read one (a job's lock, the queue's pause flag), which of them hold each job state and in what
+shape (``Engine.job_shapes``, for the stats script), and the dashboard's list reads are here.
 
 One bullmq job per bulk request; the job id is the campaign id. bullmq gives the job states,
 progress, whole-job retries with exponential backoff, stalled-job recovery, pause and clean;
@@ -23,6 +24,7 @@ from redis.asyncio.client import Pipeline
 
 from waqtor.domain.status import JobState
 from waqtor.store.keys import HELPER_JOB_MARK
+from waqtor.store.queue_stats import Counted, JobShapes
 
 #: Names bullmq gives its own keys beside the jobs (``bull:<queue>:<name>``), and ones Node
 #: BullMQ uses: a "job id" with one of these names would read that key, not a job.
@@ -163,6 +165,35 @@ class Engine:
         queue's ``meta`` hash, a job id, or ``<job id>:lock``. The store's scripts that must
         read one of bullmq's keys are given its name from here."""
         return str(self.queue.toKey(name))
+
+    def job_shapes(self) -> JobShapes:
+        """bullmq's keys for each job state and their shapes, for the store's one-script stats
+        read (``store.queue_stats``): the same counts as ``counts``, without bullmq's round
+        trips."""
+
+        def listed(name: str) -> Counted:
+            return Counted(self.key(name), "list")
+
+        def marked(name: str) -> Counted:
+            # Older bullmq left a '0:' marker at the tail of these lists; its getCounts skips
+            # it too.
+            return Counted(self.key(name), "list", "0:")
+
+        def ranked(name: str) -> Counted:
+            return Counted(self.key(name), "zset")
+
+        return JobShapes(
+            states={
+                # Prioritized jobs wait in their own sorted set.
+                "waiting": (marked("wait"), ranked("prioritized")),
+                "active": (listed("active"),),
+                "completed": (ranked("completed"),),
+                "failed": (ranked("failed"),),
+                "delayed": (ranked("delayed"),),
+                "paused": (marked("paused"),),
+            },
+            paused_flag=(self.key("meta"), "paused"),
+        )
 
     # ---- bullmq's lists read straight, for the dashboard (a page costs one range read) ----
     async def list_sizes(self, parked_ms: int) -> ListSizes:
