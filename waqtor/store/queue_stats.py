@@ -45,7 +45,8 @@ class Counted:
     key: str
     #: A Redis list (its ids counted minus helper jobs') or a sorted set (its size).
     kind: Literal["list", "zset"]
-    #: For a list: an entry at its tail starting with this is a marker, not a job ('': none).
+    #: For a list: an entry at its tail starting with this is a marker, not a job ('': none;
+    #: one marker for all the lists of a ``JobShapes``).
     tail_marker: str = ""
 
 
@@ -142,9 +143,16 @@ class QueueStatsReader:
             keys.foreign_jobs,
             *(c.key for _, c in counted),
         ]
-        self._args = [head, tail, DEFAULT, HELPER_JOB_MARK, flag_field]
-        for _, c in counted:
-            self._args += [c.kind, c.tail_marker]
+        # One letter per key, and the one tail marker: each argument costs its encoding on
+        # every read, so the shapes go in two.
+        markers = {c.tail_marker for _, c in counted if c.kind == "list" and c.tail_marker}
+        if len(markers) > 1:
+            raise ValueError(f"one tail marker at most, not {sorted(markers)}")
+        kinds = "".join(
+            "z" if c.kind == "zset" else "m" if c.tail_marker else "l" for _, c in counted
+        )
+        marker = markers.pop() if markers else ""
+        self._args = [head, tail, DEFAULT, HELPER_JOB_MARK, flag_field, kinds, marker]
 
     async def read(self) -> QueueFigures:
         reply = await self._script(keys=self._keys, args=self._args)

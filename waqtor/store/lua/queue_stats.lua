@@ -4,14 +4,15 @@
 -- KEYS: 1 the hash holding the queue's pause flag, 2 campaigns paused one by one (set),
 --       3 message counts (hash), 4 accounts (hash), 5 canceled campaigns whose job finished
 --       (sorted set), 6 jobs added outside waqtor with no campaign (sorted set), 7.. the keys
---       to count, one per pair of ARGV from ARGV[6]
+--       to count (their kinds in ARGV[6])
 -- ARGV: 1, 2 an account's cool-down key is ARGV[1] .. name .. ARGV[2] (layout from keys.py),
 --       3 the default account's name (it exists with no hash entry),
 --       4 the mark in helper job ids (keys.HELPER_JOB_MARK): those jobs help send a campaign
 --       that is already counted, so they are left out of every list's count,
 --       5 the pause flag's field in KEYS[1],
---       6.. per key from KEYS[7]: its kind ('list' or 'zset'), then the prefix of an entry at a
---       list's tail that is a marker, not a job ('' for none)
+--       6 one letter per key from KEYS[7]: 'z' a sorted set, 'l' a list, 'm' a list whose tail
+--       entry is a marker, not a job, when it starts with ARGV[7],
+--       7 that marker ('' when no list has one)
 -- Returns {{count per key from KEYS[7]}, queue paused 0|1, paused campaigns, {message counts
 --          hash, flat}, {paused account, its JSON, ...}, {account, cool-down end ms, ...},
 --          canceled, foreign}.
@@ -25,19 +26,20 @@ local function helpers_in(key)
   return n
 end
 local counts = {}
+local kinds, marker = ARGV[6], ARGV[7]
 for i = 7, #KEYS do
-  local key, kind, marker = KEYS[i], ARGV[2 * i - 8], ARGV[2 * i - 7]
-  if kind == 'list' then
+  local key, kind = KEYS[i], string.sub(kinds, i - 6, i - 6)
+  if kind == 'z' then
+    counts[#counts + 1] = redis.call('ZCARD', key)
+  elseif kind == 'l' or kind == 'm' then
     local n = redis.call('LLEN', key)
-    if marker ~= '' then
+    if kind == 'm' then
       local tail = redis.call('LINDEX', key, -1)
       if tail and string.sub(tail, 1, #marker) == marker then n = n - 1 end
     end
     counts[#counts + 1] = n - helpers_in(key)
-  elseif kind == 'zset' then
-    counts[#counts + 1] = redis.call('ZCARD', key)
   else
-    return redis.error_reply('queue_stats: unknown kind ' .. tostring(kind))
+    return redis.error_reply('queue_stats: no kind for key ' .. (i - 6))
   end
 end
 local queue_paused = redis.call('HEXISTS', KEYS[1], ARGV[5])
