@@ -145,3 +145,18 @@ async def test_bull_keys_are_bullmqs_own(app: App) -> None:
     assert s.engine.key("meta") == s.engine.queue.toKey("meta")
     # The existing layout, unchanged (deployments upgrade in place).
     assert s.engine.key("x:lock") == f"bull:{s.settings.queue_name}:x:lock"
+
+
+async def test_a_marker_at_the_tail_of_the_wait_list_is_not_a_job(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        s: Services = app.app.state.services
+        await _queue(app, 0)
+        assert (await app.get("/api/queue/stats")).json()["data"]["waiting"] == 1
+        # Older bullmq left a '0:<n>' marker at the tail of its wait list.
+        await s.store.redis.rpush(s.engine.key("wait"), "0:0")
+        assert (await app.get("/api/queue/stats")).json()["data"]["waiting"] == 1
+        # Only at the tail: once another entry is behind it, both count (as bullmq's would).
+        await s.store.redis.rpush(s.engine.key("wait"), "x")
+        assert (await app.get("/api/queue/stats")).json()["data"]["waiting"] == 3
