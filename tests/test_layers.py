@@ -172,6 +172,87 @@ def test_the_checker_catches(
     assert len(found) == 1 and expected in found[0], found
 
 
+#: The composition roots: the only modules that may name ``Services`` (the whole bag of one
+#: process's parts). Everything above the store takes narrow interfaces instead: protocols
+#: composed of ``waqtor.runtime.parts`` (``Controls``, ``Submits``, ``Parts[...]``, ``Svc[...]``).
+COMPOSITION_ROOTS = frozenset(
+    {
+        "waqtor.runtime.services",  # defines and builds it
+        "waqtor.api.deps",  # hands it to the API's routes (``Parts[...]``)
+        "waqtor.api.app",  # the API's app factory
+        "waqtor.dashboard.auth",  # hands it to the dashboard's pages (``Svc[...]``)
+        "waqtor.sending.worker",  # the worker process: owns the parts, closes them
+    }
+)
+#: Parts of ``waqtor`` that may name it anywhere: process entry points.
+ROOT_PARTS = frozenset({"cli", "__main__"})
+
+
+def services_namers() -> list[str]:
+    """Modules outside the composition roots that name ``Services`` (import, annotation or
+    any other use), one line each."""
+    found: list[str] = []
+    for module, path in _modules():
+        if module in COMPOSITION_ROOTS or _part(module) in ROOT_PARTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            named = (
+                (isinstance(node, ast.Name) and node.id == "Services")
+                or (isinstance(node, ast.Attribute) and node.attr == "Services")
+                or (
+                    isinstance(node, ast.ImportFrom)
+                    and any(alias.name == "Services" for alias in node.names)
+                )
+                or (isinstance(node, ast.Constant) and node.value == "Services")
+            )
+            if named:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    return found
+
+
+def test_only_composition_roots_name_services() -> None:
+    """Everything above the store receives narrow interfaces, not the whole ``Services``:
+    a function declares the parts it uses (``waqtor.runtime.parts``), and mypy holds it to
+    them."""
+    assert services_namers() == []
+
+
+def test_every_part_is_checked_against_services() -> None:
+    """``parts.Every`` (which mypy checks ``Services`` against, in ``services.py``) lists every
+    ``Has*`` part, so FastAPI's untyped injection cannot hand a route a bag that lacks one."""
+    tree = ast.parse((PACKAGE / "runtime" / "parts.py").read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    parts = {name for name in classes if name.startswith("Has")}
+    every = {ast.unparse(base) for base in classes["Every"].bases} - {"Protocol"}
+    assert len(parts) >= 18 and every == parts
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from waqtor.runtime.services import Services\n",
+        "from __future__ import annotations\nimport waqtor.runtime.services as rs\n"
+        "def f(s: rs.Services) -> None: ...\n",
+        "from typing import Annotated\nSvc = Annotated['Services', 0]\n",
+    ],
+)
+def test_the_services_check_catches(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "waqtor"
+    for part in ("campaigns", "api", "cli"):
+        (root / part).mkdir(parents=True)
+        (root / part / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "campaigns" / "bad.py").write_text(source)
+    # The same source in a composition root, and in the CLI, is fine.
+    (root / "api" / "deps.py").write_text(source)
+    (root / "cli" / "main.py").write_text(source)
+    monkeypatch.setitem(globals(), "PACKAGE", root)
+    found = services_namers()
+    assert len(found) == 1 and found[0].startswith("waqtor/campaigns/bad.py:"), found
+
+
 def test_relative_imports_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "waqtor"
     (root / "store").mkdir(parents=True)

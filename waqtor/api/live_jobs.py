@@ -11,15 +11,14 @@ from __future__ import annotations
 from waqtor.api.live_stats import render
 from waqtor.api.models import ok
 from waqtor.api.single_flight import SingleFlight
-from waqtor.campaigns.job_views import job_rows
-from waqtor.runtime.services import Services
+from waqtor.campaigns.job_views import Views, job_rows
 
 #: The route's default and largest ``limit``.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
 
 
 class LiveJobs:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Views) -> None:
         self.services = services
         # One per limit asked for; limits are 1..1000, so this stays small.
         self._flights: dict[int, SingleFlight[bytes]] = {}

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -34,12 +34,17 @@ from waqtor.api.errors import ApiError
 from waqtor.api.gate import too_many
 from waqtor.domain.accounts import Account, effective_caps, gap_ms, paused_by
 from waqtor.runtime import offload, process_metrics
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasClock, HasSettings, HasStore
 from waqtor.store.errors import REDIS_DOWN
 from waqtor.store.queue_stats import QueueFigures
 from waqtor.store.scrape import ScrapeFigures
 from waqtor.web.guard import Guard, client_address
 from waqtor.web.keys import HEADER, role_of
+
+
+class Scrapes(HasSettings, HasClock, HasStore, HasAccounts, Protocol):
+    """What a scrape reads."""
+
 
 router = APIRouter(tags=["health"])
 
@@ -214,7 +219,7 @@ class Reading:
     figures: ScrapeFigures | None = None
 
 
-async def _read(s: Services) -> Reading:
+async def _read(s: Scrapes) -> Reading:
     started = time.perf_counter()
     try:
         await s.store.ping()
@@ -321,7 +326,7 @@ async def metrics(request: Request) -> Response:
     refused = await authorised(request)
     if refused is not None:
         return refused
-    s: Services = request.app.state.services
+    s: Scrapes = request.app.state.services
     reading = await _read(s)
     body = await offload.run(render, reading, s.settings.message_delay, s.settings.heartbeat_ms)
     return Response(body, media_type=CONTENT_TYPE)

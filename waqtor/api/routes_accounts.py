@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
 from waqtor.campaigns import accounts
 from waqtor.domain.accounts import Account
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasGateways,
+    HasPacer,
+    HasSettings,
+    HasSuppressions,
+    HasWeb,
+)
 from waqtor.store.accounts import DEFAULT
+
+
+class Manages(HasSettings, HasClock, HasPacer, HasAccounts, HasGateways, HasWeb, Protocol):
+    """What the account routes read and write."""
+
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
@@ -37,11 +50,11 @@ def _fail(exc: accounts.AccountError) -> ApiError:
     return ApiError(exc.status, exc.message)
 
 
-async def view(s: Services, account: Account) -> dict[str, Any]:
+async def view(s: accounts.AccountViews, account: Account) -> dict[str, Any]:
     return await accounts.view(s, account)
 
 
-async def _get(s: Services, name: str) -> Account:
+async def _get(s: HasAccounts, name: str) -> Account:
     try:
         return await accounts.get(s, name)
     except accounts.AccountError as exc:
@@ -49,15 +62,13 @@ async def _get(s: Services, name: str) -> Account:
 
 
 @router.get("")
-async def list_accounts(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def list_accounts(s: Parts[Manages]) -> dict[str, Any]:
     found = [await view(s, a) for a in await s.accounts.all()]
     return ok({"accounts": found, "count": len(found)})
 
 
 @router.post("", status_code=201, responses={409: {}})
-async def create_account(
-    body: Account, s: Annotated[Services, Depends(services)]
-) -> dict[str, Any]:
+async def create_account(body: Account, s: Parts[Manages]) -> dict[str, Any]:
     try:
         return ok(await view(s, await accounts.create(s, body)))
     except accounts.AccountError as exc:
@@ -65,7 +76,7 @@ async def create_account(
 
 
 @router.get("/{name}", responses={404: {}})
-async def get_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def get_account(name: Name, s: Parts[Manages]) -> dict[str, Any]:
     return ok(await view(s, await _get(s, name)))
 
 
@@ -85,9 +96,7 @@ def _patch_doc() -> dict[str, Any]:
 
 
 @router.patch("/{name}", responses={404: {}}, openapi_extra=_patch_doc())
-async def update_account(
-    name: Name, body: dict[str, Any], s: Annotated[Services, Depends(services)]
-) -> dict[str, Any]:
+async def update_account(name: Name, body: dict[str, Any], s: Parts[Manages]) -> dict[str, Any]:
     try:
         return ok(await view(s, await accounts.update(s, name, body)))
     except accounts.AccountError as exc:
@@ -95,7 +104,7 @@ async def update_account(
 
 
 @router.delete("/{name}", responses={404: {}, 409: {}})
-async def delete_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def delete_account(name: Name, s: Parts[Manages]) -> dict[str, Any]:
     if name == DEFAULT:
         raise ApiError(409, "The default account cannot be deleted")
     if await s.pacer.backlog(name) > 0:
@@ -109,7 +118,7 @@ async def delete_account(name: Name, s: Annotated[Services, Depends(services)]) 
 
 
 @router.post("/{name}/pause", responses={404: {}})
-async def pause_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def pause_account(name: Name, s: Parts[Manages]) -> dict[str, Any]:
     try:
         return ok(await view(s, await accounts.pause(s, name)))
     except accounts.AccountError as exc:
@@ -117,7 +126,7 @@ async def pause_account(name: Name, s: Annotated[Services, Depends(services)]) -
 
 
 @router.post("/{name}/resume", responses={404: {}})
-async def resume_account(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def resume_account(name: Name, s: Parts[Manages]) -> dict[str, Any]:
     """Manual resume (also after the breaker): at half the caps and double the delay for
     RESUME_REDUCED_MS when the breaker had paused it."""
     try:
@@ -129,7 +138,7 @@ async def resume_account(name: Name, s: Annotated[Services, Depends(services)]) 
 @router.get("/{name}/suppressions")
 async def list_suppressions(
     name: Name,
-    s: Annotated[Services, Depends(services)],
+    s: Parts[HasSuppressions],
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
@@ -139,7 +148,7 @@ async def list_suppressions(
 
 @router.post("/{name}/suppressions")
 async def add_suppressions(
-    name: Name, body: SuppressRequest, s: Annotated[Services, Depends(services)]
+    name: Name, body: SuppressRequest, s: Parts[accounts.Suppresses]
 ) -> dict[str, Any]:
     """Bulk import: phones in any accepted spelling; invalid ones are reported by index."""
     added, invalid = await accounts.suppress(s, name, body.phones)
@@ -148,7 +157,7 @@ async def add_suppressions(
 
 @router.delete("/{name}/suppressions/{phone}", responses={404: {}})
 async def remove_suppression(
-    name: Name, phone: str, s: Annotated[Services, Depends(services)]
+    name: Name, phone: str, s: Parts[accounts.Suppresses]
 ) -> dict[str, Any]:
     try:
         return ok({"removed": await accounts.unsuppress(s, name, phone)})

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.campaigns import webhooks
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasCallbackQueue, HasClock, HasSettings, HasWebhookIndex
 from waqtor.sending import callbacks
+
+
+class Callbacks(HasSettings, HasClock, HasCallbackQueue, HasWebhookIndex, Protocol):
+    """What the callback routes read and write."""
+
 
 router = APIRouter(prefix="/api/callbacks", tags=["callbacks"])
 
 
 @router.get("")
 async def list_callbacks(
-    s: Annotated[Services, Depends(services)],
+    s: Parts[callbacks.Outbox],
     state: Annotated[Literal["pending", "failed", "delivered"], Query()] = "pending",
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -30,7 +35,7 @@ async def list_callbacks(
 
 
 @router.get("/stats")
-async def callback_stats(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def callback_stats(s: Parts[Callbacks]) -> dict[str, Any]:
     """Outbox counts, whether callbacks are signed (CALLBACK_SECRET set), and the webhook
     counters (received, applied, duplicate, stale, unmatched ...)."""
     return ok({**await callbacks.stats(s), "webhooks": await webhooks.stats(s)})
@@ -39,7 +44,7 @@ async def callback_stats(s: Annotated[Services, Depends(services)]) -> dict[str,
 @router.post("/{callback_id}/retry", responses={404: {}})
 async def retry_callback(
     callback_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")],
-    s: Annotated[Services, Depends(services)],
+    s: Parts[callbacks.Outbox],
 ) -> dict[str, Any]:
     """Send a given-up callback again, with a fresh 24 h of retries."""
     if not await callbacks.requeue(s, callback_id):

@@ -13,18 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.routes_jobs import JobId
 from waqtor.campaigns import job_views
 from waqtor.domain.status import FINISHED_JOB_STATES
 from waqtor.runtime.exiting import exiting
-from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/api/queue/jobs", tags=["campaigns"])
 
@@ -38,7 +37,7 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-async def _detail(s: Services, job_id: str) -> dict[str, Any] | None:
+async def _detail(s: job_views.Views, job_id: str) -> dict[str, Any] | None:
     view = await s.engine.get(job_id)
     if view is None:
         return await job_views.orphan_detail(s, job_id)
@@ -51,7 +50,7 @@ def _event(name: str, data: dict[str, Any]) -> str:
 
 
 async def _stream(
-    request: Request, s: Services, job_id: str, first: dict[str, Any]
+    request: Request, s: job_views.Views, job_id: str, first: dict[str, Any]
 ) -> AsyncIterator[str]:
     state = request.app.state
     state.event_streams = getattr(state, "event_streams", 0) + 1
@@ -99,9 +98,7 @@ async def _stream(
         404: {},
     },
 )
-async def events(
-    job_id: JobId, request: Request, s: Annotated[Services, Depends(services)]
-) -> StreamingResponse:
+async def events(job_id: JobId, request: Request, s: Parts[job_views.Views]) -> StreamingResponse:
     if getattr(request.app.state, "event_streams", 0) >= MAX_STREAMS:
         raise ApiError(503, f"too many event streams open (limit {MAX_STREAMS}): poll instead")
     first = await _detail(s, job_id)

@@ -13,14 +13,13 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.campaigns import gateway_webhooks as gw
 from waqtor.providers import evolution, gateway_env, waha
-from waqtor.runtime.services import Services
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = logging.getLogger("waqtor.campaigns.gateway_webhooks")
@@ -53,7 +52,7 @@ def _json(body: bytes) -> Any:
 
 @router.post("/waha/{gateway}", responses=_RESPONSES)
 async def receive_waha(
-    gateway: Gateway, request: Request, s: Annotated[Services, Depends(services)]
+    gateway: Gateway, request: Request, s: Parts[gw.GatewayWebhooks]
 ) -> dict[str, Any]:
     """WAHA events (``message.ack``, ``message``, ``session.status``), HMAC-signed."""
     key = _key(gateway)
@@ -74,7 +73,7 @@ async def receive_waha(
 @router.post("/evolution/{gateway}", responses=_RESPONSES)
 @router.post("/evolution/{gateway}/{event}", responses=_RESPONSES, include_in_schema=False)
 async def receive_evolution(
-    gateway: Gateway, request: Request, s: Annotated[Services, Depends(services)]
+    gateway: Gateway, request: Request, s: Parts[gw.GatewayWebhooks]
 ) -> dict[str, Any]:
     """Evolution API events (``messages.update``, ``messages.upsert``, ``connection.update``;
     also at ``/{event}`` for "webhook by events"), checked by the ``apikey`` in the body."""

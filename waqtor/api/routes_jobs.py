@@ -9,13 +9,13 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.campaigns import control, reports
 from waqtor.domain.status import RecipientStatus
 from waqtor.engine import valid_job_id
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasLedger
 
 router = APIRouter(prefix="/api/queue/jobs", tags=["campaigns"])
 
@@ -69,24 +69,24 @@ async def _run(action: Callable[[], Awaitable[control.Outcome]]) -> dict[str, An
 
 
 @router.post("/{job_id}/pause", responses=_CONTROL)
-async def pause(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def pause(job_id: JobId, s: Parts[control.Controls]) -> dict[str, Any]:
     return await _run(lambda: control.pause(s, job_id))
 
 
 @router.post("/{job_id}/resume", responses=_CONTROL)
-async def resume(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def resume(job_id: JobId, s: Parts[control.Controls]) -> dict[str, Any]:
     return await _run(lambda: control.resume(s, job_id))
 
 
 @router.post("/{job_id}/cancel", responses=_CONTROL)
-async def cancel(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def cancel(job_id: JobId, s: Parts[control.Controls]) -> dict[str, Any]:
     return await _run(lambda: control.cancel(s, job_id))
 
 
 @router.post("/{job_id}/retry", responses=_CONTROL)
 async def retry(
     job_id: JobId,
-    s: Annotated[Services, Depends(services)],
+    s: Parts[control.Controls],
     body: Annotated[RetryRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     codes = body.errorCodes if body else []
@@ -94,18 +94,18 @@ async def retry(
 
 
 @router.post("/{job_id}/promote", responses=_CONTROL)
-async def promote(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def promote(job_id: JobId, s: Parts[control.Controls]) -> dict[str, Any]:
     return await _run(lambda: control.promote(s, job_id))
 
 
 @router.delete("/{job_id}", responses=_CONTROL)
-async def remove(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def remove(job_id: JobId, s: Parts[control.Controls]) -> dict[str, Any]:
     return await _run(lambda: control.remove(s, job_id))
 
 
 @router.post("/{job_id}/recipients/{index}/resolve", responses=_CONTROL)
 async def resolve(
-    job_id: JobId, index: int, body: ResolveRequest, s: Annotated[Services, Depends(services)]
+    job_id: JobId, index: int, body: ResolveRequest, s: Parts[control.Controls]
 ) -> dict[str, Any]:
     """Settle an ``unknown`` recipient: ``sent`` (optionally with the provider's message id),
     or ``resend`` to send it again on purpose."""
@@ -130,7 +130,7 @@ def _statuses(raw: str) -> list[RecipientStatus]:
 @router.get("/{job_id}/recipients", responses={404: {}})
 async def recipients(
     job_id: JobId,
-    s: Annotated[Services, Depends(services)],
+    s: Parts[HasLedger],
     status: Annotated[
         str,
         Query(
@@ -156,7 +156,7 @@ async def recipients(
     response_class=CsvResponse,
     responses={200: {"description": "One row per recipient."}, 404: {}},
 )
-async def report(job_id: JobId, s: Annotated[Services, Depends(services)]) -> StreamingResponse:
+async def report(job_id: JobId, s: Parts[reports.Reports]) -> StreamingResponse:
     if not await s.ledger.meta(job_id):
         raise ApiError(404, "Job not found")
     return CsvResponse(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from waqtor.api import auth
-from waqtor.api.deps import sender, services
+from waqtor.api.deps import Parts, sender
 from waqtor.api.errors import ApiError
 from waqtor.api.models import SendBulkRequest, ok
 from waqtor.api.openapi import EXTRA_SCHEMAS
@@ -30,9 +30,45 @@ from waqtor.domain.recipients import Parsed, parse
 from waqtor.domain.templates import MAX_MESSAGE_CHARS, TemplateError, check
 from waqtor.providers import content
 from waqtor.runtime import offload
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasCallbackQueue,
+    HasClock,
+    HasEngine,
+    HasHeartbeats,
+    HasIdempotency,
+    HasJobIndex,
+    HasLedger,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+    HasSuppressions,
+)
 from waqtor.sending import callbacks
 from waqtor.sending.sender import Sender
+
+
+class Reads(HasSettings, HasClock, Protocol):
+    """What reading a submission needs."""
+
+
+class Messages(
+    HasSettings,
+    HasClock,
+    HasEngine,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasCallbackQueue,
+    HasIdempotency,
+    HasJobIndex,
+    HasProviders,
+    HasHeartbeats,
+    Protocol,
+):
+    """What sending a campaign reads and writes."""
+
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
@@ -126,7 +162,7 @@ def _read_json(
 
 async def read_submission(
     request: Request,
-    s: Services,
+    s: Reads,
     message: str | None,
     account: str | None,
     *,
@@ -196,7 +232,7 @@ async def read_submission(
 )
 async def send_bulk(
     request: Request,
-    s: Annotated[Services, Depends(services)],
+    s: Parts[Messages],
     snd: Annotated[Sender, Depends(sender)],
     dryRun: Annotated[bool, Query(description="Validate and preview; send nothing.")] = False,
     message: Annotated[str | None, Query(max_length=MAX_MESSAGE_CHARS)] = None,
@@ -260,7 +296,7 @@ async def send_bulk(
 @router.post("/preview", openapi_extra=_BODY_DOC, responses={415: {}})
 async def preview_route(
     request: Request,
-    s: Annotated[Services, Depends(services)],
+    s: Parts[preview.Previews],
     message: Annotated[str | None, Query(max_length=MAX_MESSAGE_CHARS)] = None,
     account: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
 ) -> Any:
@@ -283,12 +319,12 @@ async def _json(body: Any, status: int = 200, headers: dict[str, str] | None = N
     return Response(encoded, status_code=status, media_type="application/json", headers=headers)
 
 
-async def _known(s: Services, account: str) -> None:
+async def _known(s: HasAccounts, account: str) -> None:
     if not await s.accounts.exists(account):
         raise ApiError(400, f"account: unknown account {account!r}")
 
 
-async def _send(s: Services, snd: Sender, sub: Submission) -> dict[str, Any]:
+async def _send(s: Messages, snd: Sender, sub: Submission) -> dict[str, Any]:
     parsed = sub.parsed
     invalid = [r.as_dict() for r in parsed.rejected]
     try:

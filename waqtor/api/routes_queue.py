@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import REDIS_DOWN, ApiError
 from waqtor.api.live_jobs import DEFAULT_LIMIT, MAX_LIMIT, LiveJobs
 from waqtor.api.live_stats import LiveStats
@@ -18,8 +18,34 @@ from waqtor.campaigns import submission as campaigns
 from waqtor.config import redis_label
 from waqtor.runtime import heartbeats
 from waqtor.runtime.health import account_providers
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasEngine,
+    HasHeartbeats,
+    HasProviders,
+    HasReconcileState,
+    HasRedisUrl,
+    HasSettings,
+    HasStore,
+)
 from waqtor.sending import reconcile
+
+
+class QueueHealth(
+    HasSettings,
+    HasRedisUrl,
+    HasClock,
+    HasEngine,
+    HasStore,
+    HasAccounts,
+    HasHeartbeats,
+    HasReconcileState,
+    HasProviders,
+    Protocol,
+):
+    """What the health route reads."""
+
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
 
@@ -60,7 +86,7 @@ async def jobs(
 
 
 @router.get("/jobs/{job_id}", responses={404: {}})
-async def job(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def job(job_id: JobId, s: Parts[job_views.Views]) -> dict[str, Any]:
     view = await s.engine.get(job_id)
     if view is None:
         # A campaign whose job was removed outside waqtor answers from its ledger, as its
@@ -73,20 +99,20 @@ async def job(job_id: JobId, s: Annotated[Services, Depends(services)]) -> dict[
 
 
 @router.post("/pause")
-async def pause(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def pause(s: Parts[HasEngine]) -> dict[str, Any]:
     await s.engine.pause()
     return ok(message="Queue paused: running campaigns stop before their next message")
 
 
 @router.post("/resume")
-async def resume(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def resume(s: Parts[HasEngine]) -> dict[str, Any]:
     await s.engine.resume()
     return ok(message="Queue resumed")
 
 
 @router.post("/clean")
 async def clean(
-    s: Annotated[Services, Depends(services)],
+    s: Parts[campaigns.Cleans],
     body: Annotated[CleanRequest | None, Body()] = None,
     grace: Annotated[int | None, Query(ge=0, le=10**13)] = None,
 ) -> dict[str, Any]:
@@ -110,9 +136,7 @@ async def clean(
         }
     },
 )
-async def health(
-    s: Annotated[Services, Depends(services)], live: Annotated[LiveStats, Depends(live_stats)]
-) -> Any:
+async def health(s: Parts[QueueHealth], live: Annotated[LiveStats, Depends(live_stats)]) -> Any:
     from fastapi.responses import JSONResponse
 
     data: dict[str, Any] = {}

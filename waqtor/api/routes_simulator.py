@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import FaultsRequest, ok
 from waqtor.providers.simulator import FAULT_CLASSES, SimulatorProvider
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasSimulator
 
 router = APIRouter(
     prefix="/api/simulator",
@@ -19,7 +19,7 @@ router = APIRouter(
 )
 
 
-def _simulator(s: Services) -> SimulatorProvider:
+def _simulator(s: HasSimulator) -> SimulatorProvider:
     if s.simulator is None:
         raise ApiError(404, "The simulator provider is not active")
     return s.simulator
@@ -27,7 +27,7 @@ def _simulator(s: Services) -> SimulatorProvider:
 
 @router.get("/messages")
 async def messages(
-    s: Annotated[Services, Depends(services)],
+    s: Parts[HasSimulator],
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
@@ -36,15 +36,13 @@ async def messages(
 
 
 @router.get("/faults")
-async def get_faults(s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def get_faults(s: Parts[HasSimulator]) -> dict[str, Any]:
     faults = await _simulator(s).faults()
     return ok(faults.to_dict())
 
 
 @router.put("/faults")
-async def set_faults(
-    body: FaultsRequest, s: Annotated[Services, Depends(services)]
-) -> dict[str, Any]:
+async def set_faults(body: FaultsRequest, s: Parts[HasSimulator]) -> dict[str, Any]:
     sim = _simulator(s)
     rates = {name: getattr(body, name) for name in FAULT_CLASSES if getattr(body, name)}
     await sim.set_faults(rates, body.latencyMs, dict(body.phones), body.lookup)

@@ -3,16 +3,21 @@ code or pairing code), carried out by the process that holds the session."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.providers.web.hub import NAME
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasWeb
+
+
+class Pairs(HasAccounts, HasWeb, Protocol):
+    """What the WhatsApp Web routes read and write."""
+
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 Name = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -28,7 +33,7 @@ class PairRequest(BaseModel):
     )
 
 
-async def _web(s: Services, name: str) -> None:
+async def _web(s: HasAccounts, name: str) -> None:
     account = await s.accounts.get(name, fresh=True)
     if account is None:
         raise ApiError(404, "Account not found")
@@ -37,16 +42,14 @@ async def _web(s: Services, name: str) -> None:
 
 
 @router.get("/{name}/web", responses={404: {}, 409: {}})
-async def web_state(name: Name, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def web_state(name: Name, s: Parts[Pairs]) -> dict[str, Any]:
     await _web(s, name)
     state = await s.web.store.state(name)
     return ok({**state.as_dict(), "holder": await s.web.store.holder(name)})
 
 
 @router.post("/{name}/web/pair", status_code=202, responses={404: {}, 409: {}})
-async def web_pair(
-    name: Name, body: PairRequest, s: Annotated[Services, Depends(services)]
-) -> dict[str, Any]:
+async def web_pair(name: Name, body: PairRequest, s: Parts[Pairs]) -> dict[str, Any]:
     await _web(s, name)
     how = f"code:{body.phone.lstrip('+')}" if body.phone else "qr"
     await s.web.store.request_pairing(name, how)

@@ -11,17 +11,17 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from waqtor.api.deps import services
+from waqtor.api.deps import Parts
 from waqtor.api.errors import ApiError
 from waqtor.api.models import ok
 from waqtor.campaigns import webhooks
 from waqtor.config import read_secret
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasSettings
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = logging.getLogger("waqtor.campaigns.webhooks")
@@ -34,7 +34,7 @@ MAX_CHALLENGE = 512
     response_class=PlainTextResponse,
     responses={400: {}, 403: {}, 404: {"description": "WHATSAPP_VERIFY_TOKEN is not set."}},
 )
-async def verify(request: Request, s: Annotated[Services, Depends(services)]) -> PlainTextResponse:
+async def verify(request: Request, s: Parts[HasSettings]) -> PlainTextResponse:
     """Meta's subscription check: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
     expected = s.settings.whatsapp_verify_token
     if not expected:
@@ -61,7 +61,7 @@ async def verify(request: Request, s: Annotated[Services, Depends(services)]) ->
         404: {"description": "WHATSAPP_APP_SECRET is not set."},
     },
 )
-async def receive(request: Request, s: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+async def receive(request: Request, s: Parts[webhooks.CloudWebhooks]) -> dict[str, Any]:
     """Delivery statuses and inbound messages. Applied idempotently: Meta may send an event
     more than once, and out of order."""
     secret = read_secret(s.settings.whatsapp_app_secret, s.settings.whatsapp_app_secret_file)

@@ -8,7 +8,7 @@ import asyncio
 import csv
 import io
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -25,9 +25,33 @@ from waqtor.domain.accounts import (
 )
 from waqtor.domain.phones import MAX_RAW_CHARS, PhoneError, normalise
 from waqtor.providers import gateway_env
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasGateways,
+    HasPacer,
+    HasSettings,
+    HasSuppressions,
+)
 from waqtor.sending.breaker import Breaker
 from waqtor.store.accounts import DEFAULT
+
+
+class Edits(HasSettings, HasAccounts, Protocol):
+    """What creating and changing an account reads and writes."""
+
+
+class Suppresses(HasSettings, HasSuppressions, Protocol):
+    """What an account's suppression list reads and writes."""
+
+
+class Rests(HasSettings, HasClock, HasPacer, HasAccounts, Protocol):
+    """What pausing and resuming an account read and write (the breaker's parts)."""
+
+
+class AccountViews(HasClock, HasPacer, HasAccounts, HasGateways, Protocol):
+    """What an account's view reads."""
+
 
 #: Providers an account may name.
 PROVIDERS = ("simulator", "cloud_api", "waha", "evolution", "web")
@@ -45,7 +69,7 @@ class AccountError(Exception):
         self.message = message
 
 
-def check(s: Services, account: Account) -> None:
+def check(s: HasSettings, account: Account) -> None:
     """What a stored account must satisfy beyond its own fields: a token variable meant for
     tokens (never the service's own secrets), and a gateway the environment configures (its
     URL and key come from GATEWAY_<NAME>_*, never from a request)."""
@@ -73,21 +97,21 @@ def validate(fields: dict[str, Any]) -> Account:
         raise AccountError(400, f"{field}: {first.get('msg', 'invalid')}") from None
 
 
-async def create(s: Services, account: Account) -> Account:
+async def create(s: Edits, account: Account) -> Account:
     check(s, account)
     if account.name != DEFAULT and await s.accounts.exists(account.name):
         raise AccountError(409, f"name: account {account.name!r} already exists")
     return await s.accounts.put(operator_pause(account, None))
 
 
-async def get(s: Services, name: str) -> Account:
+async def get(s: HasAccounts, name: str) -> Account:
     account = await s.accounts.get(name, fresh=True)
     if account is None:
         raise AccountError(404, "Account not found")
     return account
 
 
-async def update(s: Services, name: str, changes: dict[str, Any]) -> Account:
+async def update(s: Edits, name: str, changes: dict[str, Any]) -> Account:
     current = await get(s, name)
     if "name" in changes and changes["name"] != name:
         raise AccountError(400, "name: an account cannot be renamed")
@@ -96,14 +120,14 @@ async def update(s: Services, name: str, changes: dict[str, Any]) -> Account:
     return await s.accounts.put(operator_pause(updated, current))
 
 
-async def pause(s: Services, name: str) -> Account:
+async def pause(s: Rests, name: str) -> Account:
     account = await get(s, name)
     updated = account.model_copy(update={"paused": True, "pausedReason": OPERATOR_REASON})
     await s.accounts.log_breaker(name, s.clock.now_ms(), "paused", "by an operator")
     return await s.accounts.put(updated)
 
 
-async def resume(s: Services, name: str) -> Account:
+async def resume(s: Rests, name: str) -> Account:
     """Manual resume (also after the breaker): at half the caps and double the delay for
     RESUME_REDUCED_MS when the breaker had paused it."""
     account = await get(s, name)
@@ -112,7 +136,7 @@ async def resume(s: Services, name: str) -> Account:
     return await Breaker(s).resume(account, reduced)
 
 
-async def view(s: Services, account: Account) -> dict[str, Any]:
+async def view(s: AccountViews, account: Account) -> dict[str, Any]:
     """The account with what is in force right now: caps today, sends in the windows, rest,
     and for gateway accounts the session and new contacts."""
     now = s.clock.now_ms()
@@ -145,7 +169,7 @@ async def view(s: Services, account: Account) -> dict[str, Any]:
     return body
 
 
-async def reply_rate(s: Services, account: Account) -> tuple[int, int, float | None]:
+async def reply_rate(s: HasGateways, account: Account) -> tuple[int, int, float | None]:
     """``(repliers, contacts, rate)`` of a gateway account (rate None: no contact yet)."""
     if account.provider not in ORDINARY_NUMBER_PROVIDERS:
         return 0, 0, None
@@ -153,7 +177,7 @@ async def reply_rate(s: Services, account: Account) -> tuple[int, int, float | N
     return repliers, contacts, (repliers / contacts if contacts else None)
 
 
-async def suppress(s: Services, name: str, raws: list[Any]) -> tuple[int, list[dict[str, Any]]]:
+async def suppress(s: Suppresses, name: str, raws: list[Any]) -> tuple[int, list[dict[str, Any]]]:
     """Add phones in any accepted spelling; returns (added, invalid ones by index)."""
     valid: list[str] = []
     invalid: list[dict[str, Any]] = []
@@ -166,7 +190,7 @@ async def suppress(s: Services, name: str, raws: list[Any]) -> tuple[int, list[d
     return await hygiene.add(s, name, valid), invalid
 
 
-async def unsuppress(s: Services, name: str, phone: str) -> str:
+async def unsuppress(s: Suppresses, name: str, phone: str) -> str:
     try:
         number = normalise(phone, s.settings.default_region)
     except PhoneError as exc:
@@ -188,7 +212,7 @@ def _csv_phones(data: bytes) -> list[str]:
     return phones
 
 
-async def import_csv(s: Services, name: str, data: bytes) -> tuple[int, list[dict[str, Any]]]:
+async def import_csv(s: Suppresses, name: str, data: bytes) -> tuple[int, list[dict[str, Any]]]:
     """Suppress the numbers in the first column of a CSV (a header row is skipped)."""
     if len(data) > MAX_IMPORT_BYTES:
         raise AccountError(413, f"file: at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB")

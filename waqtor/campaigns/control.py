@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from waqtor.domain.status import RecipientStatus
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasClock, HasEngine, HasJobIndex, HasLedger
 from waqtor.store.ledger import accounts_of
+
+
+class Controls(HasClock, HasEngine, HasLedger, HasJobIndex, Protocol):
+    """What campaign control reads and writes."""
+
 
 FINISHED = ("completed", "failed")
 
@@ -31,14 +37,14 @@ class Outcome:
     changed: int = 0
 
 
-async def _state(s: Services, cid: str) -> str:
+async def _state(s: Controls, cid: str) -> str:
     view = await s.engine.get(cid)
     if view is None or not await s.ledger.meta(cid):
         raise ControlError(404, "Job not found")
     return view.state
 
 
-async def _running_meta(s: Services, cid: str, verb: str) -> dict[str, str]:
+async def _running_meta(s: Controls, cid: str, verb: str) -> dict[str, str]:
     """The meta of a campaign that can still be paused or resumed: neither finished nor
     canceled (409 naming which)."""
     state = await _state(s, cid)
@@ -50,7 +56,7 @@ async def _running_meta(s: Services, cid: str, verb: str) -> dict[str, str]:
     return meta
 
 
-async def pause(s: Services, cid: str) -> Outcome:
+async def pause(s: Controls, cid: str) -> Outcome:
     meta = await _running_meta(s, cid, "pause")
     was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "1")
@@ -60,7 +66,7 @@ async def pause(s: Services, cid: str) -> Outcome:
     return Outcome("Campaign paused: no message goes out until it is resumed", 1)
 
 
-async def resume(s: Services, cid: str) -> Outcome:
+async def resume(s: Controls, cid: str) -> Outcome:
     meta = await _running_meta(s, cid, "resume")
     was = meta.get("paused") == "1"
     await s.ledger.set_flag(cid, "paused", "0")
@@ -74,7 +80,7 @@ async def resume(s: Services, cid: str) -> Outcome:
     return Outcome("Campaign resumed", 1)
 
 
-async def cancel(s: Services, cid: str) -> Outcome:
+async def cancel(s: Controls, cid: str) -> Outcome:
     state = await _state(s, cid)
     if state in FINISHED:
         raise ControlError(409, f"Job is {state}; nothing to cancel")
@@ -88,7 +94,7 @@ async def cancel(s: Services, cid: str) -> Outcome:
     return Outcome(f"Campaign canceled: {changed} unsent recipient(s) canceled", changed)
 
 
-async def retry_failed(s: Services, cid: str, codes: Sequence[str] = ()) -> Outcome:
+async def retry_failed(s: Controls, cid: str, codes: Sequence[str] = ()) -> Outcome:
     state = await _state(s, cid)
     meta = await s.ledger.meta(cid)
     if meta.get("canceled") == "1":
@@ -99,7 +105,7 @@ async def retry_failed(s: Services, cid: str, codes: Sequence[str] = ()) -> Outc
     return Outcome(f"{changed} failed recipient(s) queued again", changed)
 
 
-async def _go_on(s: Services, cid: str, state: str) -> None:
+async def _go_on(s: Controls, cid: str, state: str) -> None:
     """Start the job now: a finished one is put back in the queue (its ledger decides what is
     left to do), a delayed one is promoted."""
     if state in FINISHED:
@@ -111,7 +117,7 @@ async def _go_on(s: Services, cid: str, state: str) -> None:
         await s.engine.promote(cid)
 
 
-async def promote(s: Services, cid: str) -> Outcome:
+async def promote(s: Controls, cid: str) -> Outcome:
     await _state(s, cid)
     if await s.job_index.leased(cid):
         raise ControlError(
@@ -124,7 +130,7 @@ async def promote(s: Services, cid: str) -> Outcome:
     return Outcome("Job promoted: it starts now", 1)
 
 
-async def remove(s: Services, cid: str) -> Outcome:
+async def remove(s: Controls, cid: str) -> Outcome:
     if await s.engine.get(cid) is None and (await s.ledger.meta(cid)).get("orphaned"):
         # Its job was removed outside waqtor and the reconciler closed it: only the ledger
         # (kept for the report) is left.
@@ -141,7 +147,7 @@ async def remove(s: Services, cid: str) -> Outcome:
     return Outcome("Job and its recipients removed", 1)
 
 
-async def resolve(s: Services, cid: str, index: int, action: str, message_id: str = "") -> Outcome:
+async def resolve(s: Controls, cid: str, index: int, action: str, message_id: str = "") -> Outcome:
     state = await _state(s, cid)
     meta = await s.ledger.meta(cid)
     if not 0 <= index < int(meta.get("total", "0")):

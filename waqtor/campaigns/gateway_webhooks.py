@@ -30,7 +30,7 @@ import hmac
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.campaigns import hygiene
 from waqtor.campaigns.webhooks import keyword_form, opt_out_keywords
@@ -41,10 +41,34 @@ from waqtor.providers import evolution, waha
 from waqtor.providers.base import SessionState
 from waqtor.providers.cloud_api import opaque_data
 from waqtor.providers.gateway import describe
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasGateways,
+    HasJobIndex,
+    HasPacer,
+    HasSettings,
+    HasSuppressions,
+    HasWebhookIndex,
+)
 from waqtor.sending import delivery, human
 from waqtor.sending.breaker import BAN_SIGNALS, Breaker
 from waqtor.sending.delivery import StatusEvent
+
+
+class GatewayWebhooks(
+    HasSettings,
+    HasClock,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasJobIndex,
+    HasWebhookIndex,
+    HasGateways,
+    Protocol,
+):
+    """What handling a gateway's webhook reads and writes."""
+
 
 log = logging.getLogger("waqtor.campaigns.gateway_webhooks")
 
@@ -203,7 +227,7 @@ def parse_evolution(payload: Any, now_ms: int) -> tuple[str, Events]:
     return instance, out
 
 
-async def accounts_of(s: Services, provider: str, gateway: str, session: str) -> list[Account]:
+async def accounts_of(s: HasAccounts, provider: str, gateway: str, session: str) -> list[Account]:
     return [
         a
         for a in await s.accounts.all()
@@ -215,7 +239,7 @@ async def accounts_of(s: Services, provider: str, gateway: str, session: str) ->
 
 
 async def handle(
-    s: Services, provider: str, gateway: str, session: str, events: Events
+    s: GatewayWebhooks, provider: str, gateway: str, session: str, events: Events
 ) -> dict[str, Any]:
     """Apply one verified gateway webhook to every account on that gateway session."""
     accounts = await accounts_of(s, provider, gateway, session)
@@ -259,7 +283,7 @@ async def handle(
 
 
 async def _inbound(
-    s: Services, accounts: list[Account], inbound: list[tuple[str, str]]
+    s: GatewayWebhooks, accounts: list[Account], inbound: list[tuple[str, str]]
 ) -> tuple[int, int]:
     keywords = opt_out_keywords(s.settings.opt_out_keywords)
     opted = replies = 0
@@ -275,7 +299,7 @@ async def _inbound(
 
 
 async def _session(
-    s: Services,
+    s: GatewayWebhooks,
     breaker: Breaker,
     provider: str,
     gateway: str,

@@ -7,14 +7,16 @@ from collections.abc import Iterable
 
 from waqtor.domain.recipients import Parsed, Recipient
 from waqtor.domain.templates import placeholders, variants
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasSuppressions
 
 
-async def suppressed_among(s: Services, account: str, phones: list[str]) -> set[str]:
+async def suppressed_among(s: HasSuppressions, account: str, phones: list[str]) -> set[str]:
     return await s.suppressions.among(account, phones)
 
 
-async def drop_suppressed(s: Services, account: str, parsed: Parsed) -> list[dict[str, object]]:
+async def drop_suppressed(
+    s: HasSuppressions, account: str, parsed: Parsed
+) -> list[dict[str, object]]:
     """Remove opted-out numbers from ``parsed``; return them by request index."""
     hits = await suppressed_among(s, account, [r.phone for r in parsed.accepted])
     if not hits:
@@ -91,6 +93,6 @@ def _shared_template_counts(parsed: Parsed) -> int | None:
     return max(counts.values(), default=0) // spread
 
 
-async def add(s: Services, account: str, phones: Iterable[str]) -> int:
+async def add(s: HasSuppressions, account: str, phones: Iterable[str]) -> int:
     items = list(phones)
     return await s.suppressions.add(account, items) if items else 0

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.domain.status import JobState, campaign_state
 from waqtor.engine import JobView
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasEngine, HasGateways, HasJobIndex, HasLedger
+
+
+class Views(HasEngine, HasLedger, HasJobIndex, HasGateways, Protocol):
+    """What the API's views of jobs read."""
+
 
 #: Meta fields that change how a job is shown.
 _FLAGS = ("paused", "canceled", "orphaned", "job_end", "total", "created_ms", "account")
@@ -51,7 +56,7 @@ class Flags:
         return JobState.FAILED.value if self.failed else JobState.COMPLETED.value
 
 
-async def flags(s: Services, ids: list[str]) -> list[Flags]:
+async def flags(s: HasJobIndex, ids: list[str]) -> list[Flags]:
     return [Flags.of(row) for row in await s.job_index.meta_rows(ids, list(_FLAGS))]
 
 
@@ -69,7 +74,7 @@ def _orphan_row(cid: str, f: Flags) -> dict[str, Any]:
     }
 
 
-async def job_rows(s: Services, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+async def job_rows(s: Views, limit: int, offset: int = 0) -> list[dict[str, Any]]:
     """``limit`` campaigns with a job, newest first from the ``offset``-th, as the API lists
     them."""
     ids = await s.job_index.newest_jobs(limit, offset)
@@ -96,7 +101,7 @@ async def job_rows(s: Services, limit: int, offset: int = 0) -> list[dict[str, A
     return rows
 
 
-async def job_detail(s: Services, job: JobView) -> dict[str, Any]:
+async def job_detail(s: Views, job: JobView) -> dict[str, Any]:
     counts = await s.ledger.counts(job.id)
     meta = await s.ledger.meta(job.id)
     state = campaign_state(
@@ -119,7 +124,7 @@ async def job_detail(s: Services, job: JobView) -> dict[str, Any]:
     }
 
 
-async def reply_figures(s: Services, cid: str, counts: dict[str, int]) -> dict[str, Any]:
+async def reply_figures(s: HasGateways, cid: str, counts: dict[str, int]) -> dict[str, Any]:
     """Recipients who replied (WhatsApp Web gateways: a reply within 72 h of the campaign's
     message), and their share of those it reached: a sender's best quality signal."""
     replies = await s.gateways.replies(cid)
@@ -127,7 +132,7 @@ async def reply_figures(s: Services, cid: str, counts: dict[str, int]) -> dict[s
     return {"replies": replies, "replyRate": round(replies / reached, 4) if reached else None}
 
 
-async def orphan_detail(s: Services, cid: str) -> dict[str, Any] | None:
+async def orphan_detail(s: Views, cid: str) -> dict[str, Any] | None:
     """The detail of a campaign whose job was removed outside waqtor, from its ledger (kept
     for the report until our own ``clean`` removes it); None for anything else."""
     (f,) = await flags(s, [cid])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from waqtor.campaigns import hygiene
@@ -13,13 +13,37 @@ from waqtor.domain.recipients import Parsed
 from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.templates import TemplateError, builtin_values, render
 from waqtor.runtime import offload
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasHeartbeats,
+    HasJobIndex,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+    HasSuppressions,
+)
+
+
+class Previews(
+    HasSettings,
+    HasClock,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasJobIndex,
+    HasProviders,
+    HasHeartbeats,
+    Protocol,
+):
+    """What a dry run reads (it writes nothing)."""
+
 
 SAMPLES = 5
 
 
 async def dry_run(
-    s: Services,
+    s: Previews,
     parsed: Parsed,
     account: str,
     accounts: list[str] | None = None,
@@ -126,7 +150,7 @@ def _render_all(
 
 
 async def _quiet_rules(
-    s: Services, senders: list[str], schedule: Schedule | None
+    s: Previews, senders: list[str], schedule: Schedule | None
 ) -> dict[str, Daily]:
     """Per account: the quiet hours in force (the request's, else the account's own)."""
     out: dict[str, Daily] = {}

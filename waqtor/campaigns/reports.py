@@ -7,14 +7,19 @@ import io
 import re
 from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from waqtor.domain.phones import search_digits
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.templates import TemplateError, builtin_values, render
 from waqtor.runtime import offload
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasClock, HasLedger, HasSettings
+
+
+class Reports(HasSettings, HasClock, HasLedger, Protocol):
+    """What the CSV report reads."""
+
 
 CHUNK = 2000
 MAX_PHONE_MATCHES = 10_000
@@ -58,7 +63,7 @@ def _expand(row: dict[str, Any], detail: dict[str, Any]) -> dict[str, Any]:
 
 
 async def recipient_page(
-    s: Services,
+    s: HasLedger,
     cid: str,
     *,
     statuses: Collection[RecipientStatus] = (),
@@ -133,7 +138,7 @@ def _chunk_rows(
     return buf.getvalue()
 
 
-async def csv_report(s: Services, cid: str) -> AsyncIterator[str]:
+async def csv_report(s: Reports, cid: str) -> AsyncIterator[str]:
     """One CSV row per recipient, streamed in chunks; the text is re-rendered exactly as sent
     (``{date}``/``{time}`` at the moment it was sent). Cells that a spreadsheet would run as a
     formula are neutralised (``safe_cell``)."""

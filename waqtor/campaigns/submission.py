@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.campaigns import hygiene
 from waqtor.domain.accounts import caps_on, gap_ms
@@ -25,10 +25,56 @@ from waqtor.providers import content
 from waqtor.providers.base import Capabilities
 from waqtor.providers.registry import UnknownProvider
 from waqtor.runtime import heartbeats
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasCallbackQueue,
+    HasClock,
+    HasEngine,
+    HasHeartbeats,
+    HasJobIndex,
+    HasLedger,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+    HasSuppressions,
+)
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.sender import Campaign, Sender
 from waqtor.sending.worker import ASSIST_MIN_BATCHES
+
+
+class Picks(HasClock, HasAccounts, Protocol):
+    """What choosing the accounts that can send now reads."""
+
+
+class Gaps(HasSettings, HasClock, HasPacer, HasAccounts, HasJobIndex, HasProviders, Protocol):
+    """What the time per message of an account reads."""
+
+
+class Estimates(Gaps, HasHeartbeats, Protocol):
+    """What the ETA of a campaign reads (the heartbeats: how many workers help a long list)."""
+
+
+class Cleans(HasClock, HasEngine, HasLedger, HasJobIndex, Protocol):
+    """What cleaning finished campaigns out of the queue reads and writes."""
+
+
+class Submits(
+    HasSettings,
+    HasClock,
+    HasEngine,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasCallbackQueue,
+    HasJobIndex,
+    HasProviders,
+    HasHeartbeats,
+    Protocol,
+):
+    """What submitting a campaign reads and writes."""
+
 
 DEFAULT_ACCOUNT = "default"
 #: Campaigns larger than this write their recipient list ahead of the MULTI.
@@ -65,21 +111,20 @@ class InstantResult:
         return self.campaign_id if self.pending else None
 
 
-async def message_gap_ms(
-    s: Services, account_name: str, now: int | None = None, recipients: int = 0
-) -> float:
+async def message_gap_ms(s: Gaps, account_name: str, now: int | None = None) -> float:
     """Average time per message on the account: its paced gap (delay and jitter) or the
     provider's observed send time, whichever is longer; with no delay, what its campaigns
     really achieve (batches and requests side by side), never above the provider's rate."""
-    gap, _ = await _pace(s, account_name, now, recipients)
+    gap, _ = await _pace(s, account_name, now)
     return gap
 
 
 async def _pace(
-    s: Services, account_name: str, now: int | None, recipients: int
+    s: Gaps, account_name: str, now: int | None, helpers: int = 0
 ) -> tuple[float, float]:
     """The account's time per message and what a campaign costs besides its sends (ms), as
-    its last runs measured them, else from its provider's declared capabilities."""
+    its last runs measured them, else from its provider's declared capabilities (and the
+    ``helpers``, other workers that take batches of a long list)."""
     account = await s.accounts.get(account_name) or s.accounts.default()
     now = s.clock.now_ms() if now is None else now
     jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
@@ -94,15 +139,14 @@ async def _pace(
     except UnknownProvider:
         can = None
     parallel = _parallel(s, can)
-    if ran is None and parallel > 1 and recipients >= ASSIST_MIN_BATCHES * s.settings.send_batch:
-        # Other live workers help with the batches of a list this long (``_ask_for_help``).
-        parallel *= 1 + max(0, min(s.settings.assist_workers, await heartbeats.alive(s) - 1))
+    if ran is None and parallel > 1:
+        parallel *= 1 + helpers
     interval = throughput.interval_ms(can) if can is not None else 0.0
     achieved = ran.per_message_ms if ran is not None else None
     return unpaced_gap_ms(achieved, observed, parallel, interval_ms=interval), fixed
 
 
-async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
+async def estimate(s: Estimates, account_name: str, recipients: int) -> Estimate:
     """Counts the backlog already queued on the account, its paced gap (delay and jitter), the
     provider's observed send time and declared rate, its caps and warm-up, any rest it is
     taking, and what a campaign costs besides its sends (picked up, started, finished): not
@@ -111,7 +155,11 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     now = s.clock.now_ms()
     caps = caps_on(account, now)
     backlog = await s.pacer.backlog(account_name)
-    gap, fixed = await _pace(s, account_name, now, backlog + recipients)
+    helpers = 0
+    if backlog + recipients >= ASSIST_MIN_BATCHES * s.settings.send_batch:
+        # Other live workers help with the batches of a list this long (``_ask_for_help``).
+        helpers = max(0, min(s.settings.assist_workers, await heartbeats.alive(s) - 1))
+    gap, fixed = await _pace(s, account_name, now, helpers)
     free_at = max(
         await s.pacer.next_free_ms(account_name), await s.accounts.cooling_until(account_name)
     )
@@ -134,7 +182,7 @@ async def estimate(s: Services, account_name: str, recipients: int) -> Estimate:
     return Estimate(ms, humanise(ms), backlog, limited)
 
 
-def _parallel(s: Services, can: Capabilities | None) -> int:
+def _parallel(s: HasSettings, can: Capabilities | None) -> int:
     """How many sends of one campaign go out side by side on an unpaced account: a batch
     (``SEND_BATCH``) when its provider takes them, else the requests it allows in flight
     (its declared ``max_in_flight``, at most a claim of ``SEND_BATCH``)."""
@@ -145,7 +193,7 @@ def _parallel(s: Services, can: Capabilities | None) -> int:
     return max(1, min(s.settings.send_batch, can.max_in_flight))
 
 
-async def instant_blocker(s: Services, account_name: str, recipients: int) -> str | None:
+async def instant_blocker(s: Submits, account_name: str, recipients: int) -> str | None:
     """Why a small list cannot go out right now on this account (then it is queued)."""
     if await s.engine.is_paused():
         return "the queue is paused: queued instead of sent now"
@@ -161,7 +209,7 @@ async def instant_blocker(s: Services, account_name: str, recipients: int) -> st
     return await unavailable(s, account_name, recipients)
 
 
-async def unavailable(s: Services, account_name: str, recipients: int) -> str | None:
+async def unavailable(s: Picks, account_name: str, recipients: int) -> str | None:
     """Why the account cannot send ``recipients`` messages now: paused, resting or capped."""
     account = await s.accounts.get(account_name)
     if account is None:
@@ -184,7 +232,7 @@ async def unavailable(s: Services, account_name: str, recipients: int) -> str | 
 
 
 async def enqueue(
-    s: Services,
+    s: Submits,
     parsed: Parsed,
     accounts: list[str] | str | None = None,
     extra: dict[str, str] | None = None,
@@ -242,7 +290,7 @@ async def enqueue(
 
 
 async def send_instant(
-    s: Services,
+    s: Submits,
     sender: Sender,
     parsed: Parsed,
     account: str = DEFAULT_ACCOUNT,
@@ -299,7 +347,7 @@ async def send_instant(
     return result
 
 
-async def _renew(s: Services, cid: str) -> None:
+async def _renew(s: HasJobIndex, cid: str) -> None:
     while True:
         await asyncio.sleep(INSTANT_LEASE_MS / 3 / 1000)
         with contextlib.suppress(Exception):  # Redis down: the sends fail and say so
@@ -307,7 +355,7 @@ async def _renew(s: Services, cid: str) -> None:
 
 
 async def _send_all(
-    s: Services,
+    s: HasLedger,
     sender: Sender,
     cid: str,
     account: str,
@@ -326,7 +374,7 @@ async def _send_all(
         return
 
 
-async def _drop_safety_net(s: Services, cid: str) -> None:
+async def _drop_safety_net(s: HasEngine, cid: str) -> None:
     """Remove the instant send's job. A worker may hold it for a moment (it found the lease
     and is putting it back in *delayed*): try again briefly."""
     for _ in range(20):
@@ -348,7 +396,7 @@ _SETTLED_FAILURES = frozenset(
 _SUCCESS = frozenset({RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.READ})
 
 
-async def _instant_result(s: Services, cid: str, parsed: Parsed) -> InstantResult:
+async def _instant_result(s: HasLedger, cid: str, parsed: Parsed) -> InstantResult:
     """Each recipient as the ledger has it now: ``phone`` as the request gave it and
     ``normalizedPhone`` as it was sent."""
     rows = await s.ledger.rows_at(cid, list(range(len(parsed.accepted))))
@@ -389,7 +437,7 @@ async def _instant_result(s: Services, cid: str, parsed: Parsed) -> InstantResul
     return result
 
 
-async def clean(s: Services, grace_ms: int) -> list[str]:
+async def clean(s: Cleans, grace_ms: int) -> list[str]:
     """Remove finished jobs older than ``grace_ms`` together with their ledgers; and the
     ledgers with no job: instant sends, and campaigns whose job was removed outside waqtor
     (closed by ``reconcile``), on the same rule."""
@@ -418,13 +466,13 @@ async def clean(s: Services, grace_ms: int) -> list[str]:
 TIMED = ("window", "quiet", "expires_ms")
 
 
-def small_enough(s: Services, recipients: int) -> bool:
+def small_enough(s: HasSettings, recipients: int) -> bool:
     """Whether a list this long is sent at once (instant) when nothing stands in its way."""
     return 0 < recipients <= s.settings.instant_threshold
 
 
 async def why_queued(
-    s: Services, account: str, recipients: int, *, delay_ms: int, extra: dict[str, str]
+    s: Submits, account: str, recipients: int, *, delay_ms: int, extra: dict[str, str]
 ) -> tuple[bool, str | None]:
     """``(instant, reason)``: whether the list goes out now, in this request; else why a
     list small enough for that is queued (None for a list that is simply large)."""
@@ -459,7 +507,7 @@ class Submitted:
     reason: str | None = None
 
 
-async def usable_accounts(s: Services, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+async def usable_accounts(s: Picks, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """Of several accounts, those that can send now; paused, resting or capped ones are
     skipped. If none can, all are kept: the campaign waits for them, and says why."""
     if len(names) == 1:
@@ -476,7 +524,7 @@ async def usable_accounts(s: Services, names: list[str]) -> tuple[list[str], lis
 
 
 async def submit(
-    s: Services,
+    s: Submits,
     parsed: Parsed,
     accounts: list[str],
     extra: dict[str, str] | None = None,

@@ -8,6 +8,7 @@ the breaker with the reason for the alert."""
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from waqtor.campaigns import hygiene
 from waqtor.campaigns.webhooks import keyword_form, opt_out_keywords
@@ -15,12 +16,38 @@ from waqtor.domain.phones import PhoneError, mask, normalise
 from waqtor.providers.cloud_api import opaque_data
 from waqtor.providers.web.adapter import Inbound, Receipt
 from waqtor.providers.web.session import Hooks
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasGateways,
+    HasJobIndex,
+    HasPacer,
+    HasSettings,
+    HasSuppressions,
+    HasWeb,
+    HasWebhookIndex,
+)
 from waqtor.sending import delivery
 from waqtor.sending.breaker import Breaker
 from waqtor.sending.delivery import StatusEvent
 from waqtor.store import web_sessions
 from waqtor.store.web_sessions import WebState
+
+
+class Inbox(
+    HasSettings,
+    HasClock,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasJobIndex,
+    HasWebhookIndex,
+    HasGateways,
+    HasWeb,
+    Protocol,
+):
+    """What the built-in WhatsApp Web inbox reads and writes."""
+
 
 log = logging.getLogger("waqtor.campaigns.web_inbox")
 
@@ -32,7 +59,7 @@ def _e164(digits: str) -> str | None:
         return None
 
 
-def install(s: Services) -> None:
+def install(s: Inbox) -> None:
     """Give ``s.web`` its hooks and let it hold sessions (a worker process)."""
     breaker = Breaker(s)
     keywords = opt_out_keywords(s.settings.opt_out_keywords)

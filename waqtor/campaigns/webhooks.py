@@ -17,15 +17,37 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.campaigns import hygiene
 from waqtor.domain.phones import PhoneError, mask, normalise
 from waqtor.domain.status import RecipientStatus
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasJobIndex,
+    HasPacer,
+    HasSettings,
+    HasSuppressions,
+    HasWebhookIndex,
+)
 from waqtor.sending import delivery
 from waqtor.sending.breaker import BAN_SIGNALS, Breaker
 from waqtor.sending.delivery import StatusEvent
+
+
+class CloudWebhooks(
+    HasSettings,
+    HasClock,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasJobIndex,
+    HasWebhookIndex,
+    Protocol,
+):
+    """What handling a Cloud API webhook reads and writes."""
+
 
 log = logging.getLogger("waqtor.campaigns.webhooks")
 
@@ -213,7 +235,7 @@ def parse(payload: Any, now_ms: int) -> Delivery:
     return out
 
 
-async def handle(s: Services, payload: Any) -> dict[str, Any]:
+async def handle(s: CloudWebhooks, payload: Any) -> dict[str, Any]:
     """Apply a verified webhook body. Returns what happened, by outcome. Raises Malformed."""
     now = s.clock.now_ms()
     delivery_ = parse(payload, now)
@@ -250,7 +272,7 @@ async def handle(s: Services, payload: Any) -> dict[str, Any]:
     }
 
 
-async def _opt_outs(s: Services, inbound: list[Inbound]) -> tuple[int, int]:
+async def _opt_outs(s: CloudWebhooks, inbound: list[Inbound]) -> tuple[int, int]:
     """Opt-out replies put their senders on the suppression list; returns (added, senders that
     are not a phone number). One bad ``from`` never stops the others."""
     keywords = opt_out_keywords(s.settings.opt_out_keywords)
@@ -276,5 +298,5 @@ async def _opt_outs(s: Services, inbound: list[Inbound]) -> tuple[int, int]:
     return added, bad
 
 
-async def stats(s: Services) -> dict[str, int]:
+async def stats(s: HasWebhookIndex) -> dict[str, int]:
     return await s.webhook_index.stats()

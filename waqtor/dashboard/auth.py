@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -122,4 +122,8 @@ async def actor(request: Request, who: Annotated[Viewer, Depends(poster)]) -> Vi
 Look = Annotated[Viewer, Depends(viewer)]
 Post = Annotated[Viewer, Depends(poster)]
 Act = Annotated[Viewer, Depends(actor)]
-Svc = Annotated[Services, Depends(services)]
+T = TypeVar("T")
+#: A page's view of the process's services, narrowed to the parts it declares: ``s:
+#: Svc[control.Controls]`` (``waqtor.runtime.parts``). FastAPI injects the whole ``Services``;
+#: mypy holds the page to what ``T`` declares.
+Svc = Annotated[T, Depends(services)]

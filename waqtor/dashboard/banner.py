@@ -7,9 +7,18 @@ real. All simulated: the banner says no real WhatsApp message is sent. Some: it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasProviders, HasSimulator
 from waqtor.store.errors import REDIS_DOWN
+
+
+class Simulates(HasProviders, HasSimulator, Protocol):
+    """What telling a simulated account reads."""
+
+
+class Banners(HasAccounts, HasProviders, HasSimulator, Protocol):
+    """What the simulation banner reads."""
 
 
 @dataclass(frozen=True)
@@ -18,13 +27,13 @@ class Simulation:
     accounts: list[str] = field(default_factory=list)  # the simulated ones, when "some"
 
 
-def simulates(s: Services, provider: str | None) -> bool:
+def simulates(s: Simulates, provider: str | None) -> bool:
     return s.simulator is not None and (provider or s.providers.default_name) == (
         s.providers.default_name
     )
 
 
-async def simulation(s: Services | None) -> Simulation:
+async def simulation(s: Banners | None) -> Simulation:
     if s is None or s.simulator is None:
         return Simulation("none")
     try:

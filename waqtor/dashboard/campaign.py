@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from waqtor.campaigns import submission as campaigns
 from waqtor.campaigns.job_views import reply_figures
@@ -12,7 +13,35 @@ from waqtor.domain.liveness import alive as seen_alive
 from waqtor.domain.status import OPEN as OPEN_STATUSES
 from waqtor.domain.status import TERMINAL, RecipientStatus, campaign_state
 from waqtor.engine import JobView, valid_job_id
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasEngine,
+    HasGateways,
+    HasJobIndex,
+    HasLedger,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+    HasStore,
+)
+
+
+class Loads(
+    HasSettings,
+    HasClock,
+    HasEngine,
+    HasStore,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasJobIndex,
+    HasGateways,
+    HasProviders,
+    Protocol,
+):
+    """What a campaign's page reads."""
+
 
 FINISHED = ("completed", "failed", "canceled")
 DONE = tuple(st.value for st in RecipientStatus if st in TERMINAL)
@@ -82,7 +111,7 @@ def _actions(v: CampaignView) -> list[str]:
     return out
 
 
-async def _waits(s: Services, v: CampaignView, now: int) -> None:
+async def _waits(s: Loads, v: CampaignView, now: int) -> None:
     """The ETA and every reason the campaign is not sending right now."""
     q_paused = await s.engine.is_paused()
     w = await s.store.dashboard.campaign_waits(v.id, v.account)
@@ -142,7 +171,7 @@ async def _waits(s: Services, v: CampaignView, now: int) -> None:
         )
 
 
-async def load(s: Services, cid: str) -> CampaignView | None:
+async def load(s: Loads, cid: str) -> CampaignView | None:
     if not valid_job_id(cid):
         return None
     job = await s.engine.get(cid)

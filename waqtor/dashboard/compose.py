@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from starlette.datastructures import FormData, UploadFile
 
@@ -19,7 +20,12 @@ from waqtor.dashboard.auth import PageError
 from waqtor.domain.recipients import Parsed, parse
 from waqtor.domain.templates import TemplateError, check
 from waqtor.runtime import offload
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasClock, HasSettings
+
+
+class Composes(HasSettings, HasClock, HasAccounts, Protocol):
+    """What the compose form reads."""
+
 
 ACCOUNT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SPLIT = re.compile(r"[\n;,\t]+")
@@ -91,7 +97,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def account_notes(s: Services, name: str) -> list[str]:
+async def account_notes(s: Composes, name: str) -> list[str]:
     """Why a campaign on this account would wait, said before sending."""
     account = await s.accounts.get(name)
     notes = []
@@ -103,7 +109,7 @@ async def account_notes(s: Services, name: str) -> list[str]:
     return notes
 
 
-async def read(s: Services, form: FormData) -> Submission:
+async def read(s: Composes, form: FormData) -> Submission:
     """Parse the form into recipients; a PageError (400) says what is wrong with it."""
     draft = draft_of(form)
     upload = form.get("file")

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.domain.status import RecipientStatus
 from waqtor.engine import ASSIST_MARK
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasEngine, HasJobIndex
+
+
+class Lists(HasEngine, HasJobIndex, Protocol):
+    """What the job lists read."""
+
 
 STATES = ("waiting", "active", "delayed", "paused", "completed", "canceled", "failed", "foreign")
 #: Our own states, each a sorted set of ids taken out of one of bullmq's finished sets.
@@ -29,11 +34,11 @@ _SENT = tuple(
 )
 
 
-async def counts(s: Services, now_ms: int) -> dict[str, int]:
+async def counts(s: Lists, now_ms: int) -> dict[str, int]:
     return (await _counts(s, now_ms))[0]
 
 
-async def _counts(s: Services, now_ms: int) -> tuple[dict[str, int], int]:
+async def _counts(s: Lists, now_ms: int) -> tuple[dict[str, int], int]:
     """The counts, and how many of the paused jobs are parked campaigns."""
     n = await s.engine.list_sizes(now_ms + PARKED_AFTER_MS)
     canceled = min(await s.job_index.apart_count(canceled=True), n.completed)
@@ -52,7 +57,7 @@ async def _counts(s: Services, now_ms: int) -> tuple[dict[str, int], int]:
     return shown, n.parked
 
 
-async def _excluding(s: Services, state: str, offset: int, limit: int) -> list[str]:
+async def _excluding(s: Lists, state: str, offset: int, limit: int) -> list[str]:
     """One page of bullmq's ``completed`` (or ``failed``) set, newest first, without the ids
     we list apart (canceled, foreign)."""
     failed = state == "failed"
@@ -60,9 +65,7 @@ async def _excluding(s: Services, state: str, offset: int, limit: int) -> list[s
     return await s.engine.finished_ids(failed, offset, limit, apart)
 
 
-async def page(
-    s: Services, state: str, offset: int, limit: int, now_ms: int
-) -> tuple[list[str], int]:
+async def page(s: Lists, state: str, offset: int, limit: int, now_ms: int) -> tuple[list[str], int]:
     """Ids of one page of jobs in ``state`` and how many jobs that state holds."""
     n, parked = await _counts(s, now_ms)
     parked_ms = now_ms + PARKED_AFTER_MS
@@ -111,7 +114,7 @@ def _int(raw: Any) -> int:
         return 0
 
 
-async def rows(s: Services, ids: list[str]) -> list[JobRow]:
+async def rows(s: Lists, ids: list[str]) -> list[JobRow]:
     """The list's columns for these jobs, in one pipeline; ids bullmq no longer has, and
     helper jobs, are skipped."""
     jobs = await s.engine.job_fields(ids)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.dashboard import banner, jobs
 from waqtor.dashboard.rates import MINUTE_MS, WINDOW_MIN, RateWindow
@@ -14,7 +14,31 @@ from waqtor.domain.accounts import caps_on
 from waqtor.domain.liveness import alive as seen_alive
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.waits import cap_reached, wait_reason
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasEngine,
+    HasJobIndex,
+    HasProviders,
+    HasSettings,
+    HasSimulator,
+    HasStore,
+)
+
+
+class Overviews(
+    HasSettings,
+    HasClock,
+    HasEngine,
+    HasStore,
+    HasAccounts,
+    HasJobIndex,
+    HasProviders,
+    HasSimulator,
+    Protocol,
+):
+    """What the overview reads."""
+
 
 _NEXT_WAITING = 20
 
@@ -89,7 +113,7 @@ class Overview:
         self.rates = RateWindow()
         self._lock = asyncio.Lock()
 
-    async def _busy_accounts(self, s: Services) -> set[str]:
+    async def _busy_accounts(self, s: jobs.Lists) -> set[str]:
         """Accounts of the running campaigns and of the next ones in line."""
         ids = await s.engine.active_ids()
         ids += await s.engine.last_waiting_ids(_NEXT_WAITING)
@@ -98,7 +122,7 @@ class Overview:
             found.add(row.account)
         return found
 
-    async def _accounts(self, s: Services, now_ms: int, paused: bool) -> list[Account]:
+    async def _accounts(self, s: Overviews, now_ms: int, paused: bool) -> list[Account]:
         known = {a.name: a for a in await s.accounts.all()}
         names = sorted(set(known) | set(self.rates.accounts()) | await self._busy_accounts(s))
         figures = await s.store.dashboard.accounts(names, now_ms)
@@ -143,7 +167,7 @@ class Overview:
             )
         return out
 
-    async def snapshot(self, s: Services) -> Snapshot:
+    async def snapshot(self, s: Overviews) -> Snapshot:
         async with self._lock:
             now = s.clock.now_ms()
             counts = await jobs.counts(s, now)

@@ -11,7 +11,7 @@ from waqtor.campaigns import reports
 from waqtor.dashboard import search
 from waqtor.dashboard.fixes import fix_for
 from waqtor.domain.status import TERMINAL, RecipientStatus
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasLedger
 
 PAGE = 50
 MAX_MATCHES = 10_000  # a phone search counts matches up to this many
@@ -72,7 +72,7 @@ def parse_status(raw: str) -> str:
 
 
 async def _by_phone(
-    s: Services, cid: str, digits: str, status: str, offset: int
+    s: HasLedger, cid: str, digits: str, status: str, offset: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Rows whose phone contains ``digits``: matched inside Redis by a Lua scan of the list."""
     _, hits = await s.ledger.find_phone(cid, digits, MAX_MATCHES)
@@ -85,7 +85,7 @@ async def _by_phone(
     return await s.ledger.rows_at(cid, indexes[offset : offset + PAGE]), total
 
 
-async def table(s: Services, cid: str, flt: Filter) -> Table:
+async def table(s: HasLedger, cid: str, flt: Filter) -> Table:
     digits = search.digits_of(flt.search)
     if digits:
         found, total = await _by_phone(s, cid, digits, flt.status, flt.page * PAGE)

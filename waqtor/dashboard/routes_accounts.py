@@ -4,7 +4,7 @@ CSV). Read-only keys see everything and change nothing (every POST needs the adm
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.datastructures import FormData, UploadFile
@@ -15,7 +15,21 @@ from waqtor.dashboard import render
 from waqtor.dashboard.auth import Act, Look, PageError, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.domain.accounts import Tier
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasGateways,
+    HasPacer,
+    HasSettings,
+    HasSuppressions,
+)
+
+
+class AccountPages(
+    HasSettings, HasClock, HasPacer, HasAccounts, HasSuppressions, HasGateways, Protocol
+):
+    """What the account pages read and write."""
+
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 
@@ -60,7 +74,7 @@ def _fields(form: FormData) -> dict[str, Any]:
     return out
 
 
-async def _row(s: Services, account: Any) -> dict[str, Any]:
+async def _row(s: accounts.AccountViews, account: Any) -> dict[str, Any]:
     view = await accounts.view(s, account)
     view.setdefault("sessionState", None)
     repliers, contacts, rate = await accounts.reply_rate(s, account)
@@ -69,7 +83,7 @@ async def _row(s: Services, account: Any) -> dict[str, Any]:
 
 
 @router.get("/accounts")
-async def accounts_page(request: Request, who: Look, s: Svc) -> Response:
+async def accounts_page(request: Request, who: Look, s: Svc[AccountPages]) -> Response:
     rows = [await _row(s, a) for a in await s.accounts.all()]
     context = {
         "nav": "accounts",
@@ -81,7 +95,7 @@ async def accounts_page(request: Request, who: Look, s: Svc) -> Response:
 
 
 @router.post("/accounts")
-async def create_account(request: Request, who: Act, s: Svc) -> Response:
+async def create_account(request: Request, who: Act, s: Svc[accounts.Edits]) -> Response:
     form = await request.form()
     name = _text(form, "name")
     fields: dict[str, Any] = {"name": name}
@@ -104,7 +118,7 @@ async def account_page(
     request: Request,
     name: Name,
     who: Look,
-    s: Svc,
+    s: Svc[AccountPages],
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Response:
     try:
@@ -135,7 +149,7 @@ async def _act(request: Request, who: Viewer, name: str, done: str, action: Any)
 
 
 @router.post("/accounts/{name}/edit")
-async def edit_account(request: Request, name: Name, who: Act, s: Svc) -> Response:
+async def edit_account(request: Request, name: Name, who: Act, s: Svc[accounts.Edits]) -> Response:
     async def change() -> str:
         await accounts.update(s, name, _fields(await request.form()))
         return f"Account {name} saved."
@@ -144,7 +158,7 @@ async def edit_account(request: Request, name: Name, who: Act, s: Svc) -> Respon
 
 
 @router.post("/accounts/{name}/pause")
-async def pause_account(request: Request, name: Name, who: Act, s: Svc) -> Response:
+async def pause_account(request: Request, name: Name, who: Act, s: Svc[accounts.Rests]) -> Response:
     async def pause() -> str:
         await accounts.pause(s, name)
         return f"Account {name} paused: its campaigns stop before their next message."
@@ -153,7 +167,9 @@ async def pause_account(request: Request, name: Name, who: Act, s: Svc) -> Respo
 
 
 @router.post("/accounts/{name}/resume")
-async def resume_account(request: Request, name: Name, who: Act, s: Svc) -> Response:
+async def resume_account(
+    request: Request, name: Name, who: Act, s: Svc[accounts.Rests]
+) -> Response:
     async def resume() -> str:
         account = await accounts.resume(s, name)
         if account.reducedUntilMs:
@@ -164,7 +180,9 @@ async def resume_account(request: Request, name: Name, who: Act, s: Svc) -> Resp
 
 
 @router.post("/accounts/{name}/suppressions")
-async def add_suppressions(request: Request, name: Name, who: Act, s: Svc) -> Response:
+async def add_suppressions(
+    request: Request, name: Name, who: Act, s: Svc[AccountPages]
+) -> Response:
     async def add() -> str:
         await accounts.get(s, name)
         form = await request.form()
@@ -186,7 +204,9 @@ async def add_suppressions(request: Request, name: Name, who: Act, s: Svc) -> Re
 
 
 @router.post("/accounts/{name}/suppressions/remove")
-async def remove_suppression(request: Request, name: Name, who: Act, s: Svc) -> Response:
+async def remove_suppression(
+    request: Request, name: Name, who: Act, s: Svc[accounts.Suppresses]
+) -> Response:
     async def remove() -> str:
         phone = await accounts.unsuppress(s, name, _text(await request.form(), "phone"))
         return f"{phone} removed from the suppression list."

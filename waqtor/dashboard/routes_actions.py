@@ -12,12 +12,12 @@ from waqtor.campaigns import submission as campaigns
 from waqtor.dashboard.auth import Act, PageError, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.routes_campaign import JobId
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasEngine
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 
 UNITS_MS = {"minutes": 60_000, "hours": 3_600_000, "days": 86_400_000}
-Action = Callable[[Services, str], Awaitable[control.Outcome]]
+Action = Callable[[control.Controls, str], Awaitable[control.Outcome]]
 ACTIONS: dict[str, Action] = {
     "pause": control.pause,
     "resume": control.resume,
@@ -34,20 +34,20 @@ def _back(request: Request, who: Viewer, to: str, message: str, kind: str = "ok"
 
 
 @router.post("/pause")
-async def pause_queue(request: Request, who: Act, s: Svc) -> Response:
+async def pause_queue(request: Request, who: Act, s: Svc[HasEngine]) -> Response:
     await s.engine.pause()
     text = "Queue paused: running campaigns stop before their next message."
     return _back(request, who, "/admin/queues", text)
 
 
 @router.post("/resume")
-async def resume_queue(request: Request, who: Act, s: Svc) -> Response:
+async def resume_queue(request: Request, who: Act, s: Svc[HasEngine]) -> Response:
     await s.engine.resume()
     return _back(request, who, "/admin/queues", "Queue resumed.")
 
 
 @router.post("/clean")
-async def clean_queue(request: Request, who: Act, s: Svc) -> Response:
+async def clean_queue(request: Request, who: Act, s: Svc[campaigns.Cleans]) -> Response:
     form = await request.form()
     unit = str(form.get("unit") or "hours")
     try:
@@ -64,7 +64,7 @@ async def clean_queue(request: Request, who: Act, s: Svc) -> Response:
 
 @router.post("/jobs/{job_id}/{action}")
 async def campaign_action(
-    request: Request, job_id: JobId, action: str, who: Act, s: Svc
+    request: Request, job_id: JobId, action: str, who: Act, s: Svc[control.Controls]
 ) -> Response:
     page = f"/admin/queues/jobs/{job_id}"
     try:

@@ -15,7 +15,7 @@ from waqtor.dashboard.errors import DashboardRoute
 from waqtor.dashboard.recipients import Filter, parse_status, table
 from waqtor.dashboard.routes_pages import SSE_HEADERS
 from waqtor.engine import valid_job_id
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasEngine
 from waqtor.sending import failures
 
 router = APIRouter(prefix="/admin/queues/jobs", route_class=DashboardRoute, include_in_schema=False)
@@ -33,7 +33,7 @@ def _known(job_id: Annotated[str, Path()]) -> str:
 JobId = Annotated[str, Depends(_known)]
 
 
-async def _log(s: Services, view: campaign.CampaignView) -> list[str]:
+async def _log(s: HasEngine, view: campaign.CampaignView) -> list[str]:
     return await s.engine.logs(view.id) if view.job is not None else []
 
 
@@ -53,7 +53,7 @@ class _RowsSignal:
         return self.sig
 
 
-def _producer(request: Request, s: Services, cid: str) -> live.Produce:
+def _producer(request: Request, s: campaign.Loads, cid: str) -> live.Produce:
     r = render.renderer(request)
     rows = _RowsSignal()
 
@@ -72,7 +72,7 @@ def _producer(request: Request, s: Services, cid: str) -> live.Produce:
     return produce
 
 
-async def _load(s: Services, cid: str) -> campaign.CampaignView:
+async def _load(s: campaign.Loads, cid: str) -> campaign.CampaignView:
     view = await campaign.load(s, cid)
     if view is None:
         raise PageError(404, "No campaign with that id (it may have been removed or cleaned)")
@@ -84,7 +84,7 @@ async def campaign_page(
     request: Request,
     job_id: JobId,
     who: Look,
-    s: Svc,
+    s: Svc[campaign.Loads],
     status: Annotated[str, Query(max_length=20)] = "",
     q: Annotated[str, Query(max_length=32)] = "",
     page: Annotated[int, Query(ge=0, le=100_000)] = 0,
@@ -104,13 +104,17 @@ async def campaign_page(
 
 
 @router.get("/{job_id}/actions")
-async def campaign_actions(request: Request, job_id: JobId, who: Look, s: Svc) -> Response:
+async def campaign_actions(
+    request: Request, job_id: JobId, who: Look, s: Svc[campaign.Loads]
+) -> Response:
     view = await _load(s, job_id)
     return render.page(request, "_actions.html", {"v": view})
 
 
 @router.get("/{job_id}/events")
-async def campaign_events(request: Request, job_id: JobId, who: Look, s: Svc) -> StreamingResponse:
+async def campaign_events(
+    request: Request, job_id: JobId, who: Look, s: Svc[campaign.Loads]
+) -> StreamingResponse:
     hub: live.Hub = request.app.state.dashboard_hub
     body = live.stream(
         request,
@@ -123,7 +127,7 @@ async def campaign_events(request: Request, job_id: JobId, who: Look, s: Svc) ->
 
 
 @router.get("/{job_id}/report.csv")
-async def report(job_id: JobId, who: Look, s: Svc) -> StreamingResponse:
+async def report(job_id: JobId, who: Look, s: Svc[campaign.Loads]) -> StreamingResponse:
     await _load(s, job_id)
     return StreamingResponse(
         reports.csv_report(s, job_id),

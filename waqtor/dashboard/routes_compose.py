@@ -4,7 +4,7 @@ then send and land on the campaign's live page."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -14,7 +14,37 @@ from waqtor.campaigns import submission as campaigns
 from waqtor.dashboard import compose, render
 from waqtor.dashboard.auth import Act, Look, PageError, Post, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute, is_htmx
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasCallbackQueue,
+    HasClock,
+    HasEngine,
+    HasHeartbeats,
+    HasJobIndex,
+    HasLedger,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+    HasSuppressions,
+)
+
+
+class ComposePages(
+    HasSettings,
+    HasClock,
+    HasEngine,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasSuppressions,
+    HasCallbackQueue,
+    HasJobIndex,
+    HasProviders,
+    HasHeartbeats,
+    Protocol,
+):
+    """What composing, previewing and sending a campaign read and write."""
+
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 _DUPLICATE = re.compile(r"^duplicate of recipient (\d+)$")
@@ -35,7 +65,7 @@ def _problems(result: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
 
 async def _page(
     request: Request,
-    s: Services,
+    s: ComposePages,
     draft: compose.Draft,
     *,
     sub: compose.Submission | None = None,
@@ -73,7 +103,7 @@ class _Invalid(Exception):
         self.response = response
 
 
-async def _read(request: Request, s: Services) -> compose.Submission:
+async def _read(request: Request, s: ComposePages) -> compose.Submission:
     form = await request.form(max_files=1, max_fields=20)
     try:
         return await compose.read(s, form)
@@ -84,12 +114,12 @@ async def _read(request: Request, s: Services) -> compose.Submission:
 
 
 @router.get("/compose")
-async def compose_page(request: Request, who: Look, s: Svc) -> Response:
+async def compose_page(request: Request, who: Look, s: Svc[ComposePages]) -> Response:
     return await _page(request, s, compose.Draft(message="Hello {name}, "))
 
 
 @router.post("/compose/preview")
-async def compose_preview(request: Request, who: Post, s: Svc) -> Response:
+async def compose_preview(request: Request, who: Post, s: Svc[ComposePages]) -> Response:
     try:
         sub = await _read(request, s)
     except _Invalid as bad:
@@ -98,7 +128,7 @@ async def compose_preview(request: Request, who: Post, s: Svc) -> Response:
 
 
 @router.post("/compose/send")
-async def compose_send(request: Request, who: Act, s: Svc) -> Response:
+async def compose_send(request: Request, who: Act, s: Svc[ComposePages]) -> Response:
     try:
         sub = await _read(request, s)
     except _Invalid as bad:

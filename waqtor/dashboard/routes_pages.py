@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -10,8 +10,13 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from waqtor.dashboard import jobs, live, render, search
 from waqtor.dashboard.auth import Look, PageError, Svc, still_logged_in
 from waqtor.dashboard.errors import DashboardRoute
-from waqtor.dashboard.overview import Overview
-from waqtor.runtime.services import Services
+from waqtor.dashboard.overview import Overview, Overviews
+from waqtor.runtime.parts import HasClock, HasEngine, HasJobIndex, HasLedger, HasSimulator
+
+
+class Finds(HasClock, HasEngine, HasLedger, HasJobIndex, Protocol):
+    """What the jobs page reads."""
+
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 
@@ -25,7 +30,7 @@ def _overview(request: Request) -> Overview:
     return found
 
 
-def _producer(request: Request, s: Services) -> live.Produce:
+def _producer(request: Request, s: Overviews) -> live.Produce:
     overview, r = _overview(request), render.renderer(request)
 
     async def produce() -> dict[str, str]:
@@ -39,19 +44,19 @@ def _producer(request: Request, s: Services) -> live.Produce:
 
 
 @router.get("")
-async def overview_page(request: Request, who: Look, s: Svc) -> Response:
+async def overview_page(request: Request, who: Look, s: Svc[Overviews]) -> Response:
     snap = await _overview(request).snapshot(s)
     return render.page(request, "overview.html", {"snap": snap, "nav": "overview"})
 
 
 @router.get("/controls")
-async def queue_controls(request: Request, who: Look, s: Svc) -> Response:
+async def queue_controls(request: Request, who: Look, s: Svc[HasEngine]) -> Response:
     paused = await s.engine.is_paused()
     return render.page(request, "_queue_controls.html", {"queue_paused": paused})
 
 
 @router.get("/events")
-async def overview_events(request: Request, who: Look, s: Svc) -> StreamingResponse:
+async def overview_events(request: Request, who: Look, s: Svc[Overviews]) -> StreamingResponse:
     hub: live.Hub = request.app.state.dashboard_hub
     body = live.stream(
         request, hub, "overview", _producer(request, s), allowed=still_logged_in(request)
@@ -63,7 +68,7 @@ async def overview_events(request: Request, who: Look, s: Svc) -> StreamingRespo
 async def jobs_page(
     request: Request,
     who: Look,
-    s: Svc,
+    s: Svc[Finds],
     state: Annotated[str, Query(max_length=20)] = "waiting",
     page: Page = 0,
     q: Annotated[str, Query(max_length=100)] = "",
@@ -91,7 +96,7 @@ async def jobs_page(
 
 @router.get("/outbox")
 async def outbox_page(
-    request: Request, who: Look, s: Svc, page: Page = 0, reveal: bool = False
+    request: Request, who: Look, s: Svc[HasSimulator], page: Page = 0, reveal: bool = False
 ) -> Response:
     sim = s.simulator
     if sim is None:

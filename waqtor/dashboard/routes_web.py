@@ -3,7 +3,7 @@ refreshed every few seconds while pairing; actions ask the session's holder to p
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
@@ -14,8 +14,13 @@ from waqtor.dashboard.errors import DashboardRoute
 from waqtor.providers.web import qr
 from waqtor.providers.web.hub import NAME
 from waqtor.providers.web.session import ban_end
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasWeb
 from waqtor.store import web_sessions as ws
+
+
+class WebPages(HasAccounts, HasWeb, Protocol):
+    """What the WhatsApp Web pages read and write."""
+
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
 Name = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -31,14 +36,14 @@ LABELS = {
 }
 
 
-async def _web_account(s: Services, name: str) -> None:
+async def _web_account(s: HasAccounts, name: str) -> None:
     account = await s.accounts.get(name, fresh=True)
     if account is None or account.provider != NAME:
         raise PageError(404, f"No WhatsApp Web account named {name}")
 
 
 @router.get("/accounts/{name}/web")
-async def web_page(request: Request, name: Name, who: Look, s: Svc) -> Response:
+async def web_page(request: Request, name: Name, who: Look, s: Svc[WebPages]) -> Response:
     await _web_account(s, name)
     state = await s.web.store.state(name)
     label = LABELS.get(state.state, state.state)
@@ -61,7 +66,7 @@ async def web_page(request: Request, name: Name, who: Look, s: Svc) -> Response:
 
 
 @router.post("/accounts/{name}/web/pair")
-async def pair(request: Request, name: Name, who: Act, s: Svc) -> Response:
+async def pair(request: Request, name: Name, who: Act, s: Svc[WebPages]) -> Response:
     await _web_account(s, name)
     form = await request.form()
     phone = "".join(ch for ch in str(form.get("phone") or "") if ch.isdigit())

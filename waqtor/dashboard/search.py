@@ -10,10 +10,16 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from waqtor.domain.phones import search_digits
 from waqtor.engine import valid_job_id
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasEngine, HasJobIndex, HasLedger
+
+
+class Searches(HasEngine, HasLedger, HasJobIndex, Protocol):
+    """What the job search reads."""
+
 
 #: Phone search budget: stop after this long, or this many recipients scanned.
 BUDGET_S = 2.0
@@ -47,13 +53,13 @@ def looks_like_phone(text: str) -> bool:
     return len(stripped) >= 4 and len(search_digits(stripped)) == len(stripped)
 
 
-async def job_exists(s: Services, job_id: str) -> bool:
+async def job_exists(s: Searches, job_id: str) -> bool:
     if not valid_job_id(job_id):
         return False
     return await s.engine.exists(job_id) or await s.job_index.known(job_id)
 
 
-async def by_phone(s: Services, text: str) -> PhoneSearch:
+async def by_phone(s: Searches, text: str) -> PhoneSearch:
     digits = digits_of(text)
     total = await s.job_index.campaign_count()
     hits: list[PhoneHit] = []

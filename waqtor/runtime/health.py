@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.providers.registry import UnknownProvider
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasProviders
 
 
-async def account_providers(s: Services) -> list[dict[str, Any]]:
+class Checks(HasAccounts, HasProviders, Protocol):
+    """What the provider health check reads."""
+
+
+async def account_providers(s: Checks) -> list[dict[str, Any]]:
     """Health of every account whose provider is not the default one."""
     out: list[dict[str, Any]] = []
     for account in await s.accounts.all():

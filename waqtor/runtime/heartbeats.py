@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.domain.liveness import alive as seen_alive
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasClock, HasHeartbeats, HasSettings
 
 
-async def workers(s: Services) -> list[dict[str, Any]]:
+class Beats(HasSettings, HasClock, HasHeartbeats, Protocol):
+    """What reading the heartbeats needs."""
+
+
+async def workers(s: Beats) -> list[dict[str, Any]]:
     """Every worker's last heartbeat, with ``alive`` (``domain.liveness``)."""
     now = s.clock.now_ms()
     out: list[dict[str, Any]] = []
@@ -20,5 +24,5 @@ async def workers(s: Services) -> list[dict[str, Any]]:
     return out
 
 
-async def alive(s: Services) -> int:
+async def alive(s: Beats) -> int:
     return sum(1 for beat in await workers(s) if beat["alive"])

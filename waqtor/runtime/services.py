@@ -12,6 +12,7 @@ from waqtor.providers.registry import ProviderRegistry
 from waqtor.providers.simulator import SimulatorProvider
 from waqtor.providers.web import provider as web_provider
 from waqtor.providers.web.hub import WebHub
+from waqtor.runtime.parts import Every
 from waqtor.store.accounts import AccountStore
 from waqtor.store.bundle import Store
 from waqtor.store.callback_queue import CallbackQueue
@@ -97,6 +98,12 @@ class Services:
         await self.providers.close()
         await self.engine.close()
         await self.store.close()
+
+
+def _every_part(s: Services) -> Every:
+    """Never called: mypy checks here that ``Services`` has every part ``runtime.parts``
+    declares, since FastAPI's injection of it as ``Parts[...]`` and ``Svc[...]`` is untyped."""
+    return s
 
 
 def build(

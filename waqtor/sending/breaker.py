@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import repeat
+from typing import Protocol
 
 from waqtor.domain.accounts import Account
 from waqtor.domain.eta import clock_text
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasClock, HasPacer, HasSettings
+
+
+class Trips(HasSettings, HasClock, HasPacer, HasAccounts, Protocol):
+    """What the breaker reads and writes."""
+
 
 #: Provider codes that mean "slow down or be banned" (WhatsApp Cloud API; the simulator
 #: raises the same codes).
@@ -32,7 +38,7 @@ MAX_COOL_MS = 3_600_000
 
 
 class Breaker:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Trips) -> None:
         self.s = services
         self._outcomes: dict[str, deque[bool]] = {}
 

@@ -31,7 +31,7 @@ import secrets
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,8 +39,25 @@ import httpx
 from waqtor import __version__
 from waqtor.config import read_secret
 from waqtor.runtime import process_metrics
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasCallbackQueue, HasClock, HasJobIndex, HasSettings
 from waqtor.sending import egress
+
+
+class Addresses(HasAccounts, HasJobIndex, Protocol):
+    """Where a campaign's callbacks go: its own URL, else its account's."""
+
+
+class Outbox(HasClock, HasCallbackQueue, Protocol):
+    """The callback outbox and the time to stamp on it."""
+
+
+class Notifies(HasClock, HasAccounts, HasCallbackQueue, HasJobIndex, Protocol):
+    """What queueing a campaign's status change needs."""
+
+
+class Delivers(HasSettings, HasClock, HasCallbackQueue, Protocol):
+    """What the dispatcher (and the outbox's figures) read and write."""
+
 
 log = logging.getLogger("waqtor.sending.callbacks")
 
@@ -88,7 +105,7 @@ def verify(
     return hmac.compare_digest(sign(secret, ts, body).encode(), signature.encode())
 
 
-def secret_of(s: Services) -> str | None:
+def secret_of(s: HasSettings) -> str | None:
     return read_secret(s.settings.callback_secret, s.settings.callback_secret_file)
 
 
@@ -116,7 +133,7 @@ class _UrlCache:
 _caches: dict[int, _UrlCache] = {}
 
 
-def _cache(s: Services) -> _UrlCache:
+def _cache(s: Addresses) -> _UrlCache:
     key = id(s)
     cache = _caches.get(key)
     if cache is None:
@@ -125,7 +142,7 @@ def _cache(s: Services) -> _UrlCache:
     return cache
 
 
-async def url_for(s: Services, campaign_id: str, account: str) -> str | None:
+async def url_for(s: Addresses, campaign_id: str, account: str) -> str | None:
     """The campaign's callbackUrl, else its account's; None when neither is set."""
     cache = _cache(s)
     key = (campaign_id, account)
@@ -156,7 +173,7 @@ async def url_for(s: Services, campaign_id: str, account: str) -> str | None:
     return url
 
 
-async def enqueue(s: Services, url: str, event: dict[str, Any], now_ms: int | None = None) -> str:
+async def enqueue(s: Outbox, url: str, event: dict[str, Any], now_ms: int | None = None) -> str:
     """Write one callback to the outbox (due now); returns its delivery id."""
     now = s.clock.now_ms() if now_ms is None else now_ms
     cb_id = new_id(now)
@@ -178,7 +195,7 @@ ACTIVE_FIELD = "cbActive"
 
 
 async def campaign_event(
-    s: Services,
+    s: Notifies,
     campaign_id: str,
     account: str,
     state: str,
@@ -230,7 +247,7 @@ class Dispatcher:
     """Delivers due callbacks. Any number may run (one per worker process): each callback is
     leased while it is being delivered."""
 
-    def __init__(self, services: Services, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, services: Delivers, *, client: httpx.AsyncClient | None = None) -> None:
         self.s = services
         st = services.settings
         self._client = client or httpx.AsyncClient(
@@ -393,7 +410,7 @@ def _view(cb_id: str, raw: str | None, state: str) -> dict[str, Any]:
 
 
 async def listing(
-    s: Services, state: str, offset: int, limit: int
+    s: Outbox, state: str, offset: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
     if state == "delivered":
         rows, total = await s.callback_queue.delivered(offset, limit)
@@ -417,7 +434,7 @@ async def listing(
     return [_view(i, r, state) for i, r in items], total
 
 
-async def stats(s: Services) -> dict[str, Any]:
+async def stats(s: Delivers) -> dict[str, Any]:
     pending, failed, delivered = await s.callback_queue.sizes()
     return {
         "pending": pending,
@@ -427,5 +444,5 @@ async def stats(s: Services) -> dict[str, Any]:
     }
 
 
-async def requeue(s: Services, cb_id: str) -> bool:
+async def requeue(s: Outbox, cb_id: str) -> bool:
     return await s.callback_queue.requeue(cb_id, s.clock.now_ms())

@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 from waqtor.domain.status import RecipientStatus
 from waqtor.providers.cloud_api import parse_opaque
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasAccounts, HasJobIndex, HasWebhookIndex
 from waqtor.sending import callbacks
 from waqtor.store.batches import DAY_MS, MESSAGE_INDEX_TTL_MS
+
+
+class Applies(HasAccounts, HasJobIndex, HasWebhookIndex, Protocol):
+    """What applying a provider's status event reads and writes."""
+
 
 LOOKBACK_DAYS = 31
 
@@ -61,7 +67,9 @@ class Applied:
 
 
 # ---------------- finding the recipient ----------------
-async def locate(s: Services, event: StatusEvent, now_ms: int) -> tuple[str, int, str] | None:
+async def locate(
+    s: HasWebhookIndex, event: StatusEvent, now_ms: int
+) -> tuple[str, int, str] | None:
     """``(campaign id, index, attempt id or '')`` of the event's recipient, or None."""
     today = now_ms // DAY_MS
     theirs = parse_opaque(event.opaque)
@@ -89,7 +97,7 @@ def account_of(meta: list[str | None], index: int) -> str:
 
 
 # ---------------- applying a status ----------------
-async def apply(s: Services, event: StatusEvent, now_ms: int) -> Applied:
+async def apply(s: Applies, event: StatusEvent, now_ms: int) -> Applied:
     new = STATUSES.get(event.status)
     if new is None:
         return Applied("ignored")

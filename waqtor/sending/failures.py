@@ -12,7 +12,7 @@ import logging
 import traceback
 
 from waqtor.engine import is_unrecoverable, unrecoverable
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasJobIndex
 
 log = logging.getLogger("waqtor.sending.worker")
 
@@ -32,7 +32,7 @@ def short_reason(exc: BaseException) -> str:
     return text
 
 
-async def shorten(s: Services, cid: str, exc: BaseException) -> Exception:
+async def shorten(s: HasJobIndex, cid: str, exc: BaseException) -> Exception:
     """Keep ``exc``'s trace under our own key and return the short error bullmq may store: one
     it does not retry if ``exc`` was one of those (a job with no campaign behind it, whose
     trace says nothing and is not kept)."""
@@ -48,5 +48,5 @@ async def shorten(s: Services, cid: str, exc: BaseException) -> Exception:
     return JobFailed(short_reason(exc))
 
 
-async def trace(s: Services, cid: str) -> str:
+async def trace(s: HasJobIndex, cid: str) -> str:
     return await s.job_index.trace(cid)

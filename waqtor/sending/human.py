@@ -16,13 +16,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from waqtor.config import Settings
 from waqtor.domain.accounts import Account, new_contact_cap
 from waqtor.domain.phones import mask
 from waqtor.providers.base import Provider, SessionDownError, SessionState
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasClock, HasGateways, HasSettings
 from waqtor.sending.breaker import Breaker
+
+
+class Sessions(HasClock, HasGateways, Protocol):
+    """What watching a WhatsApp Web session reads and writes."""
+
+
+class Gates(HasSettings, HasClock, HasGateways, Protocol):
+    """What the number check and the new-contact cap read and write."""
+
 
 log = logging.getLogger("waqtor.sending.human")
 
@@ -45,7 +55,7 @@ def default_jitter(account: Account, settings: Settings, min_gap_ms: int) -> flo
 
 
 async def observe(
-    s: Services, breaker: Breaker, account: str, state: SessionState, *, pause: bool = True
+    s: Sessions, breaker: Breaker, account: str, state: SessionState, *, pause: bool = True
 ) -> str | None:
     """Record a session state seen by the send path or a webhook. None: it works; else why the
     account waits. A working session that stopped, failed or logged out pauses the account
@@ -66,7 +76,7 @@ async def observe(
 
 
 async def session_wait(
-    s: Services, breaker: Breaker, provider: Provider, account: str
+    s: Sessions, breaker: Breaker, provider: Provider, account: str
 ) -> str | None:
     """None when the account's session works, else the reason it waits."""
     if not provider.capabilities.web_session:
@@ -75,7 +85,7 @@ async def session_wait(
 
 
 async def session_down(
-    s: Services, breaker: Breaker, provider: Provider, account: str, exc: SessionDownError
+    s: Sessions, breaker: Breaker, provider: Provider, account: str, exc: SessionDownError
 ) -> str:
     """A request found the session down: ask the gateway for its state (an error only hints
     at it: Evolution's "Connection Closed" may be a reconnect or a logout) and act on that."""
@@ -95,7 +105,7 @@ class Gate:
     reopens_ms: int = 0
 
 
-async def gate(s: Services, provider: Provider, account: Account, phone: str) -> Gate | None:
+async def gate(s: Gates, provider: Provider, account: Account, phone: str) -> Gate | None:
     """The number check and the new-contact cap; None: send. Raises ProviderError when the
     gateway could not answer the check (nothing was sent)."""
     cached = await s.gateways.known_numbers([phone])

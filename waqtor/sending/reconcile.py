@@ -26,11 +26,29 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.domain.status import RecipientStatus
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasEngine,
+    HasLedger,
+    HasReconcileState,
+    HasSettings,
+)
 from waqtor.store.ledger import accounts_of
+
+
+class Reconciles(
+    HasSettings, HasClock, HasEngine, HasLedger, HasAccounts, HasReconcileState, Protocol
+):
+    """What the reconciler reads and writes."""
+
+
+class ReconcileFigures(HasSettings, HasReconcileState, Protocol):
+    """What the reconciler's health figures read."""
+
 
 log = logging.getLogger("waqtor.sending.reconcile")
 
@@ -61,7 +79,7 @@ class Report:
 
 
 class Reconciler:
-    def __init__(self, s: Services, owner: str) -> None:
+    def __init__(self, s: Reconciles, owner: str) -> None:
         self.s = s
         self.owner = owner
 
@@ -218,7 +236,7 @@ class Reconciler:
         await s.reconcile_state.record(now, counters, report.waiting, entries, LOG_KEEP)
 
 
-async def health(s: Services) -> dict[str, Any]:
+async def health(s: ReconcileFigures) -> dict[str, Any]:
     """What the reconciler did, for ``GET /api/queue/health``."""
     stats, recent = await s.reconcile_state.report(10)
     return {

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from waqtor.domain.accounts import Account, Caps, caps_on, gap_ms
@@ -39,13 +39,41 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.registry import UnknownProvider
 from waqtor.runtime import logs, process_metrics
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import (
+    HasAccounts,
+    HasClock,
+    HasGateways,
+    HasJobIndex,
+    HasLedger,
+    HasPacer,
+    HasProviders,
+    HasSettings,
+)
 from waqtor.sending import callbacks, human, throughput
 from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
 from waqtor.sending.flow import Flow
 from waqtor.store import batches
 from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Outcome
 from waqtor.store.ledger import Claimant
+
+
+class Records(HasClock, HasLedger, HasAccounts, HasJobIndex, Protocol):
+    """What recording one send's outcome (and queueing its callback) writes."""
+
+
+class Sends(
+    HasSettings,
+    HasClock,
+    HasLedger,
+    HasPacer,
+    HasAccounts,
+    HasJobIndex,
+    HasGateways,
+    HasProviders,
+    Protocol,
+):
+    """What the send path reads and writes: every account's sends, pacing and outcomes."""
+
 
 log = logging.getLogger("waqtor.sending.sender")
 
@@ -93,7 +121,7 @@ class Campaign:
 
 
 class Sender:
-    def __init__(self, services: Services, worker_id: str) -> None:
+    def __init__(self, services: Sends, worker_id: str) -> None:
         self.s = services
         self.worker_id = worker_id
         self.breaker = Breaker(services)
@@ -467,7 +495,7 @@ class Sender:
 
 
 async def record(
-    s: Services,
+    s: Records,
     campaign_id: str,
     account: str,
     lane: int,
@@ -510,6 +538,6 @@ def quiet_hours(campaign: Campaign, account: Account) -> Daily | None:
     return None
 
 
-async def _sent_recently(s: Services, account: str, text_hash: str, since_ms: int) -> bool:
+async def _sent_recently(s: HasPacer, account: str, text_hash: str, since_ms: int) -> bool:
     (score,) = await s.pacer.sent_text_times(account, [text_hash])
     return score is not None and score >= since_ms

@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from waqtor.domain.accounts import Account, caps_on, gap_ms
 from waqtor.domain.schedule import recipient_zone
@@ -47,6 +47,7 @@ from waqtor.providers.base import (
 )
 from waqtor.providers.registry import UnknownProvider
 from waqtor.runtime import logs, process_metrics
+from waqtor.runtime.parts import HasClock, HasSettings
 from waqtor.sending import callbacks, throughput
 from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.sending.flow import Flow, Signal
@@ -55,7 +56,11 @@ from waqtor.store import batches
 from waqtor.store.batches import MESSAGE_INDEX_TTL_MS, Claimed, Outcome
 
 
-def batched(s: Any, account: Account, caps: Capabilities, campaign: Campaign) -> bool:
+class Batches(HasSettings, HasClock, Protocol):
+    """What choosing the batch path reads."""
+
+
+def batched(s: Batches, account: Account, caps: Capabilities, campaign: Campaign) -> bool:
     """Whether this account's sends of ``campaign`` go through this path: no pacing gap (the
     account's, the provider's human pacing), no sending window, ``SEND_BATCH`` above 1, and
     not a WhatsApp Web session (its checks run one message at a time, ``sending.human``)."""

@@ -9,9 +9,15 @@ so a worker that dies while it waits leaves nothing ``unknown``.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from waqtor.providers.base import Capabilities
-from waqtor.runtime.services import Services
+from waqtor.runtime.parts import HasClock, HasPacer
+
+
+class Slots(HasClock, HasPacer, Protocol):
+    """What reserving send slots reads and writes."""
+
 
 _SLOT_TTL_MS = 60_000
 #: Slots are spaced for this share of the declared rate. A request leaves a few ms late now
@@ -32,7 +38,7 @@ def owner(account: str, caps: Capabilities) -> str:
     return caps.throttle_key or account
 
 
-async def reserve(s: Services, account: str, caps: Capabilities, count: int = 1) -> float:
+async def reserve(s: Slots, account: str, caps: Capabilities, count: int = 1) -> float:
     """Reserve ``count`` consecutive request slots; the first one's time (ms). Slot ``i``
     starts ``i`` x ``interval_ms`` later. 0 when there is no limit."""
     interval = interval_ms(caps)
@@ -44,7 +50,7 @@ async def reserve(s: Services, account: str, caps: Capabilities, count: int = 1)
 
 
 async def throttle(
-    s: Services, account: str, caps: Capabilities, wake: asyncio.Event | None = None
+    s: Slots, account: str, caps: Capabilities, wake: asyncio.Event | None = None
 ) -> bool:
     """Wait for the account's next slot under its provider's limit. False if ``wake``
     interrupted the wait."""
