@@ -447,9 +447,11 @@ class CampaignWorker:
         per_message = min(sending * len(run.campaign.accounts) / done, PER_MESSAGE_MAX_MS)
         pickup = 0
         fresh = run.done_at_start == 0 and not getattr(run.job, "delay", 0)
-        created = getattr(run.job, "timestamp", 0)
-        if fresh and created:  # a job sent in one go: the wait for a worker is part of it
-            pickup = min(max(0, run.picked_ms - int(created)), PICKUP_MAX_MS)
+        created = getattr(run.job, "timestamp", 0) or 0
+        taken = getattr(run.job, "processedOn", 0) or 0
+        if fresh and created and taken:  # sent in one go: its wait for a worker is part of it
+            # bullmq's own times (its clock, not the service's, which tests may replace).
+            pickup = min(max(0, int(taken) - int(created)), PICKUP_MAX_MS)
         fixed = pickup + (run.started_ms - run.picked_ms) + (s.clock.now_ms() - run.sent_ms)
         fixed = min(max(0, fixed), FIXED_MAX_MS)
         for account in run.campaign.accounts:
