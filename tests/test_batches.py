@@ -15,6 +15,11 @@ from waqtor.domain.status import RecipientStatus
 from waqtor.runtime.services import Services, build
 from waqtor.store import batches
 from waqtor.store.batches import Outcome
+from waqtor.store.ledger import Claimant
+
+#: Claims of lane 0 of the default account by worker ``w``, leased for 500 ms.
+WHO = Claimant(token="", worker_id="w", lease_ms=500, account="default")
+HOURLY_3 = Claimant(token="", worker_id="w", lease_ms=500, account="default", hourly_cap=3)
 
 
 async def _campaign(redis_url: str, tmp_path: Path, cid: str, n: int) -> Services:
@@ -37,10 +42,7 @@ async def test_claim_and_finish_a_batch(redis_url: str, tmp_path: Path, r: aiore
     s = await _campaign(redis_url, tmp_path, "c1", 10)
     try:
         ledger = s.ledger
-        got = await batches.claim(
-            ledger, "c1", token="", prefix="p1", now_ms=1000, worker_id="w", lease_ms=500,
-            account="default", size=4,
-        )  # fmt: skip
+        got = await batches.claim(ledger, "c1", WHO, prefix="p1", now_ms=1000, size=4)
         assert isinstance(got, list)
         assert [c.index for c in got] == [0, 1, 2, 3]
         assert [c.attempt_id for c in got] == ["p1.0", "p1.1", "p1.2", "p1.3"]
@@ -88,10 +90,7 @@ async def test_claim_and_finish_a_batch(redis_url: str, tmp_path: Path, r: aiore
         assert await r.getrange("wq:c:c1:s", 0, 0) == "D"
 
         # The due retry comes first, then pending ones in order; the next claim sees both.
-        more = await batches.claim(
-            ledger, "c1", token="", prefix="p2", now_ms=10_000, worker_id="w", lease_ms=500,
-            account="default", size=3,
-        )  # fmt: skip
+        more = await batches.claim(ledger, "c1", WHO, prefix="p2", now_ms=10_000, size=3)
         assert isinstance(more, list)
         assert [(c.index, c.attempt) for c in more] == [(2, 2), (4, 1), (5, 1)]
     finally:
@@ -104,24 +103,15 @@ async def test_batch_claim_stops_at_the_hourly_cap_and_skips_opted_out(
     s = await _campaign(redis_url, tmp_path, "c2", 10)
     try:
         await r.sadd("wq:acct:default:suppressed", "+966500000001")
-        got = await batches.claim(
-            s.ledger, "c2", token="", prefix="p", now_ms=1000, worker_id="w", lease_ms=500,
-            account="default", size=10, hourly_cap=3,
-        )  # fmt: skip
+        got = await batches.claim(s.ledger, "c2", HOURLY_3, prefix="p", now_ms=1000, size=10)
         assert isinstance(got, list)
         # Three sends left in the hour; the opted-out number is closed, not sent nor counted.
         assert [c.index for c in got] == [0, 2]
         assert await r.getrange("wq:c:c2:s", 0, 3) == "SZSP"
         assert await r.zcard("wq:acct:default:sent") == 2
-        third = await batches.claim(
-            s.ledger, "c2", token="", prefix="q", now_ms=1001, worker_id="w", lease_ms=500,
-            account="default", size=10, hourly_cap=3,
-        )  # fmt: skip
+        third = await batches.claim(s.ledger, "c2", HOURLY_3, prefix="q", now_ms=1001, size=10)
         assert isinstance(third, list) and [c.index for c in third] == [3]
-        capped = await batches.claim(
-            s.ledger, "c2", token="", prefix="z", now_ms=1002, worker_id="w", lease_ms=500,
-            account="default", size=10, hourly_cap=3,
-        )  # fmt: skip
+        capped = await batches.claim(s.ledger, "c2", HOURLY_3, prefix="z", now_ms=1002, size=10)
         assert not isinstance(capped, list)
         assert capped.kind == "capped" and capped.due_ms == 1000 + 3_600_000
     finally:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.live_service import LiveService, phones, write_csv
@@ -88,6 +91,68 @@ def test_dry_run_sends_nothing(live: LiveService, tmp_path: Path) -> None:
     preview = as_json(done)
     assert preview["total"] == 3 and preview["invalid"][0]["index"] == 3
     assert len(live.outbox()) == before
+
+
+class Recorder(ThreadingHTTPServer):
+    """A plain HTTP hop in front of the service that notes every request (method, path with
+    its query, body size) before passing it on: what the CLI really sends over the wire."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.seen: list[tuple[str, str, int]] = []
+        super().__init__(("127.0.0.1", 0), _Hop)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Hop(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def _pass(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path, len(body)))
+        skip = {"host", "content-length", "connection", "transfer-encoding"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        got = httpx.request(
+            self.command, self.server.target + self.path, content=body, headers=headers, timeout=30
+        )
+        self.send_response(got.status_code)
+        for k, v in got.headers.items():
+            if k.lower() not in skip | {"content-encoding"}:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(got.content)))
+        self.end_headers()
+        self.wfile.write(got.content)
+
+    do_GET = do_POST = _pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_send_json_uploads_the_list_once(live: LiveService, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "list.csv", phones(12, 600))
+    size = csv.stat().st_size
+    hop = Recorder(live.url)
+    try:
+        env = {**live.cli_env(), "WAQTOR_URL": hop.url}
+        done = waqtor(live, "send", str(csv), "-m", "Once {name}", "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        assert as_json(done)["total"] == 12
+        uploads = [(path, n) for method, path, n in hop.seen if method == "POST"]
+        assert uploads == [("/api/messages/send-bulk?message=Once+%7Bname%7D", size)], hop.seen
+        # Shown to a person, the preview still comes first: the list goes up twice.
+        hop.seen.clear()
+        shown = waqtor(live, "send", str(csv), "-m", "Twice {name}", env=env)
+        assert shown.returncode == 0 and "12 recipients will be sent" in shown.stdout
+        posts = [path for method, path, _ in hop.seen if method == "POST"]
+        assert len(posts) == 2 and "dryRun=true" in posts[0], hop.seen
+    finally:
+        hop.shutdown()
+        hop.server_close()
 
 
 def test_several_accounts_share_a_csv(live: LiveService, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from waqtor.domain.steps import StepKind
 from waqtor.providers.simulator import FENCED
 from waqtor.runtime.services import Services, build
 from waqtor.store import accounts as account_store
+from waqtor.store.ledger import Claimant
 
 
 async def _campaign(redis_url: str, tmp_path: Path, cid: str, n: int) -> Services:
@@ -34,10 +35,10 @@ async def _campaign(redis_url: str, tmp_path: Path, cid: str, n: int) -> Service
 
 
 async def _claim(s: Services, attempt: str, now: int, gap: int, reserve: int) -> tuple[str, int]:
+    who = Claimant(token="", worker_id="w", lease_ms=500, account="default")
     claim = await s.ledger.claim_next(
-        "c1", token="", attempt_id=attempt, now_ms=now, worker_id="w", lease_ms=500,
-        account="default", min_gap_ms=gap, reserve_gap_ms=reserve,
-    )  # fmt: skip
+        "c1", who, attempt_id=attempt, now_ms=now, min_gap_ms=gap, reserve_gap_ms=reserve
+    )
     return claim.kind.value, claim.due_ms
 
 

@@ -10,7 +10,7 @@ from tests.conftest import App, make_settings, recipients
 from waqtor.domain.waits import wait_reason
 from waqtor.runtime.services import Services
 from waqtor.store.keys import Keys
-from waqtor.store.queue_stats import BULL_STATES
+from waqtor.store.queue_stats import ENGINE_STATES
 
 HOUR_MS = 3_600_000
 
@@ -125,8 +125,38 @@ def test_key_layouts_come_from_keys() -> None:
 
 async def test_bull_keys_are_bullmqs_own(app: App) -> None:
     s: Services = app.app.state.services
-    for state in BULL_STATES:
-        assert s.engine.key(state) == s.engine.queue.toKey(state)
+    shapes = s.engine.job_shapes()
+    assert set(shapes.states) == set(ENGINE_STATES)
+    bull = {"waiting": {"wait", "prioritized"}}
+    for state, counted in shapes.states.items():
+        names = bull.get(state, {state})
+        assert {c.key for c in counted} == {s.engine.queue.toKey(n) for n in names}, state
+    # The keys' types are bullmq's: what the script counts them as is what they are.
+    assert (await app.post("/api/queue/pause")).status_code == 200
+    await _queue(app, 0)
+    seen = 0
+    for counted in shapes.states.values():
+        for c in counted:
+            kind = str(await s.store.redis.type(c.key))
+            assert kind in {c.kind, "none"}, (c.key, kind)
+            seen += kind != "none"
+    assert seen >= 1
+    assert shapes.paused_flag == (s.engine.queue.toKey("meta"), "paused")
     assert s.engine.key("meta") == s.engine.queue.toKey("meta")
     # The existing layout, unchanged (deployments upgrade in place).
     assert s.engine.key("x:lock") == f"bull:{s.settings.queue_name}:x:lock"
+
+
+async def test_a_marker_at_the_tail_of_the_wait_list_is_not_a_job(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        s: Services = app.app.state.services
+        await _queue(app, 0)
+        assert (await app.get("/api/queue/stats")).json()["data"]["waiting"] == 1
+        # Older bullmq left a '0:<n>' marker at the tail of its wait list.
+        await s.store.redis.rpush(s.engine.key("wait"), "0:0")
+        assert (await app.get("/api/queue/stats")).json()["data"]["waiting"] == 1
+        # Only at the tail: once another entry is behind it, both count (as bullmq's would).
+        await s.store.redis.rpush(s.engine.key("wait"), "x")
+        assert (await app.get("/api/queue/stats")).json()["data"]["waiting"] == 3

@@ -56,3 +56,30 @@ async def test_openapi_entry_unchanged(app: App) -> None:
     schema = spec["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["type"] == "object" and schema["additionalProperties"] is True
     assert [p["name"] for p in spec["parameters"]] == ["limit", "offset"]
+
+
+async def test_a_listing_is_one_round_trip_for_the_jobs_and_survives_a_script_flush(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with App(make_settings(redis_url, tmp_path), run_worker=False) as app:
+        ids = [await _queue(app, start=n * 100) for n in range(3)]
+        s = app.app.state.services
+        assert (await app.post("/api/queue/pause")).status_code == 200
+        before = await s.store.redis.info("commandstats")
+        views = await s.engine.views(ids)
+        after = await s.store.redis.info("commandstats")
+        # No SCRIPT EXISTS before the pipeline; the pause flag is read in it.
+        calls = {
+            k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"]
+            for k in after
+            if k.startswith("cmdstat_")
+        }
+        assert calls.get("cmdstat_script|exists", 0) == 0, calls
+        assert calls.get("cmdstat_hexists", 0) == 1, calls
+        assert [v.id for v in views] == ids and {v.state for v in views} == {"paused"}
+        # A server that lost the script (restart, SCRIPT FLUSH) is given it again.
+        await s.store.redis.script_flush()
+        again = await s.engine.views(ids)
+        assert [(v.id, v.state) for v in again] == [(v.id, v.state) for v in views]
+        assert (await app.post("/api/queue/resume")).status_code == 200
+        assert {v.state for v in await s.engine.views(ids)} == {"waiting"}

@@ -1,6 +1,7 @@
 """The job engine: a thin layer over bullmq, so nothing else imports it, and the only module
 that knows bullmq's key layout: ``Engine.key`` names them for the store's scripts that must
-read one (a job's lock, the queue's pause flag), and the dashboard's list reads are here.
+read one (a job's lock, the queue's pause flag), which of them hold each job state and in what
+shape (``Engine.job_shapes``, for the stats script), and the dashboard's list reads are here.
 
 One bullmq job per bulk request; the job id is the campaign id. bullmq gives the job states,
 progress, whole-job retries with exponential backoff, stalled-job recovery, pause and clean;
@@ -20,9 +21,11 @@ import bullmq
 from bullmq import DelayedError, UnrecoverableError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from waqtor.domain.status import JobState
 from waqtor.store.keys import HELPER_JOB_MARK
+from waqtor.store.queue_stats import Counted, JobShapes
 
 #: Names bullmq gives its own keys beside the jobs (``bull:<queue>:<name>``), and ones Node
 #: BullMQ uses: a "job id" with one of these names would read that key, not a job.
@@ -163,6 +166,35 @@ class Engine:
         queue's ``meta`` hash, a job id, or ``<job id>:lock``. The store's scripts that must
         read one of bullmq's keys are given its name from here."""
         return str(self.queue.toKey(name))
+
+    def job_shapes(self) -> JobShapes:
+        """bullmq's keys for each job state and their shapes, for the store's one-script stats
+        read (``store.queue_stats``): the same counts as ``counts``, without bullmq's round
+        trips."""
+
+        def listed(name: str) -> Counted:
+            return Counted(self.key(name), "list")
+
+        def marked(name: str) -> Counted:
+            # Older bullmq left a '0:' marker at the tail of these lists; its getCounts skips
+            # it too.
+            return Counted(self.key(name), "list", "0:")
+
+        def ranked(name: str) -> Counted:
+            return Counted(self.key(name), "zset")
+
+        return JobShapes(
+            states={
+                # Prioritized jobs wait in their own sorted set.
+                "waiting": (marked("wait"), ranked("prioritized")),
+                "active": (listed("active"),),
+                "completed": (ranked("completed"),),
+                "failed": (ranked("failed"),),
+                "delayed": (ranked("delayed"),),
+                "paused": (marked("paused"),),
+            },
+            paused_flag=(self.key("meta"), "paused"),
+        )
 
     # ---- bullmq's lists read straight, for the dashboard (a page costs one range read) ----
     async def list_sizes(self, parked_ms: int) -> ListSizes:
@@ -317,11 +349,36 @@ class Engine:
     async def views(self, job_ids: list[str]) -> list[JobView]:
         """The jobs with these ids, in the same order, skipping ids bullmq no longer has.
 
-        One pipeline for all of them (each job's hash and bullmq's own state script), not
-        three round trips per job."""
+        One pipeline for all of them (the queue's pause flag, each job's hash and bullmq's own
+        state script), not three round trips per job. The script goes by its sha alone (no
+        ``SCRIPT EXISTS`` round trip before each pipeline); a server that has lost it (a restart,
+        ``SCRIPT FLUSH``) is given it again and the pipeline runs once more."""
         job_ids = [i for i in job_ids if valid_job_id(i)]
         if not job_ids:
             return []
+        results = await self._views_read(job_ids)
+        if any(isinstance(r, NoScriptError) for r in results):
+            script = self._state_script()
+            script.sha = await self.client.script_load(script.script)
+            results = await self._views_read(job_ids)
+        paused = results[0] == 1
+        found: list[JobView] = []
+        for i, job_id in enumerate(job_ids):
+            raw, state = results[1 + 2 * i], results[2 + 2 * i]
+            # Not a job: nothing there, another kind of key (an error reading it as a hash), or
+            # a hash without a job's fields.
+            if not isinstance(raw, dict) or "name" not in raw or "timestamp" not in raw:
+                continue
+            if isinstance(state, Exception):
+                raise state
+            state = str(state)
+            found.append(_view(bullmq.Job.fromJSON(self.queue, raw, job_id), _shown(state, paused)))
+        return found
+
+    def _state_script(self) -> Any:
+        return self.queue.scripts.commands["getStateV2"]
+
+    async def _views_read(self, job_ids: list[str]) -> list[Any]:
         scripts = self.queue.scripts
         state_keys = scripts.getKeys(
             [
@@ -335,27 +392,14 @@ class Engine:
                 "prioritized",
             ]
         )
-        state_script = scripts.commands["getStateV2"]
+        sha = self._state_script().sha
         async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hexists(self.key("meta"), "paused")  # what ``Queue.isPaused`` reads
             for job_id in job_ids:
-                pipe.hgetall(scripts.toKey(job_id))
-                await state_script(
-                    keys=state_keys, args=[job_id, scripts.toKey(job_id)], client=pipe
-                )
-            results = await pipe.execute(raise_on_error=False)
-        paused = await self.is_paused()
-        found: list[JobView] = []
-        for i, job_id in enumerate(job_ids):
-            raw, state = results[2 * i], results[2 * i + 1]
-            # Not a job: nothing there, another kind of key (an error reading it as a hash), or
-            # a hash without a job's fields.
-            if not isinstance(raw, dict) or "name" not in raw or "timestamp" not in raw:
-                continue
-            if isinstance(state, Exception):
-                raise state
-            state = str(state)
-            found.append(_view(bullmq.Job.fromJSON(self.queue, raw, job_id), _shown(state, paused)))
-        return found
+                key = scripts.toKey(job_id)
+                pipe.hgetall(key)
+                pipe.evalsha(sha, len(state_keys), *state_keys, job_id, key)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def pause(self) -> None:
         await self.queue.pause()

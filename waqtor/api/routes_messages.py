@@ -35,6 +35,7 @@ from waqtor.runtime.parts import (
     HasCallbackQueue,
     HasClock,
     HasEngine,
+    HasHeartbeats,
     HasIdempotency,
     HasJobIndex,
     HasLedger,
@@ -63,6 +64,7 @@ class Messages(
     HasIdempotency,
     HasJobIndex,
     HasProviders,
+    HasHeartbeats,
     Protocol,
 ):
     """What sending a campaign reads and writes."""

@@ -16,6 +16,7 @@ from waqtor.runtime import offload
 from waqtor.runtime.parts import (
     HasAccounts,
     HasClock,
+    HasHeartbeats,
     HasJobIndex,
     HasPacer,
     HasProviders,
@@ -32,6 +33,7 @@ class Previews(
     HasSuppressions,
     HasJobIndex,
     HasProviders,
+    HasHeartbeats,
     Protocol,
 ):
     """What a dry run reads (it writes nothing)."""

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from waqtor.campaigns import hygiene
 from waqtor.domain.accounts import caps_on, gap_ms
 from waqtor.domain.eta import (
+    COLD_FIXED_MS,
     clock_text,
     estimate_capped_ms,
     humanise,
@@ -21,12 +22,15 @@ from waqtor.domain.recipients import Parsed
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
 from waqtor.providers import content
+from waqtor.providers.base import Capabilities
 from waqtor.providers.registry import UnknownProvider
+from waqtor.runtime import heartbeats
 from waqtor.runtime.parts import (
     HasAccounts,
     HasCallbackQueue,
     HasClock,
     HasEngine,
+    HasHeartbeats,
     HasJobIndex,
     HasLedger,
     HasPacer,
@@ -34,16 +38,21 @@ from waqtor.runtime.parts import (
     HasSettings,
     HasSuppressions,
 )
-from waqtor.sending import callbacks
+from waqtor.sending import callbacks, throughput
 from waqtor.sending.sender import Campaign, Sender
+from waqtor.sending.worker import ASSIST_MIN_BATCHES
 
 
 class Picks(HasClock, HasAccounts, Protocol):
     """What choosing the accounts that can send now reads."""
 
 
-class Estimates(HasSettings, HasClock, HasPacer, HasAccounts, HasJobIndex, HasProviders, Protocol):
-    """What the ETA of a campaign reads."""
+class Gaps(HasSettings, HasClock, HasPacer, HasAccounts, HasJobIndex, HasProviders, Protocol):
+    """What the time per message of an account reads."""
+
+
+class Estimates(Gaps, HasHeartbeats, Protocol):
+    """What the ETA of a campaign reads (the heartbeats: how many workers help a long list)."""
 
 
 class Cleans(HasClock, HasEngine, HasLedger, HasJobIndex, Protocol):
@@ -61,6 +70,7 @@ class Submits(
     HasCallbackQueue,
     HasJobIndex,
     HasProviders,
+    HasHeartbeats,
     Protocol,
 ):
     """What submitting a campaign reads and writes."""
@@ -101,30 +111,55 @@ class InstantResult:
         return self.campaign_id if self.pending else None
 
 
-async def message_gap_ms(s: Estimates, account_name: str, now: int | None = None) -> float:
+async def message_gap_ms(s: Gaps, account_name: str, now: int | None = None) -> float:
     """Average time per message on the account: its paced gap (delay and jitter) or the
     provider's observed send time, whichever is longer; with no delay, what its campaigns
-    really achieve (batches and requests side by side)."""
+    really achieve (batches and requests side by side), never above the provider's rate."""
+    gap, _ = await _pace(s, account_name, now)
+    return gap
+
+
+async def _pace(
+    s: Gaps, account_name: str, now: int | None, helpers: int = 0
+) -> tuple[float, float]:
+    """The account's time per message and what a campaign costs besides its sends (ms), as
+    its last runs measured them, else from its provider's declared capabilities (and the
+    ``helpers``, other workers that take batches of a long list)."""
     account = await s.accounts.get(account_name) or s.accounts.default()
     now = s.clock.now_ms() if now is None else now
     jitter = account.jitter if account.jitter is not None else s.settings.message_jitter
     delay = gap_ms(account, s.settings.message_delay, now)
     observed = await s.pacer.observed_send_ms(account_name)
+    ran = await s.job_index.run_pace(account_name)
+    fixed = ran.fixed_ms if ran is not None else COLD_FIXED_MS
     if delay > 0:
-        return mean_gap_ms(delay, jitter, observed)
-    achieved = await s.job_index.throughput(account_name)
-    return unpaced_gap_ms(achieved, observed, await _parallel(s, account_name))
+        return mean_gap_ms(delay, jitter, observed), fixed
+    try:
+        can: Capabilities | None = s.providers.get(account).capabilities
+    except UnknownProvider:
+        can = None
+    parallel = _parallel(s, can)
+    if ran is None and parallel > 1:
+        parallel *= 1 + helpers
+    interval = throughput.interval_ms(can) if can is not None else 0.0
+    achieved = ran.per_message_ms if ran is not None else None
+    return unpaced_gap_ms(achieved, observed, parallel, interval_ms=interval), fixed
 
 
 async def estimate(s: Estimates, account_name: str, recipients: int) -> Estimate:
     """Counts the backlog already queued on the account, its paced gap (delay and jitter), the
-    provider's observed send time, its caps and warm-up, and any rest it is taking: not
-    ``n x 2 s``."""
+    provider's observed send time and declared rate, its caps and warm-up, any rest it is
+    taking, and what a campaign costs besides its sends (picked up, started, finished): not
+    ``n x 2 s``, and not only the sends."""
     account = await s.accounts.get(account_name) or s.accounts.default()
     now = s.clock.now_ms()
     caps = caps_on(account, now)
-    gap = await message_gap_ms(s, account_name, now)
     backlog = await s.pacer.backlog(account_name)
+    helpers = 0
+    if backlog + recipients >= ASSIST_MIN_BATCHES * s.settings.send_batch:
+        # Other live workers help with the batches of a list this long (``_ask_for_help``).
+        helpers = max(0, min(s.settings.assist_workers, await heartbeats.alive(s) - 1))
+    gap, fixed = await _pace(s, account_name, now, helpers)
     free_at = max(
         await s.pacer.next_free_ms(account_name), await s.accounts.cooling_until(account_name)
     )
@@ -132,7 +167,7 @@ async def estimate(s: Estimates, account_name: str, recipients: int) -> Estimate
     hour, day = (0, 0)
     if caps.hourly is not None or caps.daily is not None:
         hour, day = await s.accounts.sends_in_window(account_name, now)
-    ms = estimate_capped_ms(
+    ms = fixed + estimate_capped_ms(
         backlog + recipients,
         gap,
         wait_ms=wait,
@@ -142,21 +177,16 @@ async def estimate(s: Estimates, account_name: str, recipients: int) -> Estimate
         sent_last_day=day,
     )
     limited = None
-    if ms > wait + (backlog + recipients) * gap + 1:
+    if ms > fixed + wait + (backlog + recipients) * gap + 1:
         limited = f"caps of account {account_name}: {caps.hourly}/hour, {caps.daily}/day"
     return Estimate(ms, humanise(ms), backlog, limited)
 
 
-async def _parallel(s: Estimates, account_name: str) -> int:
+def _parallel(s: HasSettings, can: Capabilities | None) -> int:
     """How many sends of one campaign go out side by side on an unpaced account: a batch
     (``SEND_BATCH``) when its provider takes them, else the requests it allows in flight
     (its declared ``max_in_flight``, at most a claim of ``SEND_BATCH``)."""
-    account = await s.accounts.get(account_name) or s.accounts.default()
-    try:
-        can = s.providers.get(account).capabilities
-    except UnknownProvider:
-        return 1
-    if s.settings.send_batch <= 1 or can.min_gap_ms > 0 or can.web_session:
+    if can is None or s.settings.send_batch <= 1 or can.min_gap_ms > 0 or can.web_session:
         return 1
     if can.batch_size > 1:
         return s.settings.send_batch

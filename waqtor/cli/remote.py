@@ -171,15 +171,16 @@ def cmd_send(args: argparse.Namespace) -> int:
             "accounts": accounts,
             "send_at": args.send_at,
         }
-        preview = client.preview(args.file, args.message, **options)
-        if args.dry_run:
+        if args.dry_run or not args.json:
+            # Only to be shown: with --json the send's own answer is the output, and the list
+            # goes up once (a preview costs a whole upload and the server's parse of it).
+            preview = client.preview(args.file, args.message, **options)
             if args.json:
                 _print_json(preview)
             else:
                 _print_preview(preview)
-            return OK
-        if not args.json:
-            _print_preview(preview)
+            if args.dry_run:
+                return OK
         sent = client.send(args.file, args.message, **options)
         if not args.json:
             again = " (already sent by an earlier run: nothing sent again)" if sent.replayed else ""

@@ -4,7 +4,6 @@ differ in how they carry it out."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,13 +96,6 @@ _ACCOUNTS = TypeAdapter(list[m.Account])
 def _p(value: str) -> str:
     """A path segment, quoted: an id can never change which route is called."""
     return quote(value, safe="")
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float, retry_after: str | None) -> float:
-    if retry_after and retry_after.isdigit():
-        return min(float(retry_after), cap_s)
-    delay: float = min(cap_s, base_s * 2**attempt) * random.uniform(0.5, 1.0)
-    return delay
 
 
 def body(value: BaseModel) -> dict[str, Any]:

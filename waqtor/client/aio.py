@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -13,23 +11,17 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
+from waqtor.client import _exchange as x
 from waqtor.client import models as m
 from waqtor.client import sources
-from waqtor.client._calls import (
-    KEY_HEADER,
-    Call,
-    Routes,
-    backoff_s,
-    error_of,
-    send_body,
-)
+from waqtor.client._calls import Call, error_of, send_body
+from waqtor.client._exchange import Download, Progress
 from waqtor.client.errors import ApiError, TransportError
-from waqtor.client.sync import NOT_SENT, Download, Progress, settings
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(x.Base):
     """``async with AsyncClient(url, key) as client``: the same as :class:`Client`."""
 
     def __init__(
@@ -43,20 +35,10 @@ class AsyncClient:
         max_backoff: float = 8.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url, key = settings(url, key)
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._r = Routes()
+        super().__init__(url, key, retries, backoff, max_backoff)
         self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers={KEY_HEADER: key, "User-Agent": "waqtor-client"},
-            timeout=timeout,
-            transport=transport,
+            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
         )
-
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r})"  # never the key
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -72,31 +54,18 @@ class AsyncClient:
         attempt = 0
         while True:
             try:
-                request = self._http.build_request(
-                    call.method,
-                    call.path,
-                    params=call.params or None,
-                    json=call.json if call.content is None else None,
-                    content=call.content,
-                    headers=call.headers or None,
-                )
-                response = await self._http.send(request, stream=stream)
+                response = await self._http.send(x.request(self._http, call), stream=stream)
             except httpx.TransportError as exc:
-                if attempt >= self.retries or not (isinstance(exc, NOT_SENT) or call.retry_safe):
-                    raise TransportError(f"{call.method} {self.url}{call.path}: {exc}") from exc
-                await asyncio.sleep(backoff_s(attempt, self.backoff, self.max_backoff, None))
+                await asyncio.sleep(self._retries.after_failure(self.url, call, attempt, exc))
                 attempt += 1
                 continue
-            if call.should_retry(response.status_code):
-                if attempt < self.retries:
-                    retry_after = response.headers.get("Retry-After")
-                    await response.aclose()
-                    await asyncio.sleep(
-                        backoff_s(attempt, self.backoff, self.max_backoff, retry_after)
-                    )
-                    attempt += 1
-                    continue
-            if response.status_code >= 400 and response.status_code not in call.answers:
+            pause = self._retries.after_answer(call, attempt, response)
+            if pause is not None:
+                await response.aclose()
+                await asyncio.sleep(pause)
+                attempt += 1
+                continue
+            if x.is_error(call, response):
                 if stream:
                     await response.aread()
                     await response.aclose()
@@ -274,12 +243,11 @@ class AsyncClient:
         polling ``GET /api/queue/jobs/{id}`` when the stream is not available.
         ``on_progress`` gets the campaign each time it changes.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = x.deadline_of(timeout)
         streaming = True
         last: m.Job | None = None
         while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"campaign {job_id} did not finish within {timeout} s")
+            x.check_time(job_id, deadline, timeout)
             if streaming:
                 # Raises as usual if the campaign does not exist (or the service is down).
                 await self.job(job_id)
@@ -294,8 +262,7 @@ class AsyncClient:
                         return await self.job(job_id)
                     continue  # the stream ended on its own: reconnect
             job = await self.job(job_id)
-            if on_progress is not None and job != last:
-                on_progress(job)
+            x.polled(job, last, on_progress)
             last = job
             if job.finished:
                 return job
@@ -306,19 +273,15 @@ class AsyncClient:
     ) -> bool:
         """One event stream; True once the campaign has finished."""
         async with aconnect_sse(
-            self._http, "GET", self._r.events_path(job_id), timeout=httpx.Timeout(30, read=60)
+            self._http, "GET", self._r.events_path(job_id), timeout=x.STREAM_TIMEOUT
         ) as source:
             if source.response.status_code != 200:
                 await source.response.aread()
                 raise error_of(source.response)
             async for event in source.aiter_sse():
-                if event.event == "job" and on_progress is not None:
-                    on_progress(m.Job.model_validate(json.loads(event.data)))
-                elif event.event == "end":
+                if x.on_event(event, on_progress):
                     return True
-                elif event.event == "error":
-                    raise TransportError(json.loads(event.data).get("error", "stream error"))
-                if deadline is not None and time.monotonic() > deadline:
+                if x.past(deadline):
                     return False
         return False
 

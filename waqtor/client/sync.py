@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,35 +11,17 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import SSEError, connect_sse
 
+from waqtor.client import _exchange as x
 from waqtor.client import models as m
 from waqtor.client import sources
-from waqtor.client._calls import (
-    KEY_HEADER,
-    Call,
-    Routes,
-    backoff_s,
-    error_of,
-    send_body,
-)
+from waqtor.client._calls import Call, error_of, send_body
+from waqtor.client._exchange import Download, Progress
 from waqtor.client.errors import ApiError, TransportError
 
 T = TypeVar("T")
-Progress = Callable[[m.Job], None]
-#: Bytes written so far.
-Download = Callable[[int], None]
-#: Connection failures where the request surely never reached the server.
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def settings(url: str | None, key: str | None) -> tuple[str, str]:
-    url = url or os.environ.get("WAQTOR_URL") or "http://127.0.0.1:8080"
-    key = key or os.environ.get("WAQTOR_API_KEY")
-    if not key:
-        raise ValueError("an API key is required: pass key=... or set WAQTOR_API_KEY")
-    return url.rstrip("/"), key
-
-
-class Client:
+class Client(x.Base):
     """``Client(url, key)``; both default to ``WAQTOR_URL`` and ``WAQTOR_API_KEY``.
 
     The key travels in the ``X-API-Key`` header only. A 503 (Redis or the provider down) and a
@@ -61,20 +41,10 @@ class Client:
         max_backoff: float = 8.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url, key = settings(url, key)
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._r = Routes()
+        super().__init__(url, key, retries, backoff, max_backoff)
         self._http = httpx.Client(
-            base_url=self.url,
-            headers={KEY_HEADER: key, "User-Agent": "waqtor-client"},
-            timeout=timeout,
-            transport=transport,
+            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
         )
-
-    def __repr__(self) -> str:
-        return f"Client({self.url!r})"  # never the key
 
     def __enter__(self) -> Client:
         return self
@@ -90,29 +60,18 @@ class Client:
         attempt = 0
         while True:
             try:
-                request = self._http.build_request(
-                    call.method,
-                    call.path,
-                    params=call.params or None,
-                    json=call.json if call.content is None else None,
-                    content=call.content,
-                    headers=call.headers or None,
-                )
-                response = self._http.send(request, stream=stream)
+                response = self._http.send(x.request(self._http, call), stream=stream)
             except httpx.TransportError as exc:
-                if attempt >= self.retries or not (isinstance(exc, NOT_SENT) or call.retry_safe):
-                    raise TransportError(f"{call.method} {self.url}{call.path}: {exc}") from exc
-                time.sleep(backoff_s(attempt, self.backoff, self.max_backoff, None))
+                time.sleep(self._retries.after_failure(self.url, call, attempt, exc))
                 attempt += 1
                 continue
-            if call.should_retry(response.status_code):
-                if attempt < self.retries:
-                    retry_after = response.headers.get("Retry-After")
-                    response.close()
-                    time.sleep(backoff_s(attempt, self.backoff, self.max_backoff, retry_after))
-                    attempt += 1
-                    continue
-            if response.status_code >= 400 and response.status_code not in call.answers:
+            pause = self._retries.after_answer(call, attempt, response)
+            if pause is not None:
+                response.close()
+                time.sleep(pause)
+                attempt += 1
+                continue
+            if x.is_error(call, response):
                 if stream:
                     response.read()
                     response.close()
@@ -279,12 +238,11 @@ class Client:
         polling ``GET /api/queue/jobs/{id}`` when the stream is not available.
         ``on_progress`` gets the campaign each time it changes.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = x.deadline_of(timeout)
         streaming = True
         last: m.Job | None = None
         while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"campaign {job_id} did not finish within {timeout} s")
+            x.check_time(job_id, deadline, timeout)
             if streaming:
                 # Raises as usual if the campaign does not exist (or the service is down).
                 self.job(job_id)
@@ -299,8 +257,7 @@ class Client:
                         return self.job(job_id)
                     continue  # the stream ended on its own: reconnect
             job = self.job(job_id)
-            if on_progress is not None and job != last:
-                on_progress(job)
+            x.polled(job, last, on_progress)
             last = job
             if job.finished:
                 return job
@@ -309,19 +266,15 @@ class Client:
     def _follow(self, job_id: str, on_progress: Progress | None, deadline: float | None) -> bool:
         """One event stream; True once the campaign has finished."""
         with connect_sse(
-            self._http, "GET", self._r.events_path(job_id), timeout=httpx.Timeout(30, read=60)
+            self._http, "GET", self._r.events_path(job_id), timeout=x.STREAM_TIMEOUT
         ) as source:
             if source.response.status_code != 200:
                 source.response.read()
                 raise error_of(source.response)
             for event in source.iter_sse():
-                if event.event == "job" and on_progress is not None:
-                    on_progress(m.Job.model_validate(json.loads(event.data)))
-                elif event.event == "end":
+                if x.on_event(event, on_progress):
                     return True
-                elif event.event == "error":
-                    raise TransportError(json.loads(event.data).get("error", "stream error"))
-                if deadline is not None and time.monotonic() > deadline:
+                if x.past(deadline):
                     return False
         return False
 

@@ -19,6 +19,7 @@ from waqtor.runtime.parts import (
     HasCallbackQueue,
     HasClock,
     HasEngine,
+    HasHeartbeats,
     HasJobIndex,
     HasLedger,
     HasPacer,
@@ -39,6 +40,7 @@ class ComposePages(
     HasCallbackQueue,
     HasJobIndex,
     HasProviders,
+    HasHeartbeats,
     Protocol,
 ):
     """What composing, previewing and sending a campaign read and write."""

@@ -16,14 +16,33 @@ def mean_gap_ms(delay_ms: int, jitter: float, observed_send_ms: float) -> float:
     return max(delay_ms * (1.0 + jitter / 2.0), observed_send_ms, 0.0)
 
 
-def unpaced_gap_ms(throughput_ms: float | None, observed_send_ms: float, parallel: int) -> float:
+#: Until an account has run a campaign, what a run costs besides its sends (ms): the job's
+#: wait for a worker (bullmq's wake-up), its start (recovery, settling, the "active" event) and
+#: its end. Measured here: 35 to 55 ms on an idle 2-core machine, several times that on a busy
+#: one; the worker measures the real figure on every run (``JobIndex.record_run``).
+COLD_FIXED_MS = 100.0
+#: ... and the round trips of one claim of recipients and the record of their outcomes (ms),
+#: shared by the sends of that claim: 12 to 15 ms a batch of 200 on the simulator, idle.
+COLD_CLAIM_MS = 15.0
+
+
+def unpaced_gap_ms(
+    achieved_ms: float | None,
+    observed_send_ms: float,
+    parallel: int,
+    *,
+    claim_ms: float = COLD_CLAIM_MS,
+    interval_ms: float = 0.0,
+) -> float:
     """Average time per message on an account with no pacing delay: what its campaigns really
-    achieved lately (``throughput_ms``), else the provider's send time shared by the sends that
-    go out side by side (a batch, or requests in flight): not one request's latency per
-    message, which said "~3 minutes" for a list sent in 4 seconds."""
-    if throughput_ms is not None and throughput_ms > 0:
-        return throughput_ms
-    return max(observed_send_ms, 0.0) / max(1, parallel)
+    achieved lately (``achieved_ms``), else the provider's send time and a claim's round trips
+    shared by the sends that go out side by side (a batch, or requests in flight): not one
+    request's latency per message, which said "~3 minutes" for a list sent in 4 seconds. Never
+    faster than the provider's declared rate (``interval_ms`` between messages)."""
+    if achieved_ms is not None and achieved_ms > 0:
+        return max(achieved_ms, interval_ms)
+    shared = (max(observed_send_ms, 0.0) + max(claim_ms, 0.0)) / max(1, parallel)
+    return max(shared, interval_ms)
 
 
 def estimate_ms(recipients: int, backlog_ahead: int, gap_ms: float, wait_ms: float = 0.0) -> float:

@@ -25,26 +25,9 @@ from urllib.parse import quote
 
 from waqtor.config import Settings
 from waqtor.domain.accounts import Account
-from waqtor.providers.base import (
-    AmbiguousError,
-    OutgoingMessage,
-    PermanentError,
-    ProviderError,
-    RateLimitedError,
-    SendResult,
-    SessionState,
-    TransientError,
-    UnavailableError,
-)
-from waqtor.providers.gateway import (
-    GatewayProvider,
-    ban_or_rate,
-    describe,
-    digits,
-    error_text,
-    session_error,
-)
-from waqtor.providers.waha import _gateway
+from waqtor.providers.base import OutgoingMessage, PermanentError, ProviderError, SessionState
+from waqtor.providers.gateway import GatewayProvider, digits, gateway_of
+from waqtor.providers.registry import UnknownProvider
 
 NAME = "evolution"
 OPEN = "open"
@@ -71,6 +54,8 @@ def _not_on_whatsapp(body: Any) -> bool:
 class EvolutionProvider(GatewayProvider):
     name = NAME
     key_header = "apikey"
+    working_state = OPEN
+    operator_states = OPERATOR_STATES
 
     typing_in_request = True
 
@@ -80,22 +65,11 @@ class EvolutionProvider(GatewayProvider):
     async def read_session(self) -> SessionState:
         status, body = await self.request("GET", self._path("/instance/connectionState"))
         instance = body.get("instance") if isinstance(body, dict) else None
+        found = None
         if status == 200 and isinstance(instance, dict):
-            state = str(instance.get("state") or "unknown")
-        elif status == 404:
-            state = "NOT_FOUND"
-        elif status in (401, 403):
-            state = "UNAUTHORIZED"
-        else:
-            return SessionState("UNREACHABLE", False, f"gateway answered HTTP {status}")
-        working = state == OPEN
-        needs = state in OPERATOR_STATES
-        detail = (
-            f"WhatsApp instance {self.session_name!r} on gateway {self.gateway.name} is open"
-            if working
-            else describe(self.gateway.name, self.session_name, state, needs)
-        )
-        return SessionState(state, working, detail, needs_operator=needs)
+            found = str(instance.get("state") or "unknown")
+        working = f"WhatsApp instance {self.session_name!r} on gateway {self.gateway.name} is open"
+        return self.session_state(status, found, working)
 
     async def check_numbers(self, phones: Sequence[str]) -> dict[str, bool]:
         wanted = {digits(p): p for p in phones}
@@ -131,63 +105,30 @@ class EvolutionProvider(GatewayProvider):
         body["linkPreview"] = False
         return self._path("/message/sendText"), body
 
-    async def send(self, message: OutgoingMessage) -> SendResult:
-        if message.template is not None:
-            raise PermanentError(
-                "unsupported", "WhatsApp templates are a Cloud API feature, not WhatsApp Web's"
-            )
-        path, body = self.payload(message)
-        status, answer = await self.request(
-            "POST", path, json=body, extra_s=message.typing_ms / 1000.0
-        )
-        if 200 <= status < 300:
-            found = message_id(answer)
-            if found is None:
-                raise AmbiguousError("no_message_id", f"HTTP {status} without a message id")
-            return SendResult(found)
-        raise self.classify(status, answer)
+    def sent_id(self, answer: Any) -> str | None:
+        return message_id(answer)
 
-    def classify(self, status: int, body: Any) -> ProviderError:
-        text = error_text(body) or f"HTTP {status}"
+    def own_error(self, status: int, body: Any, text: str) -> ProviderError | None:
         if status == 400 and _not_on_whatsapp(body):
             return PermanentError("not_on_whatsapp", "the number is not on WhatsApp")
         if status == 404:
             self.forget_session()
-            return session_error(self.gateway.name, self.session_name, "NOT_FOUND", OPERATOR_STATES)
+            return self.down("NOT_FOUND")
         if status in (401, 403):
-            return session_error(
-                self.gateway.name, self.session_name, "UNAUTHORIZED", OPERATOR_STATES
-            )
+            return self.down("UNAUTHORIZED")
         lowered = text.lower()
         if "connection closed" in lowered or "not connected" in lowered:
             self.forget_session()
-            return session_error(
-                self.gateway.name, self.session_name, "connecting", OPERATOR_STATES
-            )
-        signal = ban_or_rate(text)
-        if signal is not None:
-            return signal
-        if status == 429:
-            return RateLimitedError("http_429", text, retry_after_s=30.0)
-        if status in (502, 503, 504):
-            return UnavailableError(f"http_{status}", f"gateway {self.gateway.name}: {text}")
-        if status >= 500:
-            return TransientError(f"http_{status}", text)
-        if status in (400, 413, 422):
-            return PermanentError(f"http_{status}", text)
-        return TransientError(f"http_{status}", text)
+            return self.down("connecting")
+        return None
 
 
 def factory(settings: Settings) -> Callable[[Account], EvolutionProvider]:
     def build(account: Account) -> EvolutionProvider:
         if not account.session:
-            raise _missing(account)
-        return EvolutionProvider(settings, _gateway(account), account.session)
+            raise UnknownProvider(
+                f"account {account.name}: provider evolution needs session (instance)"
+            )
+        return EvolutionProvider(settings, gateway_of(account), account.session)
 
     return build
-
-
-def _missing(account: Account) -> Exception:
-    from waqtor.providers.registry import UnknownProvider
-
-    return UnknownProvider(f"account {account.name}: provider evolution needs session (instance)")

@@ -21,6 +21,7 @@ import orjson
 
 from waqtor import __version__
 from waqtor.config import Settings
+from waqtor.domain.accounts import Account
 from waqtor.providers import gateway_env
 from waqtor.providers.base import (
     AmbiguousError,
@@ -28,13 +29,18 @@ from waqtor.providers.base import (
     Capabilities,
     Health,
     Lookup,
+    OutgoingMessage,
+    PermanentError,
     Provider,
     ProviderError,
+    RateLimitedError,
+    SendResult,
     SessionDownError,
     SessionState,
     TransientError,
     UnavailableError,
 )
+from waqtor.providers.registry import UnknownProvider
 
 log = logging.getLogger("waqtor.gateway")
 
@@ -61,12 +67,26 @@ def digits(phone: str) -> str:
     return phone.lstrip("+")
 
 
+def gateway_of(account: Account) -> gateway_env.Gateway:
+    """The gateway an account names (``GATEWAY_<NAME>_URL``), else why it cannot send."""
+    if not account.gateway:
+        raise UnknownProvider(f"account {account.name}: provider {account.provider} needs gateway")
+    try:
+        return gateway_env.gateway(account.gateway)
+    except gateway_env.GatewayConfigError as exc:
+        raise UnknownProvider(f"account {account.name}: {exc}") from None
+
+
 class GatewayProvider(Provider):
-    """The HTTP side shared by WAHA and Evolution; subclasses build requests and read answers."""
+    """The HTTP side shared by WAHA and Evolution, and how both send and read their answers;
+    subclasses build requests (``payload``) and read what only their gateway says."""
 
     name = "gateway"
     key_header = "X-Api-Key"
     typing_in_request = False
+    #: The session state in which it sends, and the states only an operator can clear.
+    working_state = ""
+    operator_states: frozenset[str] = frozenset()
 
     def __init__(self, settings: Settings, gateway: gateway_env.Gateway, session: str) -> None:
         self.gateway = gateway
@@ -176,6 +196,84 @@ class GatewayProvider(Provider):
 
     async def read_session(self) -> SessionState:
         raise NotImplementedError
+
+    def session_state(self, status: int, state: str | None, working_detail: str) -> SessionState:
+        """The session as read: ``state`` as the gateway named it (None: it named none, and
+        the HTTP status says what can be said)."""
+        if state is None:
+            if status == 404:
+                state = "NOT_FOUND"
+            elif status in (401, 403):
+                state = "UNAUTHORIZED"
+            else:
+                return SessionState("UNREACHABLE", False, f"gateway answered HTTP {status}")
+        working = state == self.working_state
+        needs = state in self.operator_states
+        detail = (
+            working_detail
+            if working
+            else describe(self.gateway.name, self.session_name, state, needs)
+        )
+        return SessionState(state, working, detail, needs_operator=needs)
+
+    def down(self, state: str) -> SessionDownError:
+        """The session is not working (``state``, in the gateway's words)."""
+        return session_error(self.gateway.name, self.session_name, state, self.operator_states)
+
+    # ---- sending ----
+    def payload(self, message: OutgoingMessage) -> tuple[str, dict[str, Any]]:
+        """The path and body of the request that sends ``message``."""
+        raise NotImplementedError
+
+    def sent_id(self, answer: Any) -> str | None:
+        """The id of the sent message in the gateway's answer, which its webhooks name."""
+        raise NotImplementedError
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        if message.template is not None:
+            raise PermanentError(
+                "unsupported", "WhatsApp templates are a Cloud API feature, not WhatsApp Web's"
+            )
+        path, body = self.payload(message)
+        extra_s = message.typing_ms / 1000.0 if self.typing_in_request else 0.0
+        status, answer = await self.request("POST", path, json=body, extra_s=extra_s)
+        if 200 <= status < 300:
+            found = self.sent_id(answer)
+            if found is None:
+                raise AmbiguousError("no_message_id", f"HTTP {status} without a message id")
+            return SendResult(found)
+        raise self.classify(status, answer)
+
+    # ---- reading errors ----
+    def classify(self, status: int, body: Any) -> ProviderError:
+        """An error answer: what only this gateway says first (``own_error``), then WhatsApp's
+        ban signals and rate limits in its words, then the HTTP status."""
+        text = error_text(body) or f"HTTP {status}"
+        own = self.own_error(status, body, text)
+        if own is not None:
+            return own
+        signal = ban_or_rate(text)
+        if signal is not None:
+            return signal
+        if status == 429:
+            return RateLimitedError("http_429", text, retry_after_s=30.0)
+        if status >= 500:
+            return self.server_error(status, text)
+        if status in (400, 413, 422):
+            return self.refused(status, text)
+        return TransientError(f"http_{status}", text)
+
+    def own_error(self, status: int, body: Any, text: str) -> ProviderError | None:
+        """What the gateway's answer means in its own terms (a session down, say), if any."""
+        return None
+
+    def server_error(self, status: int, text: str) -> ProviderError:
+        if status in (502, 503, 504):
+            return UnavailableError(f"http_{status}", f"gateway {self.gateway.name}: {text}")
+        return TransientError(f"http_{status}", text)
+
+    def refused(self, status: int, text: str) -> ProviderError:
+        return PermanentError(f"http_{status}", text)
 
     async def health(self) -> Health:
         state = await self.session()

@@ -25,27 +25,13 @@ from urllib.parse import quote
 
 from waqtor.config import Settings
 from waqtor.domain.accounts import Account
-from waqtor.providers import gateway_env
 from waqtor.providers.base import (
-    AmbiguousError,
     OutgoingMessage,
     PermanentError,
     ProviderError,
-    RateLimitedError,
-    SendResult,
     SessionState,
-    TransientError,
-    UnavailableError,
 )
-from waqtor.providers.gateway import (
-    GatewayProvider,
-    ban_or_rate,
-    describe,
-    digits,
-    error_text,
-    session_error,
-)
-from waqtor.providers.registry import UnknownProvider
+from waqtor.providers.gateway import GatewayProvider, digits, gateway_of
 
 NAME = "waha"
 WORKING = "WORKING"
@@ -77,28 +63,20 @@ def message_id(body: Any) -> str | None:
 class WahaProvider(GatewayProvider):
     name = NAME
     key_header = "X-Api-Key"
+    working_state = WORKING
+    operator_states = OPERATOR_STATES
 
     async def read_session(self) -> SessionState:
         status, body = await self.request("GET", f"/api/sessions/{self._quoted()}")
+        found = None
         if status == 200 and isinstance(body, dict):
-            state = str(body.get("status") or "UNKNOWN")
-        elif status == 404:
-            state = "NOT_FOUND"
-        elif status in (401, 403):
-            state = "UNAUTHORIZED"
-        else:
-            return SessionState("UNREACHABLE", False, f"gateway answered HTTP {status}")
-        working = state == WORKING
-        needs = state in OPERATOR_STATES
-        if working:
-            me = body.get("me") if isinstance(body, dict) else None
-            who = me.get("id") if isinstance(me, dict) else None
-            detail = f"WhatsApp session {self.session_name!r} on gateway {self.gateway.name} " + (
-                f"is WORKING as {who}" if who else "is WORKING"
-            )
-        else:
-            detail = describe(self.gateway.name, self.session_name, state, needs)
-        return SessionState(state, working, detail, needs_operator=needs)
+            found = str(body.get("status") or "UNKNOWN")
+        me = body.get("me") if isinstance(body, dict) else None
+        who = me.get("id") if isinstance(me, dict) else None
+        working = f"WhatsApp session {self.session_name!r} on gateway {self.gateway.name} " + (
+            f"is WORKING as {who}" if who else "is WORKING"
+        )
+        return self.session_state(status, found, working)
 
     def _quoted(self) -> str:
         return quote(self.session_name, safe="")
@@ -147,66 +125,34 @@ class WahaProvider(GatewayProvider):
         body["linkPreview"] = False
         return "/api/sendText", body
 
-    async def send(self, message: OutgoingMessage) -> SendResult:
-        if message.template is not None:
-            raise PermanentError(
-                "unsupported", "WhatsApp templates are a Cloud API feature, not WhatsApp Web's"
-            )
-        path, body = self.payload(message)
-        status, answer = await self.request("POST", path, json=body)
-        if 200 <= status < 300:
-            found = message_id(answer)
-            if found is None:
-                raise AmbiguousError("no_message_id", f"HTTP {status} without a message id")
-            return SendResult(found)
-        raise self.classify(status, answer)
+    def sent_id(self, answer: Any) -> str | None:
+        return message_id(answer)
 
-    def classify(self, status: int, body: Any) -> ProviderError:
-        text = error_text(body) or f"HTTP {status}"
+    def own_error(self, status: int, body: Any, text: str) -> ProviderError | None:
         if status == 422 and isinstance(body, dict) and isinstance(body.get("status"), str):
             self.forget_session()
-            return session_error(
-                self.gateway.name, self.session_name, body["status"], OPERATOR_STATES
-            )
+            return self.down(body["status"])
         if status == 404 and "session" in text.lower():
             self.forget_session()
-            return session_error(self.gateway.name, self.session_name, "NOT_FOUND", OPERATOR_STATES)
+            return self.down("NOT_FOUND")
         if status in (401, 403):
-            return session_error(
-                self.gateway.name, self.session_name, "UNAUTHORIZED", OPERATOR_STATES
-            )
-        signal = ban_or_rate(text)
-        if signal is not None:
-            return signal
-        if status == 429:
-            return RateLimitedError("http_429", text, retry_after_s=30.0)
-        if status >= 500:
-            if "logged out" in text.lower() or "not logged" in text.lower():
-                self.forget_session()
-                return session_error(
-                    self.gateway.name, self.session_name, "LOGGED_OUT", OPERATOR_STATES
-                )
-            if status in (502, 503, 504):
-                return UnavailableError(f"http_{status}", f"gateway {self.gateway.name}: {text}")
-            return TransientError(f"http_{status}", text)
+            return self.down("UNAUTHORIZED")
+        return None
+
+    def server_error(self, status: int, text: str) -> ProviderError:
+        if "logged out" in text.lower() or "not logged" in text.lower():
+            self.forget_session()
+            return self.down("LOGGED_OUT")
+        return super().server_error(status, text)
+
+    def refused(self, status: int, text: str) -> ProviderError:
         if status == 413:
             return PermanentError("too_large", text)
-        if status == 400 or status == 422:
-            return PermanentError(f"http_{status}", text)
-        return TransientError(f"http_{status}", text)
+        return super().refused(status, text)
 
 
 def factory(settings: Settings) -> Callable[[Account], WahaProvider]:
     def build(account: Account) -> WahaProvider:
-        return WahaProvider(settings, _gateway(account), account.session or "default")
+        return WahaProvider(settings, gateway_of(account), account.session or "default")
 
     return build
-
-
-def _gateway(account: Account) -> gateway_env.Gateway:
-    if not account.gateway:
-        raise UnknownProvider(f"account {account.name}: provider {account.provider} needs gateway")
-    try:
-        return gateway_env.gateway(account.gateway)
-    except gateway_env.GatewayConfigError as exc:
-        raise UnknownProvider(f"account {account.name}: {exc}") from None

@@ -137,6 +137,7 @@ def build(
         redis,
         keys,
         engine.key,
+        job_shapes=engine.job_shapes(),
         delay_ms=settings.message_delay,
         jitter=settings.message_jitter,
         default_tier=settings.default_account_tier,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from waqtor.domain.accounts import Account, caps_on, gap_ms
+from waqtor.domain.accounts import Account, Caps, caps_on, gap_ms
 from waqtor.domain.phones import mask
 from waqtor.domain.schedule import Daily, Schedule, recipient_zone
 from waqtor.domain.status import RecipientStatus
@@ -54,6 +54,7 @@ from waqtor.sending.breaker import THROTTLE_SIGNALS, Breaker
 from waqtor.sending.flow import Flow
 from waqtor.store import batches
 from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Outcome
+from waqtor.store.ledger import Claimant
 
 
 class Records(HasClock, HasLedger, HasAccounts, HasJobIndex, Protocol):
@@ -148,6 +149,23 @@ class Sender:
             )
         return flow
 
+    def claimant(
+        self, campaign: Campaign, token: str, lane: int, can: Capabilities, caps: Caps
+    ) -> Claimant:
+        """What this process's claims of the lane carry, one at a time or in batches."""
+        return Claimant(
+            token=token,
+            worker_id=self.worker_id,
+            lease_ms=self.s.settings.send_lease_ms,
+            account=campaign.accounts[lane],
+            hourly_cap=caps.hourly,
+            daily_cap=caps.daily,
+            lane=lane,
+            lanes=len(campaign.accounts),
+            # Before the request: a status webhook can find the attempt.
+            attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
+        )
+
     def backoff_ms(self, attempt: int) -> int:
         """Exponential backoff with jitter: base * 2^(attempt-1), times 0.5..1.5."""
         base = self.s.settings.retry_backoff_ms * (2 ** max(0, attempt - 1))
@@ -199,23 +217,15 @@ class Sender:
             return Step(StepKind.INTERRUPTED)
         attempt_id = uuid.uuid4().hex
         logs.bind(campaign=campaign.id, account=name, attempt=attempt_id)
+        who = self.claimant(campaign, token, lane, can, caps)
         while True:
             claimed_at = clock.now_ms()
             claim = await s.ledger.claim_next(
                 campaign.id,
-                token=token,
+                who,
                 attempt_id=attempt_id,
                 now_ms=claimed_at,
-                worker_id=self.worker_id,
-                lease_ms=s.settings.send_lease_ms,
-                account=name,
                 min_gap_ms=delay,
-                hourly_cap=caps.hourly,
-                daily_cap=caps.daily,
-                lane=lane,
-                lanes=len(campaign.accounts),
-                # Before the request: a status webhook can find this attempt.
-                attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
                 reserve_gap_ms=reserve_gap,
             )
             if claim.kind is not StepKind.EARLY:

@@ -53,7 +53,7 @@ from waqtor.sending.breaker import BAN_SIGNALS, THROTTLE_SIGNALS
 from waqtor.sending.flow import Flow, Signal
 from waqtor.sending.sender import Campaign, Sender, Step, quiet_hours
 from waqtor.store import batches
-from waqtor.store.batches import ATTEMPT_INDEX_TTL_MS, MESSAGE_INDEX_TTL_MS, Claimed, Outcome
+from waqtor.store.batches import MESSAGE_INDEX_TTL_MS, Claimed, Outcome
 
 
 class Batches(HasSettings, HasClock, Protocol):
@@ -121,19 +121,11 @@ async def send_batch(
         claimed = await batches.claim(
             s.ledger,
             campaign.id,
-            token=token,
+            sender.claimant(campaign, token, lane, can, caps),
             prefix=prefix,
             now_ms=now,
-            worker_id=sender.worker_id,
-            lease_ms=s.settings.send_lease_ms,
-            account=name,
             size=size,
-            hourly_cap=caps.hourly,
-            daily_cap=caps.daily,
-            lane=lane,
-            lanes=len(campaign.accounts),
             lock_job=lock_job,
-            attempt_index_ttl_ms=ATTEMPT_INDEX_TTL_MS if can.settles_by_webhook else 0,
         )
         if not isinstance(claimed, list):
             if claimed.kind is StepKind.EMPTY:

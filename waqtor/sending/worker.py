@@ -87,9 +87,15 @@ FOREIGN_REASON = (
     "not a waqtor campaign: no recipients are stored for this job (it was added outside "
     "waqtor, e.g. from Bull Board); nothing was sent. Send with POST /api/messages/send-bulk."
 )
-#: A run's speed is remembered for ETAs once it sent at least this many recipients.
+#: A run's pace is remembered for ETAs once it sent at least this many recipients.
 THROUGHPUT_MIN_SENDS = 50
 THROUGHPUT_TTL_MS = 7 * 24 * 3600 * 1000
+#: Bounds of what one run may teach the ETA (ms): the wait before a worker took the job (a job
+#: that waited longer waited for something else: a retry's back-off, busy workers), the run's
+#: fixed costs in all, and the time per message.
+PICKUP_MAX_MS = 2_000
+FIXED_MAX_MS = 10_000
+PER_MESSAGE_MAX_MS = 3_600_000
 
 
 class JobUnavailable(Exception):
@@ -342,6 +348,7 @@ class CampaignWorker:
 
     async def _run(self, job: Any, token: str, cid: str) -> dict[str, int]:
         s = self.s
+        picked_ms = s.clock.now_ms()
         meta = await s.ledger.meta(cid)
         if not meta:
             raise await self._foreign(job, cid)
@@ -364,7 +371,7 @@ class CampaignWorker:
         await self.sender.settle(campaign)
         await callbacks.campaign_event(s, cid, campaign.account, "active")
         run = _Run(job, token, campaign, max(1, int(meta.get("total", "1"))))
-        run.started_ms = s.clock.now_ms()
+        run.picked_ms, run.started_ms = picked_ms, s.clock.now_ms()
         at_start = await s.ledger.counts(cid)
         run.done_at_start = sum(at_start[st.value] for st in TERMINAL)
         if self.stopping.is_set():
@@ -373,6 +380,7 @@ class CampaignWorker:
         try:
             # One lane per sender account, side by side: each waits only for its own account.
             ends = await asyncio.gather(*(self._lane(run, lane) for lane in campaign.lanes))
+            run.sent_ms = s.clock.now_ms()
         finally:
             self._runs.discard(run)
         stop = run.stop
@@ -432,15 +440,26 @@ class CampaignWorker:
             )
 
     async def _throughput(self, run: _Run, counts: dict[str, int]) -> None:
-        """How fast this run really sent (all its lanes, batches and helpers together), for
-        the ETA of the next campaigns on the same accounts."""
+        """How this run really went, for the ETA of the next campaigns on the same accounts:
+        the time per message of its sends (all its lanes, batches and helpers together) and
+        what it cost besides them (waiting to be picked up, starting, finishing)."""
+        s = self.s
         done = sum(counts[st.value] for st in TERMINAL) - run.done_at_start
-        elapsed = self.s.clock.now_ms() - run.started_ms
-        if done < THROUGHPUT_MIN_SENDS or elapsed <= 0:
+        sending = run.sent_ms - run.started_ms
+        if done < THROUGHPUT_MIN_SENDS or sending <= 0:
             return
-        per_message = elapsed * len(run.campaign.accounts) / done
+        per_message = min(sending * len(run.campaign.accounts) / done, PER_MESSAGE_MAX_MS)
+        pickup = 0
+        fresh = run.done_at_start == 0 and not getattr(run.job, "delay", 0)
+        created = getattr(run.job, "timestamp", 0) or 0
+        taken = getattr(run.job, "processedOn", 0) or 0
+        if fresh and created and taken:  # sent in one go: its wait for a worker is part of it
+            # bullmq's own times (its clock, not the service's, which tests may replace).
+            pickup = min(max(0, int(taken) - int(created)), PICKUP_MAX_MS)
+        fixed = pickup + (run.started_ms - run.picked_ms) + (s.clock.now_ms() - run.sent_ms)
+        fixed = min(max(0, fixed), FIXED_MAX_MS)
         for account in run.campaign.accounts:
-            await self.s.job_index.set_throughput(account, per_message, THROUGHPUT_TTL_MS)
+            await s.job_index.record_run(account, per_message, fixed, THROUGHPUT_TTL_MS)
 
     async def _lane(self, run: _Run, lane: int) -> _End:
         """Send one lane's recipients until it is done, must wait, or the campaign stops: in
@@ -648,8 +667,11 @@ class _Run:
     #: campaign has had nothing to claim but sends in flight.
     assisted: set[int] = field(default_factory=set)
     in_flight_since: int = 0
-    #: When this run started (ms) and how many recipients were settled by then.
+    #: When a worker took the job, started sending and had sent the last of the run (ms), and
+    #: how many recipients were settled at the start.
+    picked_ms: int = 0
     started_ms: int = 0
+    sent_ms: int = 0
     done_at_start: int = 0
 
     def halt_with(self, why: str, detail: str = "") -> None:

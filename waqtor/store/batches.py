@@ -18,7 +18,7 @@ from waqtor.domain.recipients import Recipient
 from waqtor.domain.status import RecipientStatus
 from waqtor.domain.steps import StepKind
 from waqtor.store.ledger import DAY_MS as DAY_MS  # re-exported: sending.delivery reads it
-from waqtor.store.ledger import Claim, Ledger, answer
+from waqtor.store.ledger import Claim, Claimant, Ledger, answer
 
 log = logging.getLogger("waqtor.store.batches")
 
@@ -59,40 +59,31 @@ def attempt_id(prefix: str, index: int) -> str:
 async def claim(
     ledger: Ledger,
     cid: str,
+    who: Claimant,
     *,
-    token: str,
     prefix: str,
     now_ms: int,
-    worker_id: str,
-    lease_ms: int,
-    account: str,
     size: int,
-    hourly_cap: int | None = None,
-    daily_cap: int | None = None,
-    lane: int = 0,
-    lanes: int = 1,
     lock_job: str | None = None,
-    attempt_index_ttl_ms: int = 0,
 ) -> list[Claimed] | Claim:
     """Up to ``size`` recipients of the lane, or why none was claimed (a ``Claim`` whose kind
-    is ``EMPTY`` when the lane has nothing left to claim right now). ``token`` must hold the
-    lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise).
-    ``attempt_index_ttl_ms`` > 0 also indexes each attempt for status webhooks."""
+    is ``EMPTY`` when the lane has nothing left to claim right now). ``who.token`` must hold
+    the lock of job ``lock_job`` (default: the campaign's own job; a helper job's otherwise)."""
     done = await ledger.guard.run(
         ledger.scripts["claim_batch"],
-        ledger.claim_keys(cid, lane, account, lock_job),
+        ledger.claim_keys(cid, who.lane, who.account, lock_job),
         [
-            token,
+            who.token,
             prefix,
             now_ms,
-            worker_id,
-            lease_ms,
-            -1 if hourly_cap is None else hourly_cap,
-            -1 if daily_cap is None else daily_cap,
-            lane,
-            lanes,
+            who.worker_id,
+            who.lease_ms,
+            -1 if who.hourly_cap is None else who.hourly_cap,
+            -1 if who.daily_cap is None else who.daily_cap,
+            who.lane,
+            who.lanes,
             size,
-            attempt_index_ttl_ms,
+            who.attempt_index_ttl_ms,
         ],
     )
     res = done.reply
@@ -112,7 +103,7 @@ async def claim(
         ]
         if not done.ok:
             return await ledger.unclaim(
-                cid, account, lane, [(c.index, c.attempt_id) for c in out], now_ms, done
+                cid, who.account, who.lane, [(c.index, c.attempt_id) for c in out], now_ms, done
             )
         return out
     return answer(kind, res)

@@ -18,7 +18,7 @@ from waqtor.store.job_index import JobIndex
 from waqtor.store.keys import Keys
 from waqtor.store.ledger import Ledger
 from waqtor.store.pacing import Pacer
-from waqtor.store.queue_stats import QueueStatsReader
+from waqtor.store.queue_stats import JobShapes, QueueStatsReader
 from waqtor.store.reconcile_state import ReconcileState
 from waqtor.store.replicas import ReplicaGuard
 from waqtor.store.scrape import ScrapeReader
@@ -42,6 +42,7 @@ class Store:
         keys: Keys,
         bull_key: BullKey,
         *,
+        job_shapes: JobShapes,
         delay_ms: int,
         jitter: float,
         default_tier: str | None,
@@ -54,6 +55,7 @@ class Store:
         self.redis = redis
         self.keys = keys
         self.bull_key = bull_key
+        self.job_shapes = job_shapes
         self.scripts = scripts = Scripts(redis)
         guard = ReplicaGuard(redis, replicas_ack, ack_timeout_ms, home=keys.message_counts)
         self.ledger = Ledger(redis, keys, scripts, bull_key, guard)
@@ -75,7 +77,7 @@ class Store:
 
     def queue_stats(self) -> QueueStatsReader:
         """For the API only (its script is not registered elsewhere)."""
-        return QueueStatsReader(self.redis, self.keys, self.bull_key)
+        return QueueStatsReader(self.redis, self.keys, self.job_shapes)
 
     def failed_attempts(self, *, limit: int, window_s: int) -> FailedAttempts:
         return FailedAttempts(self.redis, self.keys, self.scripts, limit=limit, window_s=window_s)

@@ -1,14 +1,32 @@
 """Campaign-level records beside the ledger: the lists of campaigns and jobs, the sets kept
 apart from bullmq's (paused one by one, canceled, foreign), single fields of a campaign's meta
-hash, an instant send's lease, failure traces and the throughput campaigns achieved."""
+hash, an instant send's lease, failure traces and the pace campaigns achieved."""
 
 from __future__ import annotations
 
+import contextlib
+import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from waqtor.store.keys import Keys
+
+#: Runs of an account whose pace is kept; the ETA takes their median (one slow run on a busy
+#: machine does not double the next estimate).
+RUN_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class RunPace:
+    """How an account's campaigns really ran lately (medians of ``RUN_SAMPLES`` runs)."""
+
+    #: ms per message, all of a run's sends side by side (batches, helpers, requests).
+    per_message_ms: float
+    #: ms a run cost besides its sends: from the job's creation until a worker started sending
+    #: it, and from its last send until the job finished.
+    fixed_ms: float
 
 
 class JobIndex:
@@ -131,10 +149,27 @@ class JobIndex:
         found = await self.redis.get(self.keys.failure(cid))
         return str(found) if found else ""
 
-    async def set_throughput(self, account: str, per_message_ms: float, ttl_ms: int) -> None:
-        await self.redis.set(self.keys.throughput_ms(account), f"{per_message_ms:.4f}", px=ttl_ms)
+    async def record_run(
+        self, account: str, per_message_ms: float, fixed_ms: float, ttl_ms: int
+    ) -> None:
+        """Keep one run's pace (``Keys.run_pace``): the last ``RUN_SAMPLES`` only."""
+        key = self.keys.run_pace(account)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, f"{per_message_ms:.4f} {fixed_ms:.1f}")
+            pipe.ltrim(key, 0, RUN_SAMPLES - 1)
+            pipe.pexpire(key, ttl_ms)
+            await pipe.execute()
 
-    async def throughput(self, account: str) -> float | None:
-        """ms per message the account's campaigns achieved lately, if known."""
-        raw = await self.redis.get(self.keys.throughput_ms(account))
-        return float(raw) if raw else None
+    async def run_pace(self, account: str) -> RunPace | None:
+        """The median pace of the account's last runs, if any was recorded."""
+        rows = await self.redis.lrange(self.keys.run_pace(account), 0, RUN_SAMPLES - 1)
+        pairs = []
+        for row in rows:
+            with contextlib.suppress(ValueError):
+                per, fixed = (float(x) for x in str(row).split())
+                pairs.append((per, fixed))
+        if not pairs:
+            return None
+        return RunPace(
+            statistics.median(p for p, _ in pairs), statistics.median(f for _, f in pairs)
+        )

@@ -235,10 +235,12 @@ class Keys:
         """String: moving average of the provider's send time for the account (ms)."""
         return f"{self.prefix}:acct:{account}:send_ms"
 
-    def throughput_ms(self, account: str) -> str:
-        """String: ms per message the account's campaigns really achieved lately (all their
-        sends side by side, batches included), for the ETA of unpaced accounts."""
-        return f"{self.prefix}:acct:{account}:rate_ms"
+    def run_pace(self, account: str) -> str:
+        """List (newest first, a few entries, TTL in ms): ``"<per_message_ms> <fixed_ms>"`` of
+        the account's last campaign runs: ms per message really achieved (all their sends side
+        by side, batches included) and the ms each run cost besides its sends (picked up,
+        started, finished). For honest ETAs (``JobIndex.record_run``)."""
+        return f"{self.prefix}:acct:{account}:run_pace"
 
     # --- WhatsApp Web sessions (``waqtor.store.web_sessions``) ---
     def web_lease(self, account: str) -> str:

@@ -50,6 +50,25 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Claimant:
+    """Who claims recipients of a campaign's lane, and within which limits: what every claim
+    of that lane carries (``Ledger.claim_next``, ``batches.claim``). ``token`` holds the job's
+    lock; a claimed recipient is leased to ``worker_id`` for ``lease_ms``; ``hourly_cap`` and
+    ``daily_cap`` are the account's (None: none); ``attempt_index_ttl_ms`` > 0 also indexes
+    each attempt for status webhooks."""
+
+    token: str
+    worker_id: str
+    lease_ms: int
+    account: str
+    hourly_cap: int | None = None
+    daily_cap: int | None = None
+    lane: int = 0
+    lanes: int = 1
+    attempt_index_ttl_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LostSend:
     index: int
     attempt_id: str
@@ -198,40 +217,32 @@ class Ledger:
     async def claim_next(
         self,
         cid: str,
+        who: Claimant,
         *,
-        token: str,
         attempt_id: str,
         now_ms: int,
-        worker_id: str,
-        lease_ms: int,
-        account: str,
         min_gap_ms: int,
-        hourly_cap: int | None = None,
-        daily_cap: int | None = None,
-        lane: int = 0,
-        lanes: int = 1,
-        attempt_index_ttl_ms: int = 0,
         reserve_gap_ms: int = -1,
     ) -> Claim:
-        """``attempt_index_ttl_ms`` > 0 also indexes the attempt for status webhooks.
+        """The lane's next recipient at least ``min_gap_ms`` after the account's last claim.
         ``reserve_gap_ms`` >= 0: reserve the account's next slot in the same script, as
         ``Pacer.reserve`` would with that gap; ``EARLY`` if another sender holds it (the
         slot after it is reserved for the caller)."""
         done = await self.guard.run(
             self.scripts["claim"],
-            self.claim_keys(cid, lane, account),
+            self.claim_keys(cid, who.lane, who.account),
             [
-                token,
+                who.token,
                 attempt_id,
                 now_ms,
-                worker_id,
-                lease_ms,
+                who.worker_id,
+                who.lease_ms,
                 min_gap_ms,
-                -1 if hourly_cap is None else hourly_cap,
-                -1 if daily_cap is None else daily_cap,
-                lane,
-                lanes,
-                attempt_index_ttl_ms,
+                -1 if who.hourly_cap is None else who.hourly_cap,
+                -1 if who.daily_cap is None else who.daily_cap,
+                who.lane,
+                who.lanes,
+                who.attempt_index_ttl_ms,
                 reserve_gap_ms,
             ],
         )
@@ -240,7 +251,7 @@ class Ledger:
         if kind is StepKind.CLAIMED:
             if not done.ok:
                 return await self.unclaim(
-                    cid, account, lane, [(int(res[1]), attempt_id)], now_ms, done
+                    cid, who.account, who.lane, [(int(res[1]), attempt_id)], now_ms, done
                 )
             return Claim(kind, int(res[1]), int(res[2]), unpack(str(res[3])))
         return answer(kind, res)
