@@ -275,6 +275,9 @@ async def test_cluster_core_flow_with_one_hash_tag(cluster: ClusterGroup, tmp_pa
         stats = (await app.get("/api/queue/stats")).json()["data"]
         assert stats["messages"]["sent"] + stats["messages"].get("unknown", 0) == 123
         assert stats["messages"]["sent"] >= 120
+        # The list of jobs reads every job's state in one script over the tag's keys.
+        listing = (await app.get("/api/queue/jobs", params={"limit": 50})).json()["data"]
+        assert {j["id"]: j["status"] for j in listing["jobs"]}.get(job_id) == "completed", listing
         async with Browser(app) as b:
             assert (await b.login()).status_code == 303
             page = await b.get("/admin/queues")

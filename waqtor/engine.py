@@ -15,13 +15,13 @@ import base64
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import bullmq
 from bullmq import DelayedError, UnrecoverableError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
 
 from waqtor.domain.status import JobState
 from waqtor.store.keys import HELPER_JOB_MARK
@@ -160,6 +160,23 @@ class Engine:
             # No traceback in the job's data (Bull Board shows it): see ``failures``.
             "stackTraceLimit": 0,
         }
+        source = resources.files("waqtor").joinpath("engine_views.lua").read_text()
+        self._views_script = client.register_script(source)
+        #: The queue's meta hash, then the keys bullmq's getState reads, in its order.
+        self._view_keys = [
+            self.key(name)
+            for name in (
+                "meta",
+                "completed",
+                "failed",
+                "delayed",
+                "active",
+                "wait",
+                "paused",
+                "waiting-children",
+                "prioritized",
+            )
+        ]
 
     def key(self, name: str) -> str:
         """bullmq's key for ``name``: a state's list or set (``wait``, ``delayed`` ...), the
@@ -349,57 +366,26 @@ class Engine:
     async def views(self, job_ids: list[str]) -> list[JobView]:
         """The jobs with these ids, in the same order, skipping ids bullmq no longer has.
 
-        One pipeline for all of them (the queue's pause flag, each job's hash and bullmq's own
-        state script), not three round trips per job. The script goes by its sha alone (no
-        ``SCRIPT EXISTS`` round trip before each pipeline); a server that has lost it (a restart,
-        ``SCRIPT FLUSH``) is given it again and the pipeline runs once more."""
+        One script call for all of them (``engine_views.lua``): the queue's pause flag, each
+        job's hash and its state by bullmq's own getState rules, not a pipeline of bullmq's
+        state script per job. Every key is passed in, so it runs on a Cluster (all of them
+        share the queue's hash tag)."""
         job_ids = [i for i in job_ids if valid_job_id(i)]
         if not job_ids:
             return []
-        results = await self._views_read(job_ids)
-        if any(isinstance(r, NoScriptError) for r in results):
-            script = self._state_script()
-            script.sha = await self.client.script_load(script.script)
-            results = await self._views_read(job_ids)
-        paused = results[0] == 1
+        keys = [self.key(job_id) for job_id in job_ids]
+        reply = await self._views_script(keys=[*self._view_keys, *keys], args=job_ids)
+        paused = int(reply[0]) == 1
         found: list[JobView] = []
         for i, job_id in enumerate(job_ids):
-            raw, state = results[1 + 2 * i], results[2 + 2 * i]
-            # Not a job: nothing there, another kind of key (an error reading it as a hash), or
-            # a hash without a job's fields.
-            if not isinstance(raw, dict) or "name" not in raw or "timestamp" not in raw:
+            state, flat = reply[1 + 2 * i], reply[2 + 2 * i]
+            raw = dict(zip(flat[::2], flat[1::2], strict=True))
+            # Not a job: nothing there, another kind of key, or a hash without a job's fields.
+            if "name" not in raw or "timestamp" not in raw:
                 continue
-            if isinstance(state, Exception):
-                raise state
-            state = str(state)
-            found.append(_view(bullmq.Job.fromJSON(self.queue, raw, job_id), _shown(state, paused)))
+            job = bullmq.Job.fromJSON(self.queue, raw, job_id)
+            found.append(_view(job, _shown(str(state), paused)))
         return found
-
-    def _state_script(self) -> Any:
-        return self.queue.scripts.commands["getStateV2"]
-
-    async def _views_read(self, job_ids: list[str]) -> list[Any]:
-        scripts = self.queue.scripts
-        state_keys = scripts.getKeys(
-            [
-                "completed",
-                "failed",
-                "delayed",
-                "active",
-                "wait",
-                "paused",
-                "waiting-children",
-                "prioritized",
-            ]
-        )
-        sha = self._state_script().sha
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hexists(self.key("meta"), "paused")  # what ``Queue.isPaused`` reads
-            for job_id in job_ids:
-                key = scripts.toKey(job_id)
-                pipe.hgetall(key)
-                pipe.evalsha(sha, len(state_keys), *state_keys, job_id, key)
-            return list(await pipe.execute(raise_on_error=False))
 
     async def pause(self) -> None:
         await self.queue.pause()

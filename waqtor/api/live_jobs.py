@@ -1,9 +1,9 @@
 """The body of ``GET /api/queue/jobs?limit=N``, read live and shared by concurrent requests.
 
-Listing 50 jobs reads 100 replies from Redis and parses 50 bullmq jobs: about 3 ms of CPU, so
-with 50 polling clients the reads themselves were the bottleneck. Requests for the same ``limit``
-that arrive together share one read (``SingleFlight``: each still gets a read that started after
-it arrived) and one JSON encoding.
+Listing 50 jobs reads their states and hashes in one engine script and parses 50 bullmq jobs:
+a few ms of CPU, so with 50 polling clients the reads themselves were the bottleneck. Requests
+for the same ``limit`` that arrive together share one read (``SingleFlight``: each still gets a
+read that started after it arrived) and one JSON encoding.
 """
 
 from __future__ import annotations
