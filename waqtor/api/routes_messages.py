@@ -32,17 +32,9 @@ from waqtor.providers import content
 from waqtor.runtime import offload
 from waqtor.runtime.parts import (
     HasAccounts,
-    HasCallbackQueue,
     HasClock,
-    HasEngine,
-    HasHeartbeats,
     HasIdempotency,
-    HasJobIndex,
-    HasLedger,
-    HasPacer,
-    HasProviders,
     HasSettings,
-    HasSuppressions,
 )
 from waqtor.sending import callbacks
 from waqtor.sending.sender import Sender
@@ -52,22 +44,8 @@ class Reads(HasSettings, HasClock, Protocol):
     """What reading a submission needs."""
 
 
-class Messages(
-    HasSettings,
-    HasClock,
-    HasEngine,
-    HasLedger,
-    HasPacer,
-    HasAccounts,
-    HasSuppressions,
-    HasCallbackQueue,
-    HasIdempotency,
-    HasJobIndex,
-    HasProviders,
-    HasHeartbeats,
-    Protocol,
-):
-    """What sending a campaign reads and writes."""
+class Messages(campaigns.Submits, HasIdempotency, Protocol):
+    """What sending a campaign reads and writes: submitting, and the Idempotency-Key."""
 
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])

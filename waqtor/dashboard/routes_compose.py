@@ -4,7 +4,7 @@ then send and land on the campaign's live page."""
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -14,36 +14,9 @@ from waqtor.campaigns import submission as campaigns
 from waqtor.dashboard import compose, render
 from waqtor.dashboard.auth import Act, Look, PageError, Post, Svc, Viewer, codec
 from waqtor.dashboard.errors import DashboardRoute, is_htmx
-from waqtor.runtime.parts import (
-    HasAccounts,
-    HasCallbackQueue,
-    HasClock,
-    HasEngine,
-    HasHeartbeats,
-    HasJobIndex,
-    HasLedger,
-    HasPacer,
-    HasProviders,
-    HasSettings,
-    HasSuppressions,
-)
 
-
-class ComposePages(
-    HasSettings,
-    HasClock,
-    HasEngine,
-    HasLedger,
-    HasPacer,
-    HasAccounts,
-    HasSuppressions,
-    HasCallbackQueue,
-    HasJobIndex,
-    HasProviders,
-    HasHeartbeats,
-    Protocol,
-):
-    """What composing, previewing and sending a campaign read and write."""
+#: Composing, previewing and sending a campaign read and write what submitting it does.
+ComposePages = campaigns.Submits
 
 
 router = APIRouter(prefix="/admin/queues", route_class=DashboardRoute, include_in_schema=False)
