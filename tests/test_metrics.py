@@ -140,7 +140,13 @@ def test_callback_deliveries_by_outcome(live: LiveService) -> None:
                     for s in found.get("waqtor_callback_attempts_total", [])
                 }
                 stats = c.callback_stats()
-                if counts.get("delivered", 0) >= 3 and counts.get("failed", 0) >= 3:
+                # The outbox moves between the scrape and the API read: wait until both agree.
+                if (
+                    counts.get("delivered", 0) >= 3
+                    and counts.get("failed", 0) >= 3
+                    and value(found, "waqtor_callbacks_failed") == stats.failed
+                    and value(found, "waqtor_callbacks_pending") == stats.pending
+                ):
                     break
                 assert time.monotonic() < deadline, (counts, stats)
                 time.sleep(0.2)
