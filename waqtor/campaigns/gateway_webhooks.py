@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from waqtor.campaigns import hygiene
+from waqtor.campaigns import hygiene, webhooks
 from waqtor.campaigns.webhooks import keyword_form, opt_out_keywords
 from waqtor.domain.accounts import Account
 from waqtor.domain.phones import PhoneError, mask, normalise
@@ -43,30 +43,14 @@ from waqtor.providers.cloud_api import opaque_data
 from waqtor.providers.gateway import describe
 from waqtor.runtime.parts import (
     HasAccounts,
-    HasClock,
     HasGateways,
-    HasJobIndex,
-    HasPacer,
-    HasSettings,
-    HasSuppressions,
-    HasWebhookIndex,
 )
 from waqtor.sending import delivery, human
 from waqtor.sending.breaker import BAN_SIGNALS, Breaker
 from waqtor.sending.delivery import StatusEvent
 
 
-class GatewayWebhooks(
-    HasSettings,
-    HasClock,
-    HasPacer,
-    HasAccounts,
-    HasSuppressions,
-    HasJobIndex,
-    HasWebhookIndex,
-    HasGateways,
-    Protocol,
-):
+class GatewayWebhooks(webhooks.CloudWebhooks, HasGateways, Protocol):
     """What handling a gateway's webhook reads and writes."""
 
 

@@ -10,22 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from waqtor.campaigns import hygiene
+from waqtor.campaigns import gateway_webhooks, hygiene
 from waqtor.campaigns.webhooks import keyword_form, opt_out_keywords
 from waqtor.domain.phones import PhoneError, mask, normalise
 from waqtor.providers.cloud_api import opaque_data
 from waqtor.providers.web.adapter import Inbound, Receipt
 from waqtor.providers.web.session import Hooks
 from waqtor.runtime.parts import (
-    HasAccounts,
-    HasClock,
-    HasGateways,
-    HasJobIndex,
-    HasPacer,
-    HasSettings,
-    HasSuppressions,
     HasWeb,
-    HasWebhookIndex,
 )
 from waqtor.sending import delivery
 from waqtor.sending.breaker import Breaker
@@ -34,18 +26,7 @@ from waqtor.store import web_sessions
 from waqtor.store.web_sessions import WebState
 
 
-class Inbox(
-    HasSettings,
-    HasClock,
-    HasPacer,
-    HasAccounts,
-    HasSuppressions,
-    HasJobIndex,
-    HasWebhookIndex,
-    HasGateways,
-    HasWeb,
-    Protocol,
-):
+class Inbox(gateway_webhooks.GatewayWebhooks, HasWeb, Protocol):
     """What the built-in WhatsApp Web inbox reads and writes."""
 
 
